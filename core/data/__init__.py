@@ -1,0 +1,1 @@
+"""Data sources: images, videos, synthetic generators (each in its own module)."""

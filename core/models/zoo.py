@@ -1,0 +1,73 @@
+"""Architectures that checkpoint folders (shipped in ``assets/models`` or trained by users) name.
+
+A checkpoint folder holds ``model.json`` and ``model.safetensors`` (no pickles)::
+
+    {"architecture": "<name registered here>", "kwargs": {...},
+     "preprocessing": {"input": "video", "size": 112, "frames": 16, "mean": [...], "std": [...]},
+     "classes": ["left", "right"], "stages": ["stem", "layer1", ...],
+     "description": "...", "metrics": {"val_accuracy": 0.93}}
+
+Register an architecture with :func:`register`; the zoo issue adds the video models.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from core.errors import ModelSpecError
+
+ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {}
+
+CHECKPOINT_JSON = "model.json"
+CHECKPOINT_WEIGHTS = "model.safetensors"
+
+
+def register(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Decorator: make ``factory(**kwargs) -> nn.Module`` loadable by architecture name."""
+
+    def deco(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        ARCHITECTURES[name] = factory
+        return factory
+
+    return deco
+
+
+def build(architecture: str, kwargs: dict[str, Any]) -> nn.Module:
+    if architecture not in ARCHITECTURES:
+        raise ModelSpecError(f"unknown architecture {architecture!r}; known: "
+                             f"{', '.join(sorted(ARCHITECTURES)) or 'none'}")
+    try:
+        return ARCHITECTURES[architecture](**kwargs)
+    except TypeError as e:
+        raise ModelSpecError(f"architecture {architecture!r} rejects its kwargs: {e}") from None
+
+
+def read_checkpoint_meta(folder: Path) -> dict[str, Any]:
+    """Read and check ``model.json`` of a checkpoint folder."""
+    meta_path = folder / CHECKPOINT_JSON
+    if not meta_path.is_file():
+        raise ModelSpecError(f"{folder} is not a checkpoint folder: no {CHECKPOINT_JSON}")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except ValueError:
+        raise ModelSpecError(f"{meta_path} is not valid JSON") from None
+    if not isinstance(meta, dict) or "architecture" not in meta:
+        raise ModelSpecError(f"{meta_path} lacks 'architecture'")
+    if not (folder / CHECKPOINT_WEIGHTS).is_file():
+        raise ModelSpecError(f"{folder} has no {CHECKPOINT_WEIGHTS}")
+    return meta
+
+
+def save_checkpoint(model: nn.Module, folder: Path, meta: dict[str, Any]) -> None:
+    """Write ``model.safetensors`` and ``model.json`` into ``folder`` (created if needed)."""
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(folder / CHECKPOINT_WEIGHTS))
+    (folder / CHECKPOINT_JSON).write_text(json.dumps(meta, indent=1) + "\n")

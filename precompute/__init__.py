@@ -1,0 +1,1 @@
+"""Offline jobs that run analyses and write artifact runs: `python -m precompute --help`."""

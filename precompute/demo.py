@@ -1,0 +1,23 @@
+"""`precompute demo`: regenerate every shipped demo run (on CPU, from scratch).
+
+Each analysis adds its demo runs here. Demo runs have fixed run ids and replace the previous
+ones, so regenerating keeps ``assets/demo`` at one run per demo.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from precompute import predict
+
+
+def run(out: Path, device: str = "auto") -> list[Path]:
+    """Write the demo runs under ``out``; returns their folders."""
+    paths = []
+    args = argparse.Namespace(
+        model="efficientnet_lite0", layers=None, out=str(out), device=device, seed=0,
+        run_id="efficientnet_lite0-photos", overwrite=True, images=["demo"], batch_size=8,
+    )
+    paths.append(predict.run(args))
+    return paths

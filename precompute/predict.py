@@ -1,0 +1,141 @@
+"""`precompute predict`: a model's predictions and per-layer GAP features on a set of images.
+
+Run layout (kind ``predictions``)::
+
+    predictions.json  {"model": ..., "images": [{id, file, source, label, label_name, top,
+                       predicted, predicted_name, correct}, ...]}
+    features.npz      one (N, C) array of GAP'd activations per layer, plus "logits" (N, K)
+    layers.json       [{"layer": name, "shape": [...]}, ...]  (activation shape per image)
+    images/<id>.webp  thumbnails
+
+Work is done in batches saved as ``parts/batch-NNNN.npz``; a killed run resumes at the next
+unfinished batch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from core.artifacts import RunWriter, slug
+from core.data.images import ImageItem, demo_images, image_folder, load_image, preprocess_images, thumbnail
+from core.errors import DataError
+from core.models import ModelBundle, bundle_gap, capture
+from precompute.common import batched, load_model, progress, resolve_device, seed_everything
+
+TOP_K = 5
+
+
+def load_images(source: list[str]) -> tuple[list[ImageItem], dict[str, Any]]:
+    """``demo``, a folder (labels from sub-folders), or image files; returns items and a data spec."""
+    if source in (["demo"], ["opencv-doc"]):
+        items = demo_images(opencv=source == ["opencv-doc"])
+        what = "Debian opencv-doc" if source == ["opencv-doc"] else "scikit-image and scikit-learn"
+        return items, {"source": source[0], "description": f"real photos shipped with {what}",
+                       "ids": [i.id for i in items], "n_images": len(items)}
+    if len(source) == 1 and Path(source[0]).is_dir():
+        items = image_folder(source[0])
+        return items, {"source": str(Path(source[0]).resolve()), "n_images": len(items)}
+    items = []
+    for f in source:
+        p = Path(f)
+        if p.is_dir():
+            raise DataError(f"{p} is a folder; pass one folder alone, or image files")
+        items.append(ImageItem(p.stem, load_image(p), str(p)))
+    return items, {"source": [str(Path(f).resolve()) for f in source], "n_images": len(items)}
+
+
+def label_index(label: str | None, class_names: list[str] | None) -> int | None:
+    """A folder name or index text as a class index of the model, if it names one."""
+    if label is None:
+        return None
+    if label.isdigit():
+        return int(label)
+    if class_names:
+        wanted = label.strip().lower().replace("_", " ")
+        for i, name in enumerate(class_names):
+            synonyms = [s.strip().lower() for s in name.split(",")]
+            if wanted == name.lower() or wanted in synonyms:
+                return i
+    return None
+
+
+@torch.no_grad()
+def run(args: Any) -> Path:
+    seed_everything(args.seed)
+    device = resolve_device(args.device)
+    bundle, layers = load_model(args.model, device, args.layers)
+    items, data_spec = load_images(args.images)
+    config = {"layers": layers, "batch_size": args.batch_size, "top_k": TOP_K, "seed": args.seed}
+    with RunWriter(args.out, "predictions", model=bundle.describe(), data=data_spec, config=config,
+                   run_id=args.run_id, overwrite=args.overwrite) as writer:
+        batches = batched(items, args.batch_size)
+        for b, batch in enumerate(progress(batches, "predict", len(batches))):
+            part = f"parts/batch-{b:04d}.npz"
+            if not writer.has(part):
+                writer.write_npz(part, **_forward(bundle, layers, batch, device))
+        parts = [writer.load_npz(f"parts/batch-{b:04d}.npz") for b in range(len(batches))]
+        merged = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        logits = merged.pop("logits")
+        shapes = {k[len("shape:"):]: v[0].tolist() for k, v in merged.items() if k.startswith("shape:")}
+        feats = {k: v for k, v in merged.items() if not k.startswith("shape:")}
+        records = _records(bundle, items, logits)
+        for item, record in zip(items, records, strict=True):
+            writer.write_image(record["file"], thumbnail(item.image))
+        writer.write_npz("features.npz", logits=logits, **feats)
+        writer.write_json("layers.json", [{"layer": n, "shape": shapes[n]} for n in layers])
+        writer.write_json("predictions.json", {"model": bundle.describe(), "images": records})
+        writer.remove("parts")
+        labelled = [r for r in records if r["correct"] is not None]
+        summary = {
+            "n_images": len(records),
+            "n_layers": len(layers),
+            "n_labelled": len(labelled),
+            "top1_accuracy": (sum(r["correct"] for r in labelled) / len(labelled)) if labelled else None,
+            "misclassified": [r["id"] for r in labelled if not r["correct"]],
+        }
+        return writer.finish(summary)
+
+
+def _forward(
+    bundle: ModelBundle, layers: list[str], batch: list[ImageItem], device: torch.device
+) -> dict[str, np.ndarray]:
+    """GAP'd ``(B, C)`` features per layer, logits ``(B, K)`` and activation shapes of one batch."""
+    x = preprocess_images([i.image for i in batch], bundle.preprocessing).to(device)
+    with capture(bundle, layers) as acts:
+        logits = bundle(x).float().cpu()
+    out = {n: bundle_gap(acts[n], bundle).float().cpu().numpy() for n in layers}
+    out["logits"] = logits.numpy()
+    for n in layers:  # per-image activation shape, kept for layers.json
+        out[f"shape:{n}"] = np.tile(np.array(acts[n].shape[1:], dtype=np.int64), (len(batch), 1))
+    return out
+
+
+def _records(bundle: ModelBundle, items: list[ImageItem], logits: np.ndarray) -> list[dict[str, Any]]:
+    probs = torch.from_numpy(logits).softmax(-1).numpy()
+    records = []
+    files: set[str] = set()
+    for item, p in zip(items, probs, strict=True):
+        file = f"images/{slug(item.id, 80)}.webp"
+        if file in files:  # two ids that differ only in unsafe characters
+            file = f"images/{slug(item.id, 70)}-{len(files)}.webp"
+        files.add(file)
+        order = np.argsort(-p)[:TOP_K]
+        label = label_index(item.label, bundle.class_names)
+        pred = int(order[0])
+        records.append({
+            "id": item.id,
+            "file": file,
+            "source": item.source,
+            "size": list(item.image.shape[:2]),
+            "label": label,
+            "label_name": bundle.class_name(label) if label is not None else item.label,
+            "top": [{"index": int(i), "name": bundle.class_name(int(i)), "prob": float(p[i])} for i in order],
+            "predicted": pred,
+            "predicted_name": bundle.class_name(pred),
+            "correct": None if label is None else pred == label,
+        })
+    return records

@@ -1,0 +1,40 @@
+"""Shared fixtures: the real EfficientNet-Lite0 (loaded once) and tiny models."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+@pytest.fixture(scope="session")
+def lite0():
+    from core.models import resolve_model
+
+    return resolve_model("efficientnet_lite0")
+
+
+class TinyVideoNet(nn.Module):
+    """(B, 3, T, H, W) -> (B, 4): a 3-D conv stage, a 2-D-per-frame stage, a head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv3d(3, 8, 3, padding=1)
+        self.block = nn.Sequential(nn.Conv3d(8, 16, 3, padding=1), nn.ReLU())
+        self.head = nn.Linear(16, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.block(self.stem(x)).mean(dim=(2, 3, 4)))
+
+
+@pytest.fixture
+def tiny_video_net() -> TinyVideoNet:
+    torch.manual_seed(0)
+    return TinyVideoNet().eval()
