@@ -25,7 +25,7 @@ def test_grayscale_and_rgba_become_rgb(tmp_path):
 def test_corrupt_and_missing_images_are_named(tmp_path):
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"not a jpeg at all")
-    with pytest.raises(DataError, match="broken.jpg"):
+    with pytest.raises(DataError, match=r"broken\.jpg"):
         load_image(bad)
     with pytest.raises(DataError, match="not found"):
         load_image(tmp_path / "nope.png")

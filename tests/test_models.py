@@ -7,7 +7,6 @@ import textwrap
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from core.data.images import demo_images, preprocess_images
 from core.errors import LayerError, ModelSpecError
@@ -20,9 +19,8 @@ from core.models import (
     resolve_model,
     to_feature_map,
     tokens_to_grid,
+    zoo,
 )
-from core.models import zoo
-
 
 # -- the real weights -------------------------------------------------------------------------
 
@@ -176,9 +174,8 @@ def test_torchscript_loads_but_cannot_be_hooked(tmp_path, tiny_video_net):
     bundle = resolve_model(f"torchscript:{path}#input=video,size=8,frames=4")
     assert torch.allclose(bundle(x), tiny_video_net(x), atol=1e-6)
     assert "stem" in bundle.layer_names()
-    with pytest.raises(LayerError, match="TorchScript"):
-        with capture(bundle, ["stem"]):
-            pass
+    with pytest.raises(LayerError, match="TorchScript"), capture(bundle, ["stem"]):
+        pass
 
 
 def test_py_factory_with_model_spec(tmp_path):
@@ -194,7 +191,7 @@ def test_py_factory_with_model_spec(tmp_path):
     assert bundle.preprocessing.input == "video" and bundle.preprocessing.size == (16, 16)
     assert bundle.class_names == ["a", "b"]
     assert bundle(bundle.dummy_input(2)).shape == (2, 2)
-    with pytest.raises(ModelSpecError, match="no function 'build'.*make"):
+    with pytest.raises(ModelSpecError, match=r"no function 'build'.*make"):
         resolve_model(f"py:{src}:build")
 
 
