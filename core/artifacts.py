@@ -21,6 +21,7 @@ import os
 import platform
 import re
 import shutil
+import socket
 import time
 import zipfile
 from dataclasses import dataclass, field
@@ -161,7 +162,8 @@ class RunWriter:
         old = _read_json_or_none(self.dir / MANIFEST) if self.dir.exists() else None
         if old is not None and resume and old.get("schema_version") == SCHEMA_VERSION:
             self.manifest = old
-            self.manifest["status"] = "running"
+            self.manifest.update(status="running", writer=_writer())
+            self.manifest.pop("error", None)
             self.resumed = True
         else:
             if self.dir.exists():
@@ -182,6 +184,7 @@ class RunWriter:
                 "versions": package_versions(),
                 "files": {},
                 "summary": {},
+                "writer": _writer(),
             }
         self.dir.mkdir(parents=True, exist_ok=True)
         self._write_manifest()
@@ -265,6 +268,7 @@ class RunWriter:
         self.manifest.update(
             files=files, summary=summary or {}, status="complete", finished=_now()
         )
+        self.manifest.pop("writer", None)
         final = self.final_dir
         if final.exists() and not self.overwrite:
             raise UserError(f"run {final} already exists; choose another --run-id or pass --overwrite")
@@ -291,6 +295,25 @@ class RunWriter:
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc is not None and not self._finished:
             self.fail(exc)
+
+
+def _writer() -> dict[str, Any]:
+    """Who writes a partial run, so a listing can tell a killed job from a running one."""
+    return {"pid": os.getpid(), "host": socket.gethostname()}
+
+
+def _writer_gone(manifest: dict[str, Any]) -> bool:
+    """True when the job that wrote a 'running' manifest on this host no longer exists."""
+    writer = manifest.get("writer") or {}
+    if writer.get("host") != socket.gethostname() or not isinstance(writer.get("pid"), int):
+        return False
+    try:
+        os.kill(writer["pid"], 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def _json_default(obj: Any) -> Any:
@@ -360,6 +383,11 @@ class Run:
     def label(self) -> str:
         return f"{self.kind}/{self.run_id}"
 
+    @property
+    def fingerprint(self) -> str:
+        """sha256 of the manifest: changes whenever the run is rewritten (cache key)."""
+        return config_hash(self.manifest)
+
     def _err(self, problem: str) -> RunError:
         return RunError(f"run {self.path}: {problem}")
 
@@ -367,7 +395,9 @@ class Run:
         """Path of file ``name`` after checking its size and sha256 against the manifest."""
         entry = self.manifest["files"].get(name)
         if entry is None:
-            raise self._err(f"has no file {name!r} (it has: {', '.join(sorted(self.manifest['files'])) or 'none'})")
+            names = sorted(self.manifest["files"])
+            listed = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+            raise self._err(f"has no file {name!r} (it has {listed or 'none'})")
         p = self.path / name
         if name not in self._verified:
             if not p.is_file():
@@ -465,12 +495,15 @@ class RunEntry:
     error: str | None = None
     partial: bool = False
     partial_status: str | None = None
+    manifest: dict[str, Any] | None = None
 
 
 def list_runs(root: str | Path) -> list[RunEntry]:
     """Every run under ``root`` (``<root>/<kind>/<run_id>``), newest first, reading manifests only.
 
-    Partial runs (a job still running, killed, or failed) are listed with ``partial=True``.
+    Folders without a ``manifest.json`` are not runs and are skipped. Partial runs are listed
+    with ``partial=True`` and ``partial_status`` ``running``, ``killed`` (its job is gone) or
+    ``failed``.
     """
     root = Path(root)
     entries: list[RunEntry] = []
@@ -478,20 +511,26 @@ def list_runs(root: str | Path) -> list[RunEntry]:
         return entries
     for kind_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         for run_dir in sorted(p for p in kind_dir.iterdir() if p.is_dir()):
+            if not (run_dir / MANIFEST).is_file():
+                continue
             if run_dir.name.startswith(PARTIAL_PREFIX):
-                m = _read_json_or_none(run_dir / MANIFEST) or {}
-                entries.append(RunEntry(run_dir, kind_dir.name, partial=True,
-                                        partial_status=m.get("status", "unknown"),
-                                        error=m.get("error")))
+                m = _read_json_or_none(run_dir / MANIFEST)
+                m = m if isinstance(m, dict) else {}
+                status = m.get("status", "unknown")
+                if status == "running" and _writer_gone(m):
+                    status = "killed"
+                entries.append(RunEntry(run_dir, kind_dir.name, partial=True, partial_status=status,
+                                        error=m.get("error"), manifest=m))
                 continue
             if run_dir.name.startswith("."):
                 continue
             try:
-                entries.append(RunEntry(run_dir, kind_dir.name, run=open_run(run_dir)))
+                run = open_run(run_dir)
+                entries.append(RunEntry(run_dir, kind_dir.name, run=run, manifest=run.manifest))
             except RunError as e:
                 entries.append(RunEntry(run_dir, kind_dir.name, error=str(e)))
 
     def created(e: RunEntry) -> str:
-        return e.run.manifest.get("created", "") if e.run else ""
+        return str((e.manifest or {}).get("created", ""))
 
     return sorted(entries, key=created, reverse=True)

@@ -140,7 +140,7 @@ def test_killed_write_leaves_no_complete_run_and_resumes(tmp_path):
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True)
     assert proc.returncode == -9
     entries = list_runs(tmp_path)
-    assert len(entries) == 1 and entries[0].partial and entries[0].partial_status == "running"
+    assert len(entries) == 1 and entries[0].partial and entries[0].partial_status == "killed"
     assert entries[0].run is None
     with pytest.raises(RunError, match="status is 'running', not complete"):
         open_run(entries[0].path)
@@ -186,7 +186,13 @@ def test_list_runs_reports_invalid_runs_without_failing(tmp_path):
     entries = {e.path.name: e for e in list_runs(tmp_path)}
     assert entries["good"].run is not None and entries["good"].run.path == good
     assert "manifest.json is truncated" in entries["bad"].error
-    assert "no manifest.json" in entries["not-a-run"].error
+    assert "not-a-run" not in entries  # no manifest: not a run, not an error either
+
+
+def test_a_running_job_is_not_reported_killed(tmp_path):
+    with RunWriter(tmp_path, "predictions", model="m", data="d", config={}):
+        [entry] = list_runs(tmp_path)
+        assert entry.partial_status == "running" and entry.manifest["writer"]["pid"] == os.getpid()
 
 
 def test_file_names_cannot_escape_the_run(tmp_path):
