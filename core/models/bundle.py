@@ -111,7 +111,7 @@ class ModelBundle:
             return torch.zeros(batch, 3, h, w, device=dev)
         video = torch.zeros(batch, 3, p.frames, h, w, device=dev)
         if p.input == "video+flow":
-            return video, torch.zeros(batch, 2, p.frames, h, w, device=dev)
+            return video, torch.zeros(batch, 3, p.frames, h, w, device=dev)  # flow as colour-wheel RGB
         return video
 
     def describe(self) -> dict[str, Any]:

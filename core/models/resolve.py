@@ -35,7 +35,10 @@ import torch
 from torch import nn
 
 from core.errors import ModelSpecError
-from core.models import zoo
+from core.models import (
+    video_zoo,  # noqa: F401  (importing it registers the zoo architectures)
+    zoo,
+)
 from core.models.bundle import (
     IMAGENET_MEAN,
     IMAGENET_STD,

@@ -13,10 +13,12 @@ Register an architecture with :func:`register`; the zoo issue adds the video mod
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from core.errors import ModelSpecError
@@ -63,11 +65,24 @@ def read_checkpoint_meta(folder: Path) -> dict[str, Any]:
     return meta
 
 
-def save_checkpoint(model: nn.Module, folder: Path, meta: dict[str, Any]) -> None:
-    """Write ``model.safetensors`` and ``model.json`` into ``folder`` (created if needed)."""
+def save_checkpoint(model: nn.Module, folder: Path, meta: dict[str, Any], dtype: torch.dtype | None = None) -> None:
+    """Write ``model.safetensors``, then ``model.json`` (its presence marks a complete checkpoint).
+
+    ``dtype`` (e.g. ``torch.float16``) stores floating-point tensors smaller; loading casts them
+    back to the model's own dtype.
+    """
     from safetensors.torch import save_file
 
     folder.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(folder / CHECKPOINT_WEIGHTS))
-    (folder / CHECKPOINT_JSON).write_text(json.dumps(meta, indent=1) + "\n")
+    state = {}
+    for k, v in model.state_dict().items():
+        v = v.detach().cpu()
+        if dtype is not None and v.is_floating_point():
+            v = v.to(dtype)
+        state[k] = v.contiguous()
+    tmp = folder / f".{CHECKPOINT_WEIGHTS}.tmp"
+    save_file(state, str(tmp))
+    os.replace(tmp, folder / CHECKPOINT_WEIGHTS)
+    tmp_json = folder / f".{CHECKPOINT_JSON}.tmp"
+    tmp_json.write_text(json.dumps(meta, indent=1) + "\n")
+    os.replace(tmp_json, folder / CHECKPOINT_JSON)
