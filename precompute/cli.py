@@ -72,6 +72,29 @@ def build_parser() -> argparse.ArgumentParser:
                    help="'demo', a folder (sub-folders = classes), or image files")
     p.add_argument("--batch-size", type=int, default=16)
 
+    p = sub.add_parser("train", help="train a zoo video model on the synthetic benchmark")
+    p.add_argument("--model", help="zoo architecture: c2d, r3d, slowfast, two_stream or vit (required)")
+    p.add_argument("--task", choices=("appearance", "motion", "both"), default="motion")
+    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--train-size", type=int, default=2000, help="training videos (generated, cached)")
+    p.add_argument("--val-size", type=int, default=500, help="held-out videos for accuracy")
+    p.add_argument("--frames", type=int, default=16)
+    p.add_argument("--size", type=int, default=64, help="frame side in pixels")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--weight-decay", type=float, default=0.05)
+    p.add_argument("--seed", type=int, default=0, help="initialisation and data order")
+    p.add_argument("--data-seed", type=int, default=0, help="seed of the synthetic videos")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", default="artifacts/models", help="where checkpoint folders go")
+    p.add_argument("--name", help="checkpoint folder name (default <model>-<task>)")
+    p.add_argument("--cache-dir", default="artifacts/cache", help="cache of generated videos")
+    p.add_argument("--epoch-dtype", choices=("float32", "float16"), default="float32",
+                   help="storage of the per-epoch checkpoints (float16 halves their size)")
+    p.add_argument("--keep-optimizer", action="store_true", help="keep optimizer state of every epoch")
+    p.add_argument("--overwrite", action="store_true", help="train again over a finished model")
+    p.add_argument("--config", help="YAML or JSON file with the same keys as these flags")
+
     p = sub.add_parser("demo", help="regenerate the shipped demo runs (CPU is enough)")
     p.add_argument("--out", default=str(DEMO_ROOT), help="where to write them (default: assets/demo)")
     p.add_argument("--device", default="auto")
@@ -204,6 +227,15 @@ def cmd_predict(args: argparse.Namespace) -> None:
     print(predict.run(args))
 
 
+def cmd_train(args: argparse.Namespace) -> None:
+    from precompute import train
+
+    for key in ("epochs", "train_size", "val_size", "frames", "size"):
+        if getattr(args, key) < 1:
+            raise CliError(f"--{key.replace('_', '-')} must be at least 1")
+    print(train.run(args))
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     from precompute import demo
 
@@ -216,6 +248,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {
     "layers": cmd_layers,
     "runs": cmd_runs,
     "predict": cmd_predict,
+    "train": cmd_train,
     "demo": cmd_demo,
 }
 

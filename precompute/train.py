@@ -1,0 +1,221 @@
+"""`precompute train`: train a zoo video model on the synthetic benchmark, with per-epoch checkpoints.
+
+Output, under ``--out`` (default ``artifacts/models``), folder ``<name>`` (default ``<arch>-<task>``)::
+
+    <name>/model.json, model.safetensors     the final model (a checkpoint folder: `ckpt:<name>`)
+    <name>/epochs/epoch-01/ ...              one checkpoint per epoch (+ optimizer state)
+    <name>/train_log.json                    loss and accuracy per epoch
+
+A killed job resumes from its last finished epoch (weights, optimizer state and the data order
+are restored; the data order of each epoch derives from the seed and the epoch number).
+Accuracy is measured on a held-out split generated from another seed stream.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from core.data import synthetic
+from core.errors import UserError
+from core.models import video_zoo, zoo
+from core.models.checkpoints import load_optimizer, save_optimizer
+from precompute.common import progress, resolve_device, seed_everything
+
+MEAN = (0.45, 0.45, 0.45)
+STD = (0.225, 0.225, 0.225)
+CACHE_DIR = Path("artifacts") / "cache"
+
+
+def machine() -> str:
+    """Where training ran, for the checkpoint's metadata and the zoo table."""
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    return f"CPU {platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+
+
+def to_input(frames: np.ndarray, device: torch.device) -> torch.Tensor:
+    """uint8 ``(B, T, H, W, 3)`` -> normalised float ``(B, 3, T, H, W)`` on ``device``."""
+    x = torch.from_numpy(frames).to(device).permute(0, 4, 1, 2, 3).float().div_(255.0)
+    mean = torch.tensor(MEAN, device=device).view(1, 3, 1, 1, 1)
+    std = torch.tensor(STD, device=device).view(1, 3, 1, 1, 1)
+    return (x - mean) / std
+
+
+def load_split(config: synthetic.SyntheticConfig, n: int, split: str, with_flow: bool,
+               cache_dir: Path) -> dict[str, np.ndarray]:
+    """The split's frames and labels (cached on disk), plus colour-wheel flow for two-stream models."""
+    data = synthetic.cached_split(config, n, split, cache_dir)
+    if with_flow:
+        from core.data.flow import flow_to_rgb, optical_flow
+
+        key = synthetic.cache_path(config, n, split, cache_dir).stem
+        path = cache_dir / f"flow-{key}.npz"
+        if path.is_file():
+            with np.load(path, allow_pickle=False) as z:
+                data["flow"] = z["flow"]
+        else:
+            data["flow"] = np.stack([flow_to_rgb(optical_flow(v))
+                                     for v in progress(data["frames"], f"flow {split}", len(data["frames"]))])
+            tmp = path.with_name(f".{path.name}.tmp{os.getpid()}.npz")
+            np.savez(tmp, flow=data["flow"])
+            os.replace(tmp, path)
+    return data
+
+
+def batch_input(data: dict[str, np.ndarray], idx: np.ndarray, device: torch.device) -> Any:
+    x = to_input(data["frames"][idx], device)
+    if "flow" in data:
+        return x, to_input(data["flow"][idx], device)
+    return x
+
+
+def call(model: torch.nn.Module, x: Any) -> torch.Tensor:
+    return model(*x) if isinstance(x, tuple) else model(x)
+
+
+@torch.inference_mode()
+def evaluate(model: torch.nn.Module, data: dict[str, np.ndarray], device: torch.device,
+             batch_size: int = 32) -> dict[str, Any]:
+    """Top-1 accuracy, mean loss and per-class accuracy on ``data``."""
+    model.eval()
+    preds, losses = [], []
+    labels = torch.from_numpy(data["labels"]).long()
+    for start in range(0, len(labels), batch_size):
+        idx = np.arange(start, min(start + batch_size, len(labels)))
+        logits = call(model, batch_input(data, idx, device)).float().cpu()
+        losses.append(F.cross_entropy(logits, labels[idx], reduction="sum").item())
+        preds.append(logits.argmax(-1))
+    pred = torch.cat(preds)
+    correct = (pred == labels).numpy()
+    per_class = [float(correct[data["labels"] == c].mean()) if (data["labels"] == c).any() else None
+                 for c in range(int(data["labels"].max()) + 1)]
+    return {"accuracy": float(correct.mean()), "loss": sum(losses) / len(labels), "per_class": per_class}
+
+
+def _epoch_dir(out: Path, epoch: int) -> Path:
+    return out / "epochs" / f"epoch-{epoch:02d}"
+
+
+def _last_epoch(out: Path) -> int:
+    done = [int(p.name.split("-")[1]) for p in (out / "epochs").glob("epoch-*")
+            if (p / zoo.CHECKPOINT_JSON).is_file() and (p / "optimizer.json").is_file()]
+    return max(done, default=0)
+
+
+def run(args: Any) -> Path:
+    arch = args.model
+    if arch not in video_zoo.ARCHS:
+        raise UserError(f"unknown zoo model {arch!r}; train one of: {', '.join(video_zoo.ARCHS)}")
+    device = resolve_device(args.device)
+    seed_everything(args.seed)
+    out = Path(args.out) / (args.name or f"{arch}-{args.task}")
+    if (out / zoo.CHECKPOINT_JSON).is_file():
+        if not args.overwrite:
+            raise UserError(f"{out} is already trained; pass --overwrite to train it again")
+        shutil.rmtree(out)
+
+    data_config = synthetic.SyntheticConfig(task=args.task, frames=args.frames, size=args.size,
+                                            seed=args.data_seed)
+    classes = synthetic.class_names(args.task)
+    with_flow = video_zoo.input_kind(arch) == "video+flow"
+    cache = Path(args.cache_dir)
+    train_data = load_split(data_config, args.train_size, "train", with_flow, cache)
+    val_data = load_split(data_config, args.val_size, "val", with_flow, cache)
+
+    kwargs: dict[str, Any] = {"num_classes": len(classes)}
+    if arch == "vit":
+        kwargs.update(frames=args.frames, size=args.size)
+    model = zoo.build(arch, kwargs).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    steps_per_epoch = -(-args.train_size // args.batch_size)
+    total_steps = steps_per_epoch * args.epochs
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr, total_steps=total_steps,
+                                                   pct_start=0.15)
+    log: list[dict[str, Any]] = []
+    start_epoch = _last_epoch(out) + 1
+    seconds = 0.0
+    if start_epoch > 1:
+        from safetensors.torch import load_file
+
+        last = _epoch_dir(out, start_epoch - 1)
+        model.load_state_dict(load_file(str(last / zoo.CHECKPOINT_WEIGHTS)))
+        extra = load_optimizer(optimizer, last)
+        schedule.load_state_dict(extra["schedule"])
+        log = extra["log"]
+        seconds = extra["seconds"]
+        print(f"resuming {out} after epoch {start_epoch - 1}", flush=True)
+
+    n_params = sum(p.numel() for p in model.parameters())
+    meta: dict[str, Any] = {
+        "architecture": arch,
+        "kwargs": kwargs,
+        "preprocessing": {"input": video_zoo.input_kind(arch), "size": args.size, "frames": args.frames,
+                          "mean": list(MEAN), "std": list(STD)},
+        "classes": classes,
+        "stages": video_zoo.stages(arch),
+        "task": args.task,
+        "description": f"zoo {arch} trained on the synthetic {args.task} task",
+        "num_params": n_params,
+    }
+    if arch == "vit":
+        meta.update(token_grid=list(model.grid), num_prefix_tokens=0,
+                    heads=model.blocks[0].attn.heads)
+    labels = torch.from_numpy(train_data["labels"]).long()
+    for epoch in range(start_epoch, args.epochs + 1):
+        t0 = time.time()
+        model.train()
+        order = np.random.default_rng([args.seed, epoch]).permutation(args.train_size)
+        total, correct, count = 0.0, 0, 0
+        bar = progress(range(steps_per_epoch), f"{arch}-{args.task} epoch {epoch}/{args.epochs}", steps_per_epoch)
+        for step in bar:
+            idx = np.sort(order[step * args.batch_size:(step + 1) * args.batch_size])
+            x = batch_input(train_data, idx, device)
+            y = labels[idx].to(device)
+            logits = call(model, x)
+            loss = F.cross_entropy(logits, y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            total += loss.item() * len(idx)
+            correct += int((logits.argmax(-1) == y).sum())
+            count += len(idx)
+        val = evaluate(model, val_data, device)
+        seconds += time.time() - t0
+        log.append({"epoch": epoch, "train_loss": total / count, "train_accuracy": correct / count,
+                    "val_accuracy": val["accuracy"], "val_loss": val["loss"], "seconds": round(seconds, 1)})
+        print(f"epoch {epoch}: train loss {total / count:.3f} acc {correct / count:.3f}, "
+              f"val acc {val['accuracy']:.3f}", flush=True)
+        folder = _epoch_dir(out, epoch)
+        save_optimizer(optimizer, folder, {"schedule": schedule.state_dict(), "log": log, "seconds": seconds})
+        epoch_meta = {**meta, "epoch": epoch, "metrics": {**log[-1], "val_per_class": val["per_class"]}}
+        zoo.save_checkpoint(model, folder, epoch_meta,
+                            dtype=torch.float16 if args.epoch_dtype == "float16" else None)
+
+    final = evaluate(model, val_data, device)
+    meta.update(
+        epoch=args.epochs,
+        metrics={"val_accuracy": final["accuracy"], "val_loss": final["loss"], "val_per_class": final["per_class"],
+                 "train_accuracy": log[-1]["train_accuracy"]},
+        training={"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
+                  "weight_decay": args.weight_decay, "seed": args.seed, "train_size": args.train_size,
+                  "val_size": args.val_size, "data": dataclasses.asdict(data_config), "seconds": round(seconds, 1),
+                  "machine": machine(), "torch": torch.__version__},
+    )
+    zoo.save_checkpoint(model, out, meta)
+    (out / "train_log.json").write_text(json.dumps(log, indent=1) + "\n")
+    if not args.keep_optimizer:
+        for p in (out / "epochs").glob("epoch-*/optimizer.*"):
+            p.unlink()
+    return out
