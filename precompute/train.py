@@ -175,6 +175,7 @@ def run(args: Any) -> Path:
     for epoch in range(start_epoch, args.epochs + 1):
         t0 = time.time()
         model.train()
+        torch.manual_seed(args.seed * 100_003 + epoch)  # dropout draws: a resumed epoch repeats them
         order = np.random.default_rng([args.seed, epoch]).permutation(args.train_size)
         total, correct, count = 0.0, 0, 0
         bar = progress(range(steps_per_epoch), f"{arch}-{args.task} epoch {epoch}/{args.epochs}", steps_per_epoch)

@@ -151,3 +151,42 @@ def test_grayscale_input_runs(tmp_path):
     Image.fromarray(np.linspace(0, 255, 64 * 64).reshape(64, 64).astype(np.uint8)).save(grey)
     assert cli.main(["predict", "--model", "efficientnet_lite0", "--images", str(grey), "--out",
                      str(tmp_path / "o"), "--layers", "blocks.0", "--device", "cpu"]) == 0
+
+
+@pytest.fixture
+def tiny_video_ckpt(tmp_path) -> Path:
+    import torch
+
+    from core.data.synthetic import class_names
+    from core.models import zoo
+    from core.models.video_zoo import ARCHS, stages
+
+    torch.manual_seed(0)
+    names = class_names("motion")
+    meta = {"architecture": "two_stream", "kwargs": {"num_classes": len(names)}, "classes": names,
+            "preprocessing": {"input": "video+flow", "size": 32, "frames": 8}, "stages": stages("two_stream")}
+    zoo.save_checkpoint(ARCHS["two_stream"](len(names)), tmp_path / "ts", meta)
+    return tmp_path / "ts"
+
+
+def test_predict_video_model_on_demo_and_synthetic_clips(tmp_path, tiny_video_ckpt):
+    out = tmp_path / "out"
+    spec = f"ckpt:{tiny_video_ckpt}"
+    assert cli.main(["predict", "--model", spec, "--out", str(out), "--clips-per-video", "2",
+                     "--layers", "flow.layer3,fusion", "--device", "cpu"]) == 0
+    assert cli.main(["predict", "--model", spec, "--videos", "synthetic:motion:9", "--out", str(out),
+                     "--device", "cpu"]) == 0
+    runs = {e.run.manifest["data"]["source"]: e.run for e in list_runs(out)}
+    demo = runs["demo"]
+    assert demo.summary["n_images"] == 2 and demo.load_npz("features.npz")["fusion"].shape == (2, 128)
+    assert [r["id"] for r in demo.load_json("predictions.json")["images"]] == ["bikes@0", "bikes@240"]  # 8-frame clips
+    synth = runs["synthetic:motion:9"].load_json("predictions.json")["images"]
+    assert [r["label_name"] for r in synth][:3] == ["left_to_right", "right_to_left", "up"]
+    assert all(r["label"] is not None for r in synth)
+
+
+def test_predict_refuses_the_wrong_input_kind(tmp_path, tiny_video_ckpt):
+    proc = run_cli("predict", "--model", f"ckpt:{tiny_video_ckpt}", "--images", "demo", "--out", str(tmp_path))
+    assert_one_line_error(proc, "video model", "--videos")
+    proc = run_cli("predict", "--model", "efficientnet_lite0", "--videos", "demo", "--out", str(tmp_path))
+    assert_one_line_error(proc, "image model")

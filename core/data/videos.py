@@ -378,11 +378,11 @@ def _as_video(frames: np.ndarray, name: str = "video") -> np.ndarray:
     return np.stack([to_rgb_uint8(f, name) for f in a])
 
 
-def preprocess_video(frames: np.ndarray, prep: Preprocessing) -> torch.Tensor:
-    """One clip ``(T, H, W, 3)`` uint8 as model input ``(3, T', H', W')``: ``T' = prep.frames``
-    frames sampled uniformly when ``T`` differs (``np.linspace`` indices), each resized to
-    ``prep.size`` (area interpolation when shrinking, else bilinear; the aspect ratio is not
-    kept), scaled to [0, 1] and normalised with ``prep.mean`` / ``prep.std``."""
+def fit_clip(frames: np.ndarray, prep: Preprocessing) -> np.ndarray:
+    """One clip ``(T, H, W, 3)`` uint8 brought to the model's frame count and size:
+    ``(prep.frames, h, w, 3)`` uint8. Frames are sampled uniformly when ``T`` differs
+    (``np.linspace`` indices) and resized to ``prep.size`` (area interpolation when shrinking, else
+    bilinear; the aspect ratio is not kept)."""
     import cv2
 
     if prep.input == "image":
@@ -396,17 +396,41 @@ def preprocess_video(frames: np.ndarray, prep: Preprocessing) -> torch.Tensor:
         shrink = h <= a.shape[1] and w <= a.shape[2]
         interp = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
         a = np.stack([cv2.resize(np.ascontiguousarray(f), (w, h), interpolation=interp) for f in a])
-    x = torch.from_numpy(np.ascontiguousarray(a)).permute(3, 0, 1, 2).float().div_(255.0)
+    return np.ascontiguousarray(a)
+
+
+def normalise_clip(clip: np.ndarray, prep: Preprocessing) -> torch.Tensor:
+    """uint8 ``(T, H, W, 3)`` -> float ``(3, T, H, W)`` scaled to [0, 1] and normalised."""
+    x = torch.from_numpy(np.ascontiguousarray(clip)).permute(3, 0, 1, 2).float().div_(255.0)
     mean = torch.tensor(prep.mean).view(3, 1, 1, 1)
     std = torch.tensor(prep.std).view(3, 1, 1, 1)
     return (x - mean) / std
 
 
-def preprocess_clips(clips: Sequence[VideoClip | np.ndarray], prep: Preprocessing) -> torch.Tensor:
-    """Clips (or ``(T, H, W, 3)`` arrays) as the model input batch ``(B, 3, T, H, W)``."""
+def preprocess_video(frames: np.ndarray, prep: Preprocessing) -> torch.Tensor:
+    """One clip ``(T, H, W, 3)`` uint8 as model input ``(3, prep.frames, h, w)``: :func:`fit_clip`,
+    then :func:`normalise_clip`."""
+    return normalise_clip(fit_clip(frames, prep), prep)
+
+
+def preprocess_clips(
+    clips: Sequence[VideoClip | np.ndarray], prep: Preprocessing
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """Clips (or ``(T, H, W, 3)`` arrays) as the model input batch ``(B, 3, T, H, W)``.
+
+    For ``video+flow`` models, a pair ``(rgb, flow)``: the flow is computed with OpenCV on the
+    fitted frames and drawn as colour-wheel images (:mod:`core.data.flow`), normalised like RGB.
+    """
     if len(clips) == 0:
         raise DataError("no clips to preprocess")
-    return torch.stack([preprocess_video(c.frames if isinstance(c, VideoClip) else c, prep) for c in clips])
+    fitted = [fit_clip(c.frames if isinstance(c, VideoClip) else c, prep) for c in clips]
+    rgb = torch.stack([normalise_clip(c, prep) for c in fitted])
+    if prep.input != "video+flow":
+        return rgb
+    from core.data.flow import flow_to_rgb, optical_flow
+
+    flow = torch.stack([normalise_clip(flow_to_rgb(optical_flow(c)), prep) for c in fitted])
+    return rgb, flow
 
 
 # --------------------------------------------------------------------------------------------
