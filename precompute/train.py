@@ -135,7 +135,7 @@ def run(args: Any) -> Path:
 
     kwargs: dict[str, Any] = {"num_classes": len(classes)}
     if arch == "vit":
-        kwargs.update(frames=args.frames, size=args.size)
+        kwargs.update(frames=args.frames, size=args.size, conv_stem=True)
     model = zoo.build(arch, kwargs).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     steps_per_epoch = -(-args.train_size // args.batch_size)

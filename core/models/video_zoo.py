@@ -248,14 +248,25 @@ class VideoTransformer(nn.Module):
     """Tubelet embedding (``tubelet`` frames x ``patch`` pixels) and joint space-time attention.
 
     Tokens ``(B, N, D)`` with ``N = (T / tubelet) * (H / patch) * (W / patch)`` in time-major order
-    (the grid of :attr:`grid`); no CLS token: the head averages the tokens.
+    (the grid of :attr:`grid`); no CLS token: the head averages the tokens. With ``conv_stem``
+    the tubelets are embedded by a small 3-D conv (3x3x3, spatial stride 2) and a strided conv
+    instead of one linear projection: early convolutions let a transformer train from a few
+    thousand clips, where the plain projection stayed at chance on the motion task.
     """
 
     def __init__(self, num_classes: int, frames: int = 16, size: int = 64, dim: int = 96, depth: int = 4,
-                 heads: int = 4, patch: int = 16, tubelet: int = 2, dropout: float = 0.1) -> None:
+                 heads: int = 4, patch: int = 16, tubelet: int = 2, dropout: float = 0.1,
+                 conv_stem: bool = True) -> None:
         super().__init__()
         self.grid = (frames // tubelet, size // patch, size // patch)
-        self.patch_embed = nn.Conv3d(3, dim, (tubelet, patch, patch), stride=(tubelet, patch, patch))
+        if conv_stem:
+            half = patch // 2
+            self.patch_embed: nn.Module = nn.Sequential(
+                nn.Conv3d(3, dim // 2, 3, stride=(1, 2, 2), padding=1, bias=False), *_bn_relu(dim // 2, 3),
+                nn.Conv3d(dim // 2, dim, (tubelet, half, half), stride=(tubelet, half, half)),
+            )
+        else:
+            self.patch_embed = nn.Conv3d(3, dim, (tubelet, patch, patch), stride=(tubelet, patch, patch))
         self.pos_embed = nn.Parameter(torch.zeros(1, self.grid[0] * self.grid[1] * self.grid[2], dim))
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
         self.drop = nn.Dropout(dropout)
