@@ -64,8 +64,9 @@ def load_videos(
         config = synthetic.SyntheticConfig(task=task, frames=prep.frames, size=prep.size[0])
         data = synthetic.make_split(config, n, "test")
         names = synthetic.class_names(task)
-        items = [ImageItem(f"{task}-{int(i)}", frames, f"synthetic {task} test #{int(i)}", names[int(label)])
-                 for i, frames, label in zip(data["index"], data["frames"], data["labels"], strict=True)]
+        items = [ImageItem(f"{task}-test-{j:03d}", frames, f"synthetic {task} test split, video {j}",
+                           names[int(label)])
+                 for j, (frames, label) in enumerate(zip(data["frames"], data["labels"], strict=True))]
         return items, {"source": source, "description": f"synthetic {task} benchmark, test split",
                        "config": {"task": task, "frames": prep.frames, "size": prep.size[0]}, "n_clips": n}
     clips = clips_from(source, frames=prep.frames, max_clips_per_video=clips_per_video)
