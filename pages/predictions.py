@@ -43,10 +43,13 @@ except RunError as e:
     st.stop()
 
 images: list[dict[str, Any]] = preds.get("images", [])
+video = preds.get("model", {}).get("preprocessing", {}).get("input", "image") != "image"
+unit = "clips" if video else "images"
 hits, labelled = viz.accuracy(images)
 st.caption(
-    f"`{run['run_id']}` · model `{run['model']}` · {len(images)} images"
-    + (f" · top-1 accuracy {hits}/{labelled} ({hits / labelled:.0%}) on labelled images" if labelled else "")
+    f"`{run['run_id']}` · model `{run['model']}` · {len(images)} {unit}"
+    + (f" · top-1 accuracy {hits}/{labelled} ({hits / labelled:.0%}) on labelled {unit}" if labelled else "")
+    + (" · each clip is shown by its middle frame" if unit == "clips" else "")
 )
 
 
