@@ -27,14 +27,15 @@ import torch
 import torch.nn.functional as F
 
 from core.data import synthetic
+from core.data.videos import normalise_clip
 from core.errors import UserError
-from core.models import video_zoo, zoo
+from core.models import Preprocessing, video_zoo, zoo
 from core.models.checkpoints import load_optimizer, save_optimizer
 from precompute.common import progress, resolve_device, seed_everything
 
 MEAN = (0.45, 0.45, 0.45)
 STD = (0.225, 0.225, 0.225)
-CACHE_DIR = Path("artifacts") / "cache"
+NORMALISATION = Preprocessing("video", 64, MEAN, STD, frames=16)  # only mean and std are used here
 
 
 def machine() -> str:
@@ -46,10 +47,7 @@ def machine() -> str:
 
 def to_input(frames: np.ndarray, device: torch.device) -> torch.Tensor:
     """uint8 ``(B, T, H, W, 3)`` -> normalised float ``(B, 3, T, H, W)`` on ``device``."""
-    x = torch.from_numpy(frames).to(device).permute(0, 4, 1, 2, 3).float().div_(255.0)
-    mean = torch.tensor(MEAN, device=device).view(1, 3, 1, 1, 1)
-    std = torch.tensor(STD, device=device).view(1, 3, 1, 1, 1)
-    return (x - mean) / std
+    return normalise_clip(frames, NORMALISATION, device)
 
 
 def load_split(config: synthetic.SyntheticConfig, n: int, split: str, with_flow: bool,

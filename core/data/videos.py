@@ -399,11 +399,14 @@ def fit_clip(frames: np.ndarray, prep: Preprocessing) -> np.ndarray:
     return np.ascontiguousarray(a)
 
 
-def normalise_clip(clip: np.ndarray, prep: Preprocessing) -> torch.Tensor:
-    """uint8 ``(T, H, W, 3)`` -> float ``(3, T, H, W)`` scaled to [0, 1] and normalised."""
-    x = torch.from_numpy(np.ascontiguousarray(clip)).permute(3, 0, 1, 2).float().div_(255.0)
-    mean = torch.tensor(prep.mean).view(3, 1, 1, 1)
-    std = torch.tensor(prep.std).view(3, 1, 1, 1)
+def normalise_clip(clip: np.ndarray, prep: Preprocessing, device: torch.device | str = "cpu") -> torch.Tensor:
+    """uint8 ``(T, H, W, 3)`` -> float ``(3, T, H, W)`` scaled to [0, 1] and normalised with
+    ``prep.mean`` / ``prep.std``; a batch ``(B, T, H, W, 3)`` -> ``(B, 3, T, H, W)``. The arithmetic
+    runs on ``device`` (training moves uint8 batches to the GPU before converting them)."""
+    x = torch.from_numpy(np.ascontiguousarray(clip)).to(device)
+    x = x.movedim(-1, -4).float().div_(255.0)
+    mean = torch.tensor(prep.mean, device=device).view(3, 1, 1, 1)
+    std = torch.tensor(prep.std, device=device).view(3, 1, 1, 1)
     return (x - mean) / std
 
 
