@@ -15,17 +15,13 @@ from precompute import predict
 
 def run(out: Path, device: str = "auto") -> list[Path]:
     """Write the demo runs under ``out``; returns their folders."""
-    paths = []
-    args = argparse.Namespace(
-        model="efficientnet_lite0", layers=None, out=str(out), device=device, seed=0,
-        run_id="efficientnet_lite0-photos", overwrite=True, images=["demo"], videos=None, clips_per_video=None,
-        batch_size=8,
-    )
-    paths.append(predict.run(args))
+    def predictions(model: str, run_id: str, batch_size: int, **data: object) -> Path:
+        args = {"model": model, "layers": None, "out": str(out), "device": device, "seed": 0, "run_id": run_id,
+                "overwrite": True, "images": None, "videos": None, "clips_per_video": None, "batch_size": batch_size}
+        return predict.run(argparse.Namespace(**{**args, **data}))
+
+    paths = [predictions("efficientnet_lite0", "efficientnet_lite0-photos", 8, images=["demo"])]
     for model in ("r3d-motion", "c2d-motion"):  # the zoo on held-out synthetic clips: C2D cannot see direction
         if (ASSETS_MODELS / model / "model.json").is_file():
-            paths.append(predict.run(argparse.Namespace(
-                model=model, layers=None, out=str(out), device=device, seed=0, run_id=f"{model}-synthetic",
-                overwrite=True, images=None, videos="synthetic:motion:45", clips_per_video=None, batch_size=16,
-            )))
+            paths.append(predictions(model, f"{model}-synthetic", 16, videos="synthetic:motion:45"))
     return paths

@@ -60,7 +60,9 @@ def load_videos(
     prep = bundle.preprocessing
     if source.startswith("synthetic:"):
         _, task, *rest = source.split(":")
-        n = int(rest[0]) if rest and rest[0].isdigit() else 36
+        if len(rest) > 1 or (rest and not rest[0].isdigit()):
+            raise DataError(f"--videos {source!r}: write synthetic:<task> or synthetic:<task>:<number of clips>")
+        n = int(rest[0]) if rest else 36
         config = synthetic.SyntheticConfig(task=task, frames=prep.frames, size=prep.size[0])
         data = synthetic.make_split(config, n, "test")
         names = synthetic.class_names(task)

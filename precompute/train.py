@@ -19,6 +19,7 @@ import os
 import platform
 import shutil
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ from core.data import synthetic
 from core.data.videos import normalise_clip
 from core.errors import UserError
 from core.models import Preprocessing, video_zoo, zoo
-from core.models.checkpoints import load_optimizer, save_optimizer
+from core.models.checkpoints import OPTIMIZER_JSON, OPTIMIZER_WEIGHTS, load_optimizer, save_optimizer
 from precompute.common import progress, resolve_device, seed_everything
 
 MEAN = (0.45, 0.45, 0.45)
@@ -59,9 +60,18 @@ def load_split(config: synthetic.SyntheticConfig, n: int, split: str, with_flow:
 
         key = synthetic.cache_path(config, n, split, cache_dir).stem
         path = cache_dir / f"flow-{key}.npz"
+        flow = None
         if path.is_file():
-            with np.load(path, allow_pickle=False) as z:
-                data["flow"] = z["flow"]
+            try:
+                with np.load(path, allow_pickle=False) as z:
+                    flow = z["flow"]
+                if flow.shape != data["frames"].shape:
+                    raise ValueError(f"shape {flow.shape} does not match the clips")
+            except Exception as e:  # a damaged cache is rebuilt, whatever the damage
+                warnings.warn(f"regenerating the flow cache {path}: {e}", stacklevel=2)
+                flow = None
+        if flow is not None:
+            data["flow"] = flow
         else:
             data["flow"] = np.stack([flow_to_rgb(optical_flow(v))
                                      for v in progress(data["frames"], f"flow {split}", len(data["frames"]))])
@@ -107,7 +117,7 @@ def _epoch_dir(out: Path, epoch: int) -> Path:
 
 def _last_epoch(out: Path) -> int:
     done = [int(p.name.split("-")[1]) for p in (out / "epochs").glob("epoch-*")
-            if (p / zoo.CHECKPOINT_JSON).is_file() and (p / "optimizer.json").is_file()]
+            if (p / zoo.CHECKPOINT_JSON).is_file() and (p / OPTIMIZER_JSON).is_file()]
     return max(done, default=0)
 
 
@@ -215,6 +225,7 @@ def run(args: Any) -> Path:
     zoo.save_checkpoint(model, out, meta)
     (out / "train_log.json").write_text(json.dumps(log, indent=1) + "\n")
     if not args.keep_optimizer:
-        for p in (out / "epochs").glob("epoch-*/optimizer.*"):
-            p.unlink()
+        for folder in (out / "epochs").glob("epoch-*"):
+            for name in (OPTIMIZER_JSON, OPTIMIZER_WEIGHTS):
+                (folder / name).unlink(missing_ok=True)
     return out

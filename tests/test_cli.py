@@ -190,3 +190,12 @@ def test_predict_refuses_the_wrong_input_kind(tmp_path, tiny_video_ckpt):
     assert_one_line_error(proc, "video model", "--videos")
     proc = run_cli("predict", "--model", "efficientnet_lite0", "--videos", "demo", "--out", str(tmp_path))
     assert_one_line_error(proc, "image model")
+
+
+def test_bad_synthetic_source_exits_2(tmp_path, tiny_video_ckpt):
+    proc = run_cli("predict", "--model", f"ckpt:{tiny_video_ckpt}", "--videos", "synthetic:motion:many",
+                   "--out", str(tmp_path))
+    assert_one_line_error(proc, "synthetic:<task>:<number of clips>")
+    proc = run_cli("predict", "--model", f"ckpt:{tiny_video_ckpt}", "--videos", "synthetic:dance",
+                   "--out", str(tmp_path))
+    assert_one_line_error(proc, "dance")

@@ -113,3 +113,13 @@ def test_shipped_checkpoint_reproduces_its_accuracy(meta_path, tmp_path):
     bundle = resolve_model(meta_path.parent.name)
     result = train.evaluate(bundle.model, val, torch.device("cpu"))
     assert abs(result["accuracy"] - meta["metrics"]["val_accuracy"]) <= 1 / t["val_size"]
+
+
+def test_a_damaged_flow_cache_is_rebuilt(tmp_path):
+    config = synthetic.SyntheticConfig(task="motion", frames=8, size=32)
+    first = train.load_split(config, 6, "val", True, tmp_path)
+    [flow_file] = tmp_path.glob("flow-*.npz")
+    flow_file.write_bytes(b"not an npz")
+    with pytest.warns(UserWarning, match="regenerating the flow cache"):
+        again = train.load_split(config, 6, "val", True, tmp_path)
+    assert np.array_equal(first["flow"], again["flow"]) and first["flow"].shape == (6, 8, 32, 32, 3)
