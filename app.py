@@ -24,6 +24,7 @@ DEFAULT_ROOT = APP_DIR / "assets" / "demo"
 PAGES = [
     st.Page("pages/home.py", title="Runs", icon=":material/folder_open:", default=True),
     st.Page("pages/predictions.py", title="Predictions", icon=":material/image:"),
+    st.Page("pages/static_dynamic.py", title="Static / dynamic", icon=":material/stacked_bar_chart:"),
 ]
 
 

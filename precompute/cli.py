@@ -39,8 +39,11 @@ def _split_commas(values: Sequence[str] | None) -> list[str] | None:
     return [v for item in values for v in str(item).split(",") if v]
 
 
-def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", help="model spec (required; see `python -m precompute models` and the README)")
+def _add_common(p: argparse.ArgumentParser, several_models: bool = False) -> None:
+    if several_models:
+        p.add_argument("--model", nargs="+", help="one or more model specs, scored on the same data (required)")
+    else:
+        p.add_argument("--model", help="model spec (required; see `python -m precompute models` and the README)")
     p.add_argument("--layers", nargs="+", help="dotted layer names (default: the model's stages)")
     p.add_argument("--out", default=DEFAULT_OUT, help="artifact root (default: artifacts/)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
@@ -76,6 +79,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clips-per-video", type=int, default=4, help="at most this many clips per video")
     p.add_argument("--batch-size", type=int, default=16)
 
+    p = sub.add_parser("static-dynamic", help="static, dynamic, joint and residual units of video models")
+    _add_common(p, several_models=True)
+    p.add_argument("--videos", help="'demo' (default: real clips), a folder (sub-folders = classes) or file, "
+                   "or synthetic:<task>[:<n>]")
+    p.add_argument("--clips-per-video", type=int, default=4, help="at most this many clips per video")
+    p.add_argument("--pairs", type=int, default=200, help="pairs per factor (static and dynamic)")
+    p.add_argument("--lambda", dest="lam", type=float, default=0.5, help="unit threshold on the per-unit scores")
+    p.add_argument("--styles", nargs="+", help="shipped styles (default all: edge_preserving, pencil, palette, "
+                   "texture) or a folder with one sub-folder of pre-stylized copies per style")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--cache-dir", default="artifacts/cache", help="cache of restyled clips ('' to disable)")
+    p.add_argument("--removal", action="store_true", help="neuron removal curves (needs labelled videos)")
+    p.add_argument("--removal-layers", nargs="+", help="layers for --removal (default: the last analysed layer)")
+    p.add_argument("--removal-fractions", nargs="+", type=float,
+                   help="fractions of units removed (default 0..1 by 0.1)")
+    p.add_argument("--removal-seeds", type=int, default=3, help="random-unit baselines")
+    p.add_argument("--checkpoints", nargs="+", help="training dynamics: checkpoint specs or folders, or the "
+                   "folder of one training run (its epochs/epoch-NNN)")
+    p.add_argument("--examples", type=int, default=2, help="example pairs written as videos (0: none)")
+
     p = sub.add_parser("train", help="train a zoo video model on the synthetic benchmark")
     p.add_argument("--model", help="zoo architecture: c2d, r3d, slowfast, two_stream or vit (required)")
     p.add_argument("--task", choices=("appearance", "motion", "both"), default="motion")
@@ -97,6 +120,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="storage of the per-epoch checkpoints (float16 halves their size)")
     p.add_argument("--keep-optimizer", action="store_true", help="keep optimizer state of every epoch")
     p.add_argument("--overwrite", action="store_true", help="train again over a finished model")
+    p.add_argument("--vit-stem", choices=("cnn", "conv", "linear"), default="cnn",
+                   help="vit only: token embedding (see core/models/video_zoo.py)")
+    p.add_argument("--init-from", help="a checkpoint (spec) whose tensors of matching name and shape seed the "
+                   "model, e.g. r3d-motion for the vit's hybrid stem")
+    p.add_argument("--static-dropout", type=float, default=0.0, metavar="RATE",
+                   help="drop this fraction of the classifier's input channels while training (0 = off; "
+                   "on top of the model's own dropout)")
+    p.add_argument("--dropout-kind", choices=("static", "standard"), default="static",
+                   help="static: StaticDropout (dissertation 3.5.2; static channels more likely); "
+                   "standard: plain dropout at the same rate (default static)")
+    p.add_argument("--static-dropout-every", type=int, default=30, metavar="N",
+                   help="StaticDropout: re-estimate the channel scores and the mask every N iterations")
+    p.add_argument("--finetune-epochs", type=int, default=0, metavar="K",
+                   help="after --epochs, K more epochs without --static-dropout at constant --finetune-lr")
+    p.add_argument("--finetune-lr", type=float, default=1e-5, help="learning rate of the fine-tune epochs")
     p.add_argument("--config", help="YAML or JSON file with the same keys as these flags")
 
     p = sub.add_parser("demo", help="regenerate the shipped demo runs (CPU is enough)")
@@ -251,6 +289,22 @@ def cmd_predict(args: argparse.Namespace) -> None:
     print(predict.run(args))
 
 
+def cmd_static_dynamic(args: argparse.Namespace) -> None:
+    from precompute import static_dynamic
+
+    if isinstance(args.model, str):
+        args.model = [args.model]
+    if args.pairs < 2:
+        raise CliError("--pairs must be at least 2 (a covariance needs two pairs)")
+    if args.removal_seeds < 1:
+        raise CliError("--removal-seeds must be at least 1")
+    fractions = args.removal_fractions or []
+    if any(not 0 <= f <= 1 for f in fractions) or fractions != sorted(fractions):
+        raise CliError("--removal-fractions must be increasing values between 0 and 1")
+    args.removal_layers = _split_commas(args.removal_layers)
+    print(static_dynamic.run(args))
+
+
 def cmd_train(args: argparse.Namespace) -> None:
     from precompute import train
 
@@ -272,6 +326,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {
     "layers": cmd_layers,
     "runs": cmd_runs,
     "predict": cmd_predict,
+    "static-dynamic": cmd_static_dynamic,
     "train": cmd_train,
     "demo": cmd_demo,
 }

@@ -8,7 +8,17 @@ Output, under ``--out`` (default ``artifacts/models``), folder ``<name>`` (defau
 
 A killed job resumes from its last finished epoch (weights, optimizer state and the data order
 are restored; the data order of each epoch derives from the seed and the epoch number).
-Accuracy is measured on a held-out split generated from another seed stream.
+Accuracy is measured on a held-out split generated from another seed stream; the final metrics
+also give it on the same clips with their frames shuffled (``val_accuracy_shuffled``).
+
+``--static-dropout RATE`` trains with StaticDropout (``--dropout-kind static``, dissertation 3.5.2;
+:mod:`core.static_dynamic.static_dropout`) or standard dropout (``--dropout-kind standard``) at
+that rate on the input of the classifier ``fc``, on top of the architecture's own dropout.
+``--finetune-epochs K`` then trains K more epochs without it at a small constant learning rate
+(``--finetune-lr``, default 1e-5, as in the dissertation), after the one-cycle schedule of the
+main epochs has ended; they are numbered on from the main epochs (checkpoints included).
+StaticDropout's random draws are reseeded from the seed and the epoch number at every epoch, so
+a resumed run repeats them.
 """
 
 from __future__ import annotations
@@ -32,6 +42,7 @@ from core.data.videos import normalise_clip
 from core.errors import UserError
 from core.models import Preprocessing, video_zoo, zoo
 from core.models.checkpoints import OPTIMIZER_JSON, OPTIMIZER_WEIGHTS, load_optimizer, save_optimizer
+from core.static_dynamic.static_dropout import StaticDropout
 from precompute.common import progress, resolve_device, seed_everything
 
 MEAN = (0.45, 0.45, 0.45)
@@ -92,13 +103,34 @@ def call(model: torch.nn.Module, x: Any) -> torch.Tensor:
     return model(*x) if isinstance(x, tuple) else model(x)
 
 
+def shuffled_orders(n: int, frames: int, seed: int) -> np.ndarray:
+    """``(n, frames)``: for each clip a random frame order that is not the identity (fixed by ``seed``)."""
+    if frames < 2:
+        raise ValueError(f"cannot shuffle {frames} frame(s): need at least 2")
+    rng = np.random.default_rng(seed)
+    orders = np.empty((n, frames), dtype=np.int64)
+    for i in range(n):
+        orders[i] = rng.permutation(frames)
+        while (orders[i] == np.arange(frames)).all():
+            orders[i] = rng.permutation(frames)
+    return orders
+
+
 @torch.inference_mode()
 def evaluate(model: torch.nn.Module, data: dict[str, np.ndarray], device: torch.device,
-             batch_size: int = 32) -> dict[str, Any]:
-    """Top-1 accuracy, mean loss and per-class accuracy on ``data``."""
+             batch_size: int = 32, shuffle_seed: int | None = None) -> dict[str, Any]:
+    """Top-1 accuracy, mean loss and per-class accuracy on ``data``.
+
+    With ``shuffle_seed`` every clip's frames (and its flow frames, if any, in the same order) are
+    shuffled first, each clip in its own order given by :func:`shuffled_orders`.
+    """
     model.eval()
     preds, losses = [], []
     labels = torch.from_numpy(data["labels"]).long()
+    if shuffle_seed is not None:
+        rows = np.arange(len(labels))[:, None]
+        orders = shuffled_orders(len(labels), data["frames"].shape[1], shuffle_seed)
+        data = {**data, **{k: data[k][rows, orders] for k in ("frames", "flow") if k in data}}
     for start in range(0, len(labels), batch_size):
         idx = np.arange(start, min(start + batch_size, len(labels)))
         logits = call(model, batch_input(data, idx, device)).float().cpu()
@@ -109,6 +141,30 @@ def evaluate(model: torch.nn.Module, data: dict[str, np.ndarray], device: torch.
     per_class = [float(correct[data["labels"] == c].mean()) if (data["labels"] == c).any() else None
                  for c in range(int(data["labels"].max()) + 1)]
     return {"accuracy": float(correct.mean()), "loss": sum(losses) / len(labels), "per_class": per_class}
+
+
+def initialise_from(model: torch.nn.Module, spec: str) -> int:
+    """Copy into ``model`` every tensor of the checkpoint ``spec`` whose name (as is, or under
+    ``patch_embed.``: the transformer's hybrid stem has the names of R3D's first stages) and shape
+    match; returns how many were copied. The classifier is never copied."""
+    from core.models import resolve_model
+
+    source = resolve_model(spec).model.state_dict()
+    target = model.state_dict()
+    copied = 0
+    for name, tensor in source.items():
+        if name.startswith("fc."):
+            continue
+        for key in (name, f"patch_embed.{name}"):
+            if key in target and target[key].shape == tensor.shape:
+                target[key] = tensor.to(target[key].dtype)
+                copied += 1
+                break
+    if copied == 0:
+        raise UserError(f"--init-from {spec}: no tensor of it matches the model by name and shape")
+    model.load_state_dict(target)
+    print(f"initialised {copied} tensors from {spec}", flush=True)
+    return copied
 
 
 def _epoch_dir(out: Path, epoch: int) -> Path:
@@ -127,6 +183,19 @@ def run(args: Any) -> Path:
         raise UserError(f"unknown zoo model {arch!r}; train one of: {', '.join(video_zoo.ARCHS)}")
     device = resolve_device(args.device)
     seed_everything(args.seed)
+    rate = float(getattr(args, "static_dropout", 0.0) or 0.0)
+    kind = getattr(args, "dropout_kind", "static") if rate > 0 else "none"
+    finetune_epochs = int(getattr(args, "finetune_epochs", 0) or 0)
+    finetune_lr = float(getattr(args, "finetune_lr", 1e-5))
+    if not 0.0 <= rate < 1.0:
+        raise UserError(f"--static-dropout must be in [0, 1), got {rate}")
+    if finetune_epochs < 0:
+        raise UserError(f"--finetune-epochs must be at least 0, got {finetune_epochs}")
+    every = int(getattr(args, "static_dropout_every", 30))
+    if every < 1:
+        raise UserError(f"--static-dropout-every must be at least 1, got {every}")
+    if kind == "static" and args.frames < 2:
+        raise UserError("StaticDropout shuffles frames: it needs --frames 2 or more")
     out = Path(args.out) / (args.name or f"{arch}-{args.task}")
     if (out / zoo.CHECKPOINT_JSON).is_file():
         if not args.overwrite:
@@ -143,8 +212,11 @@ def run(args: Any) -> Path:
 
     kwargs: dict[str, Any] = {"num_classes": len(classes)}
     if arch == "vit":
-        kwargs.update(frames=args.frames, size=args.size, conv_stem=True)
+        kwargs.update(frames=args.frames, size=args.size, stem=getattr(args, "vit_stem", "cnn"))
     model = zoo.build(arch, kwargs).to(device)
+    init_from = getattr(args, "init_from", None)
+    initialised = initialise_from(model, init_from) if init_from else 0
+    regulariser = StaticDropout(model, kind, rate, every=every)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     steps_per_epoch = -(-args.train_size // args.batch_size)
     total_steps = steps_per_epoch * args.epochs
@@ -180,47 +252,65 @@ def run(args: Any) -> Path:
         meta.update(token_grid=list(model.grid), num_prefix_tokens=0,
                     heads=model.blocks[0].attn.heads)
     labels = torch.from_numpy(train_data["labels"]).long()
-    for epoch in range(start_epoch, args.epochs + 1):
-        t0 = time.time()
-        model.train()
-        torch.manual_seed(args.seed * 100_003 + epoch)  # dropout draws: a resumed epoch repeats them
-        order = np.random.default_rng([args.seed, epoch]).permutation(args.train_size)
-        total, correct, count = 0.0, 0, 0
-        bar = progress(range(steps_per_epoch), f"{arch}-{args.task} epoch {epoch}/{args.epochs}", steps_per_epoch)
-        for step in bar:
-            idx = np.sort(order[step * args.batch_size:(step + 1) * args.batch_size])
-            x = batch_input(train_data, idx, device)
-            y = labels[idx].to(device)
-            logits = call(model, x)
-            loss = F.cross_entropy(logits, y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            total += loss.item() * len(idx)
-            correct += int((logits.argmax(-1) == y).sum())
-            count += len(idx)
-        val = evaluate(model, val_data, device)
-        seconds += time.time() - t0
-        log.append({"epoch": epoch, "train_loss": total / count, "train_accuracy": correct / count,
-                    "val_accuracy": val["accuracy"], "val_loss": val["loss"], "seconds": round(seconds, 1)})
-        print(f"epoch {epoch}: train loss {total / count:.3f} acc {correct / count:.3f}, "
-              f"val acc {val['accuracy']:.3f}", flush=True)
-        folder = _epoch_dir(out, epoch)
-        save_optimizer(optimizer, folder, {"schedule": schedule.state_dict(), "log": log, "seconds": seconds})
-        epoch_meta = {**meta, "epoch": epoch, "metrics": {**log[-1], "val_per_class": val["per_class"]}}
-        zoo.save_checkpoint(model, folder, epoch_meta,
-                            dtype=torch.float16 if args.epoch_dtype == "float16" else None)
+    last_epoch = args.epochs + finetune_epochs
+    with regulariser:
+        for epoch in range(start_epoch, last_epoch + 1):
+            t0 = time.time()
+            model.train()
+            torch.manual_seed(args.seed * 100_003 + epoch)  # dropout draws: a resumed epoch repeats them
+            finetune = epoch > args.epochs  # after the main epochs: no extra dropout, constant small lr
+            regulariser.reset(args.seed * 100_003 + epoch)
+            regulariser.active = not finetune
+            if finetune:
+                for group in optimizer.param_groups:
+                    group["lr"] = finetune_lr
+            order = np.random.default_rng([args.seed, epoch]).permutation(args.train_size)
+            total, correct, count = 0.0, 0, 0
+            bar = progress(range(steps_per_epoch), f"{arch}-{args.task} epoch {epoch}/{last_epoch}"
+                           + (" (fine-tune)" if finetune else ""), steps_per_epoch)
+            for step in bar:
+                idx = np.sort(order[step * args.batch_size:(step + 1) * args.batch_size])
+                x = batch_input(train_data, idx, device)
+                y = labels[idx].to(device)
+                regulariser.step(x)
+                logits = call(model, x)
+                loss = F.cross_entropy(logits, y)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                if not finetune:
+                    schedule.step()
+                total += loss.item() * len(idx)
+                correct += int((logits.argmax(-1) == y).sum())
+                count += len(idx)
+            val = evaluate(model, val_data, device)
+            seconds += time.time() - t0
+            log.append({"epoch": epoch, "train_loss": total / count, "train_accuracy": correct / count,
+                        "val_accuracy": val["accuracy"], "val_loss": val["loss"], "seconds": round(seconds, 1)})
+            if finetune:
+                log[-1]["finetune"] = True
+            print(f"epoch {epoch}: train loss {total / count:.3f} acc {correct / count:.3f}, "
+                  f"val acc {val['accuracy']:.3f}", flush=True)
+            folder = _epoch_dir(out, epoch)
+            save_optimizer(optimizer, folder, {"schedule": schedule.state_dict(), "log": log, "seconds": seconds})
+            epoch_meta = {**meta, "epoch": epoch, "metrics": {**log[-1], "val_per_class": val["per_class"]}}
+            zoo.save_checkpoint(model, folder, epoch_meta,
+                                dtype=torch.float16 if args.epoch_dtype == "float16" else None)
 
     final = evaluate(model, val_data, device)
+    shuffled = evaluate(model, val_data, device, shuffle_seed=args.seed) if args.frames >= 2 else None
     meta.update(
-        epoch=args.epochs,
+        epoch=last_epoch,
         metrics={"val_accuracy": final["accuracy"], "val_loss": final["loss"], "val_per_class": final["per_class"],
+                 "val_accuracy_shuffled": None if shuffled is None else shuffled["accuracy"],
                  "train_accuracy": log[-1]["train_accuracy"]},
         training={"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
                   "weight_decay": args.weight_decay, "seed": args.seed, "train_size": args.train_size,
                   "val_size": args.val_size, "data": dataclasses.asdict(data_config), "seconds": round(seconds, 1),
-                  "machine": machine(), "torch": torch.__version__},
+                  "machine": machine(), "torch": torch.__version__,
+                  "init_from": init_from, "initialised_tensors": initialised,
+                  "dropout": {**regulariser.settings(), "finetune_epochs": finetune_epochs,
+                              "finetune_lr": finetune_lr if finetune_epochs else None}},
     )
     zoo.save_checkpoint(model, out, meta)
     (out / "train_log.json").write_text(json.dumps(log, indent=1) + "\n")

@@ -244,29 +244,57 @@ class Block(nn.Module):
         return x + self.mlp(self.norm2(x))
 
 
-class VideoTransformer(nn.Module):
-    """Tubelet embedding (``tubelet`` frames x ``patch`` pixels) and joint space-time attention.
+class HybridStem(nn.Module):
+    """The first three stages of :class:`R3D` (same names and shapes, so its weights can seed
+    them) and a 1x1x1 projection to ``dim``: ``(B, 3, T, H, W) -> (B, dim, T/2, H/8, W/8)``."""
 
-    Tokens ``(B, N, D)`` with ``N = (T / tubelet) * (H / patch) * (W / patch)`` in time-major order
-    (the grid of :attr:`grid`); no CLS token: the head averages the tokens. With ``conv_stem``
-    the tubelets are embedded by a small 3-D conv (3x3x3, spatial stride 2) and a strided conv
-    instead of one linear projection: early convolutions let a transformer train from a few
-    thousand clips, where the plain projection stayed at chance on the motion task.
+    def __init__(self, dim: int, widths: Sequence[int] = (16, 32, 64)) -> None:
+        super().__init__()
+        w0, w1, w2 = widths
+        self.stem = nn.Sequential(nn.Conv3d(3, w0, (3, 5, 5), stride=(1, 2, 2), padding=(1, 2, 2), bias=False),
+                                  *_bn_relu(w0, 3))
+        self.layer1 = ResBlock(w0, w1, (1, 2, 2), dims=3)
+        self.layer2 = ResBlock(w1, w2, (2, 2, 2), dims=3)
+        self.proj = nn.Conv3d(w2, dim, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(self.layer2(self.layer1(self.stem(x))))
+
+
+class VideoTransformer(nn.Module):
+    """Tubelet embedding and joint space-time attention over tokens ``(B, N, D)``.
+
+    ``N = T' * H' * W'`` tokens in time-major order (the grid of :attr:`grid`); no CLS token: the
+    head averages the tokens. Three embeddings (``stem``):
+
+    - ``"linear"``: one linear projection of ``tubelet x patch x patch`` tubelets (ViViT/VideoMAE);
+    - ``"conv"``: a 3x3x3 conv (spatial stride 2) and a strided conv to ``patch``-pixel tubelets;
+    - ``"cnn"``: a hybrid stem (:class:`HybridStem`: the first three stages of ``r3d``, then a
+      1x1x1 projection): tokens of 8x8 pixels and 2 frames, grid ``(T/2, H/8, W/8)``.
+
+    Trained from scratch on a few thousand clips, the linear and conv embeddings stayed at chance on
+    the motion task; the hybrid stem gives the attention blocks local motion features to work with.
     """
 
     def __init__(self, num_classes: int, frames: int = 16, size: int = 64, dim: int = 96, depth: int = 4,
                  heads: int = 4, patch: int = 16, tubelet: int = 2, dropout: float = 0.1,
-                 conv_stem: bool = True) -> None:
+                 conv_stem: bool = True, stem: str | None = None) -> None:
         super().__init__()
-        self.grid = (frames // tubelet, size // patch, size // patch)
-        if conv_stem:
+        stem = stem or ("conv" if conv_stem else "linear")
+        if stem == "cnn":
+            patch, tubelet = 8, 2
+            self.patch_embed: nn.Module = HybridStem(dim)
+        elif stem == "conv":
             half = patch // 2
-            self.patch_embed: nn.Module = nn.Sequential(
+            self.patch_embed = nn.Sequential(
                 nn.Conv3d(3, dim // 2, 3, stride=(1, 2, 2), padding=1, bias=False), *_bn_relu(dim // 2, 3),
                 nn.Conv3d(dim // 2, dim, (tubelet, half, half), stride=(tubelet, half, half)),
             )
-        else:
+        elif stem == "linear":
             self.patch_embed = nn.Conv3d(3, dim, (tubelet, patch, patch), stride=(tubelet, patch, patch))
+        else:
+            raise ValueError(f"unknown stem {stem!r}: use linear, conv or cnn")
+        self.grid = (frames // tubelet, size // patch, size // patch)
         self.pos_embed = nn.Parameter(torch.zeros(1, self.grid[0] * self.grid[1] * self.grid[2], dim))
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
         self.drop = nn.Dropout(dropout)

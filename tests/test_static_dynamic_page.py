@@ -1,0 +1,453 @@
+"""The static / dynamic units page and its figure builders, on a fake but consistent run."""
+
+from __future__ import annotations
+
+import base64
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+from core import viz_static_dynamic as vsd  # noqa: E402
+from core.artifacts import RunWriter  # noqa: E402
+from core.data.videos import write_video  # noqa: E402
+
+APP = str(REPO / "app.py")
+PAGE = "pages/static_dynamic.py"
+KIND = "static-dynamic"
+TIMEOUT = 60
+LAM = 0.5
+# label -> (layer name, units, mean s_static, mean s_dynamic, dead units)
+MODELS = {
+    "r3d-motion": [("stem", 8, 0.7, 0.2, 0), ("layer1", 16, 0.5, 0.4, 2), ("layer2", 24, 0.3, 0.6, 0),
+                   ("layer3", 32, 0.2, 0.75, 3)],
+    "c2d-appearance": [("stem", 8, 0.8, 0.1, 1), ("layer1", 12, 0.75, 0.2, 0), ("layer2", 20, 0.7, 0.3, 0)],
+}
+FRACTIONS = [round(0.1 * k, 1) for k in range(11)]
+EXAMPLE_KEYS = ["original", "static", "shuffled", "style_a", "style_b", "flow", "flow_jittered"]
+
+
+def softmax_pct(s_dynamic: float, s_static: float) -> tuple[float, float, float]:
+    e = np.exp([s_dynamic, s_static, 1.0])
+    return tuple(float(v) for v in 100 * e / e.sum())
+
+
+def fake_layers(seed: int = 0) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
+    """layers.json records and units.npz arrays whose counts follow from the scores (eq. 3.3)."""
+    rng = np.random.default_rng(seed)
+    records, arrays = [], {}
+    for label, specs in MODELS.items():
+        for depth, (layer, n, mu_s, mu_d, dead) in enumerate(specs):
+            s_static = np.clip(rng.normal(mu_s, 0.25, n), -1, 1)
+            s_dynamic = np.clip(rng.normal(mu_d, 0.25, n), -1, 1)
+            s_static[n - dead:] = np.nan
+            s_dynamic[n - dead:] = np.nan
+            live = np.isfinite(s_static)
+            st, dy = live & (s_static > LAM), live & (s_dynamic > LAM)
+            i = len(records)
+            arrays[f"s_static_{i}"], arrays[f"s_dynamic_{i}"] = s_static, s_dynamic
+            S_static, S_dynamic = float(np.nanmean(s_static)), float(np.nanmean(s_dynamic))
+            pct_dynamic, pct_static, pct_identical = softmax_pct(S_dynamic, S_static)
+            records.append({
+                "model": label, "layer": layer, "depth": depth, "n_units": n, "S_static": S_static,
+                "S_dynamic": S_dynamic, "pct_static": pct_static, "pct_dynamic": pct_dynamic,
+                "pct_identical": pct_identical, "n_static": int((st & ~dy).sum()), "n_dynamic": int((dy & ~st).sum()),
+                "n_joint": int((st & dy).sum()), "n_residual": int((live & ~st & ~dy).sum()), "n_dead": int(dead),
+                "lambda": LAM,
+            })
+    return records, arrays
+
+
+def fake_removal() -> dict[str, Any]:
+    curves = []
+    for label, specs in MODELS.items():
+        for layer, *_ in specs[-2:]:
+            x = np.array(FRACTIONS)
+            static, dynamic, rnd = 0.9 - 0.5 * x, 0.9 - 0.8 * np.sqrt(x), 0.9 - 0.3 * x
+            curves.append({"model": label, "layer": layer, "static": static.tolist(), "dynamic": dynamic.tolist(),
+                           "random_mean": rnd.tolist(), "random_std": (0.02 + 0 * x).tolist(),
+                           "auc": {"static": float(np.trapezoid(static, x)),
+                                   "dynamic": float(np.trapezoid(dynamic, x)),
+                                   "random": float(np.trapezoid(rnd, x))}})
+    return {"metric": "top-1 accuracy", "n_videos": 90, "fractions": FRACTIONS, "seeds": 3, "curves": curves}
+
+
+def fake_dynamics() -> dict[str, Any]:
+    checkpoints = [{"label": f"epoch-{e:02d}", "epoch": e, "val_accuracy": 0.1 + 0.08 * e} for e in range(1, 6)]
+    records = []
+    for c in checkpoints:
+        for depth, (layer, n, *_) in enumerate(MODELS["r3d-motion"]):
+            s_d, s_s = 0.1 * c["epoch"] * (depth + 1) / 4, 0.6 - 0.05 * c["epoch"]
+            pd_, ps, pi = softmax_pct(s_d, s_s)
+            n_dyn = min(n, c["epoch"] * (depth + 1))
+            records.append({"checkpoint": c["label"], "epoch": c["epoch"], "layer": layer, "S_static": s_s,
+                            "S_dynamic": s_d, "pct_static": ps, "pct_dynamic": pd_, "pct_identical": pi,
+                            "n_units": n, "n_static": 0, "n_dynamic": n_dyn, "n_joint": 0,
+                            "n_residual": n - n_dyn, "n_dead": 0})
+    return {"checkpoints": checkpoints, "records": records}
+
+
+def make_static_dynamic_run(root: Path, run_id: str = "sd-run", optional: bool = True, seed: int = 0) -> Path:
+    """A complete fake ``static-dynamic`` run: two models; with ``optional`` also removal, dynamics, examples."""
+    records, arrays = fake_layers(seed)
+    models = [{"label": label, "spec": label, "description": f"{label} (fake)", "architecture": label.split("-")[0],
+               "task": label.split("-")[1], "input": "video", "val_accuracy": 0.8 if label == "r3d-motion" else None,
+               "layers": [s[0] for s in specs]} for label, specs in MODELS.items()]
+    with RunWriter(root, KIND, model=[{"spec": m["spec"]} for m in models], data={"description": "synthetic:motion"},
+                   config={"lambda": LAM, "pairs": 40}, run_id=run_id) as run:
+        run.write_json("models.json", models)
+        run.write_json("layers.json", records)
+        run.write_npz("units.npz", **arrays)
+        if optional:
+            run.write_json("removal.json", fake_removal())
+            run.write_json("dynamics.json", fake_dynamics())
+            rng = np.random.default_rng(seed)
+            files = {}
+            for key in EXAMPLE_KEYS:
+                frames = rng.integers(0, 255, size=(6, 32, 32, 3), dtype=np.uint8)
+                write_video(run.path(f"examples/0-{key}.mp4"), frames, fps=6)
+                files[key] = f"examples/0-{key}.mp4"
+            run.write_json("examples.json", [{"video": "bikes.mp4", "caption": "bikes.mp4, clip 0", "files": files,
+                                              "styles": {"static": "pencil", "style_a": "pencil",
+                                                         "style_b": "palette"}}])
+        final = {r["model"]: {k: r[k] for k in ("layer", "pct_static", "pct_dynamic", "S_static", "S_dynamic")}
+                 for r in records}
+        return run.finish(summary={"models": list(MODELS), "pairs": 40, "lambda": LAM, "final_layer": final})
+
+
+@pytest.fixture(scope="module")
+def sd_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("sd")
+    make_static_dynamic_run(root)
+    return root
+
+
+def open_page(root: Path, monkeypatch: pytest.MonkeyPatch) -> AppTest:
+    monkeypatch.setenv("CONCEPT_LENS_ARTIFACTS", str(root))
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    return at.switch_page(PAGE).run()
+
+
+def texts(at: AppTest) -> str:
+    parts = [e.value for kind in ("title", "markdown", "caption", "info", "warning", "error", "subheader")
+             for e in getattr(at, kind)]
+    return "\n".join(str(p) for p in parts)
+
+
+def charts(at: AppTest) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(figure, config) of every plotly chart on the page."""
+    return [(json.loads(c.proto.spec), json.loads(c.proto.config)) for c in at.get("plotly_chart")]
+
+
+def values(v: Any) -> list[Any]:
+    """A figure JSON array as a list: plotly writes numpy arrays as base64 typed arrays."""
+    if isinstance(v, dict) and "bdata" in v:
+        a = np.frombuffer(base64.b64decode(v["bdata"]), dtype=v["dtype"])
+        return a.reshape(v["shape"]).tolist() if "shape" in v else a.tolist()
+    return list(v)
+
+
+def traces(fig: dict[str, Any], name: str) -> list[dict[str, Any]]:
+    return [t for t in fig["data"] if t.get("name") == name]
+
+
+# -- page ---------------------------------------------------------------------------------------------------------
+
+
+def test_page_shows_every_section(sd_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = open_page(sd_root, monkeypatch)
+    assert not at.exception
+    assert not at.error
+    assert at.title[0].value == "Static / dynamic units"
+    text = texts(at)
+    assert "r3d-motion, c2d-appearance" in text and "40 pairs" in text and "λ = 0.5" in text
+    assert "**joint** when both are" in text
+    assert "under 47%" in text
+    assert [s.value for s in at.subheader] == ["Units of one layer", "Unit removal", "Training dynamics",
+                                               "Example pairs"]
+    figs = charts(at)
+    assert len(figs) == 6  # categories, layer scores, unit scatter, score histograms, removal, dynamics
+    assert all(cfg["toImageButtonOptions"]["format"] == "png" for _, cfg in figs)
+    assert len(at.get("video")) == len(EXAMPLE_KEYS)
+    assert "static pair: frames shuffled" in text and "static pair: flow, hue-jittered" in text
+    assert "dynamic pair: style B (palette)" in text
+    labels = [b.label for b in at.get("download_button")]
+    assert labels == ["Download layers (CSV)", "Download unit scores (CSV)", "Download AUCs (CSV)",
+                      "Download removal curves (CSV)", "Download dynamics (CSV)"]
+    models = at.dataframe[0].value
+    assert list(models["model"]) == list(MODELS)
+    assert list(models["units"]) == [sum(s[1] for s in specs) for specs in MODELS.values()]
+
+    records, _ = fake_layers()
+    hist = figs[0][0]
+    static = traces(hist, "static")
+    assert len(static) == 2
+    assert values(static[0]["y"]) == [r["n_static"] for r in records if r["model"] == "r3d-motion"]
+    assert values(static[1]["x"]) == [s[0] for s in MODELS["c2d-appearance"]]
+    assert [t["marker"]["color"] for t in hist["data"][:5]] == [vsd.COLORS[c] for c in vsd.CATEGORIES]
+
+
+def test_page_unit_selection_and_export_format(sd_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = open_page(sd_root, monkeypatch)
+    _, arrays = fake_layers()
+    row = 3  # r3d-motion · layer3, the deepest layer of the first model: the default
+    assert at.selectbox(key="sd_layer-r3d-motion").value == "layer3"
+    at.number_input(key=f"sd_unit-{row}").set_value(5).run()
+    assert not at.exception
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["s_static"] == f"{arrays[f's_static_{row}'][5]:.3f}"
+    assert metrics["s_dynamic"] == f"{arrays[f's_dynamic_{row}'][5]:.3f}"
+    expected = vsd.classify_units(arrays[f"s_static_{row}"][5:6], arrays[f"s_dynamic_{row}"][5:6], LAM)[0]
+    assert metrics["category"] == expected
+    scatter = charts(at)[2][0]
+    ring = traces(scatter, "unit 5")[0]
+    assert values(ring["customdata"]) == [[5]] and values(ring["x"])[0] == pytest.approx(arrays[f"s_static_{row}"][5])
+    units_table = at.dataframe[2].value  # models, layers, unit scores, AUCs, dynamics
+    assert list(units_table.columns) == vsd.UNIT_COLUMNS and len(units_table) == 32
+    assert units_table["s_dynamic"][7] == pytest.approx(arrays[f"s_dynamic_{row}"][7])
+    assert "3 dead units" in texts(at)
+
+    at.number_input(key=f"sd_unit-{row}").set_value(31).run()  # the last 3 units are dead
+    assert {m.label: m.value for m in at.metric}["category"] == "dead"
+
+    at.segmented_control(key="sd_export").set_value("SVG").run()
+    assert not at.exception
+    figs = charts(at)
+    assert len(figs) == 6
+    assert {cfg["toImageButtonOptions"]["format"] for _, cfg in figs} == {"svg"}
+    assert figs[2][1]["toImageButtonOptions"]["filename"] == "sd-run-units-r3d-motion-layer3"
+
+    at.toggle(key="sd_share").set_value(True).run()
+    hist = charts(at)[0][0]
+    heights = np.sum([values(t["y"]) for t in hist["data"] if t["xaxis"] == "x"], axis=0)
+    assert heights == pytest.approx([100.0] * 4)
+
+    at.selectbox(key="sd_layer_model").set_value("c2d-appearance").run()
+    assert not at.exception
+    assert at.selectbox(key="sd_layer-c2d-appearance").value == "layer2"
+    assert {m.label: m.value for m in at.metric}["s_static"] == f"{arrays['s_static_6'][0]:.3f}"
+
+
+def test_page_without_optional_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    make_static_dynamic_run(tmp_path, "sd-bare", optional=False)
+    at = open_page(tmp_path, monkeypatch)
+    assert not at.exception
+    assert not at.error
+    text = texts(at)
+    assert "`--removal`" in text and "`--checkpoints`" in text
+    assert "Example pairs" not in [s.value for s in at.subheader]
+    assert len(charts(at)) == 4
+    assert not at.get("video")
+
+
+def test_page_follows_the_sidebar_pick(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    make_static_dynamic_run(tmp_path, "sd-a", optional=False, seed=1)
+    b = make_static_dynamic_run(tmp_path, "sd-b", optional=False, seed=2)
+    with RunWriter(tmp_path, "predictions", model={"spec": "tiny"}, data={}, config={}, run_id="preds") as run:
+        run.write_json("predictions.json", {"images": []})
+        preds = run.finish()
+    monkeypatch.setenv("CONCEPT_LENS_ARTIFACTS", str(tmp_path))
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    at.sidebar.selectbox[0].set_value(str(b)).run()
+    at.switch_page(PAGE).run()
+    assert not at.exception
+    assert "`sd-b`" in texts(at)
+    assert "Static / dynamic run" not in [s.label for s in at.selectbox]
+
+    at.sidebar.selectbox[0].set_value(str(preds)).run()
+    assert not at.exception
+    assert "is a `predictions` run" in texts(at)
+    assert at.selectbox[0].label == "Static / dynamic run"
+
+
+def test_page_reports_a_damaged_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    run = make_static_dynamic_run(tmp_path, "sd-damaged", optional=False)
+    (run / "units.npz").write_bytes(b"not a zip")
+    at = open_page(tmp_path, monkeypatch)
+    assert not at.exception
+    assert "units.npz" in at.error[0].value and "sd-damaged" in at.error[0].value
+
+
+def test_page_without_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = open_page(tmp_path, monkeypatch)
+    assert not at.exception
+    assert "No `static-dynamic` runs" in at.info[0].value
+
+
+# -- builders -----------------------------------------------------------------------------------------------------
+
+
+def test_classify_units() -> None:
+    s_static = np.array([0.9, 0.1, 0.9, 0.1, np.nan, 0.5, 0.51])
+    s_dynamic = np.array([0.1, 0.9, 0.9, 0.1, 0.3, 0.5, np.nan])
+    assert list(vsd.classify_units(s_static, s_dynamic, 0.5)) == [
+        "static", "dynamic", "joint", "residual", "dead", "residual", "dead"]
+    assert list(vsd.classify_units(s_static, s_dynamic, 0.0)) == [
+        "joint", "joint", "joint", "joint", "dead", "joint", "dead"]
+
+
+def test_unit_histogram_counts_and_colours() -> None:
+    records, _ = fake_layers()
+    fig = vsd.unit_histogram(records, ["c2d-appearance", "r3d-motion"])
+    assert fig.layout.barmode == "stack"
+    assert [a.text for a in fig.layout.annotations] == ["c2d-appearance", "r3d-motion"]
+    for cat in vsd.CATEGORIES:
+        bars = [t for t in fig.data if t.name == cat]
+        assert [t.marker.color for t in bars] == [vsd.COLORS[cat]] * 2
+        assert [t.showlegend for t in bars] == [True, False]
+        assert list(bars[0].y) == [r[f"n_{cat}"] for r in records if r["model"] == "c2d-appearance"]
+        assert list(bars[1].y) == [r[f"n_{cat}"] for r in records if r["model"] == "r3d-motion"]
+    totals = np.sum([t.y for t in fig.data if t.xaxis == "x2"], axis=0)
+    assert list(totals) == [s[1] for s in MODELS["r3d-motion"]]
+
+    share = vsd.unit_histogram(records, ["r3d-motion"], share=True)
+    assert np.sum([t.y for t in share.data], axis=0) == pytest.approx([100.0] * 4)
+    stem = records[0]
+    assert share.data[0].y[0] == pytest.approx(100 * stem["n_static"] / stem["n_units"])
+
+
+def test_layer_scores_values_and_hover() -> None:
+    records, _ = fake_layers()
+    fig = vsd.layer_scores(records, ["r3d-motion"], metric="pct")
+    static, dynamic = fig.data
+    assert (static.name, dynamic.name) == ("static", "dynamic")
+    assert (static.marker.color, dynamic.marker.color) == (vsd.COLORS["static"], vsd.COLORS["dynamic"])
+    assert list(static.y) == pytest.approx([r["pct_static"] for r in records[:4]])
+    assert list(dynamic.y) == pytest.approx([r["pct_dynamic"] for r in records[:4]])
+    assert static.customdata[2][4] == pytest.approx(records[2]["pct_identical"])
+    assert static.customdata[2][0] == pytest.approx(records[2]["S_static"])
+    assert "identical" in static.hovertemplate
+    raw = vsd.layer_scores(records, ["r3d-motion", "c2d-appearance"], metric="S")
+    assert list(raw.data[1].y) == pytest.approx([r["S_dynamic"] for r in records[:4]])
+    assert list(raw.data[2].y) == pytest.approx([r["S_static"] for r in records[4:]])
+
+
+def test_unit_scatter_lambda_lines_and_categories() -> None:
+    s_static = np.array([0.9, 0.1, 0.9, 0.1, np.nan, 0.7])
+    s_dynamic = np.array([0.1, 0.9, 0.9, 0.1, np.nan, 0.2])
+    fig = vsd.unit_scatter(s_static, s_dynamic, 0.4, selected=2)
+    lines = [(s.x0, s.x1, s.y0, s.y1) for s in fig.layout.shapes]
+    assert lines[0][:2] == (0.4, 0.4) and lines[1][2:] == (0.4, 0.4)
+    by_name = {t.name: t for t in fig.data}
+    assert set(by_name) == {"static (2)", "dynamic (1)", "joint (1)", "residual (1)", "unit 2"}
+    assert [list(c) for c in by_name["static (2)"].customdata] == [[0], [5]]
+    assert list(by_name["static (2)"].x) == [0.9, 0.7]
+    assert by_name["joint (1)"].marker.color == vsd.COLORS["joint"]
+    assert list(by_name["unit 2"].customdata[0]) == [2]
+    assert sum(len(t.x) for t in fig.data if t.name != "unit 2") == 5  # the dead unit is not plotted
+
+    rng = np.random.default_rng(0)
+    many = vsd.unit_scatter(rng.uniform(-1, 1, 2500), rng.uniform(-1, 1, 2500), 0.5)
+    assert [t.type for t in many.data] == ["histogram2d"]
+    assert many.layout.shapes[0].x0 == 0.5
+
+
+def test_point_unit() -> None:
+    assert vsd.point_unit({"customdata": [7], "x": 0.1}) == 7
+    assert vsd.point_unit({"customdata": {"0": 4}}) == 4
+    assert vsd.point_unit({"customdata": 3.0}) == 3
+    assert vsd.point_unit({"x": 0.2, "y": 0.3}) is None
+    assert vsd.point_unit({"customdata": []}) is None
+
+
+def test_score_histograms_drop_dead_units() -> None:
+    fig = vsd.score_histograms(np.array([0.1, 0.6, np.nan]), np.array([0.2, np.nan, np.nan]), 0.3)
+    assert [len(t.x) for t in fig.data] == [2, 1]
+    assert [t.marker.color for t in fig.data] == [vsd.COLORS["static"], vsd.COLORS["dynamic"]]
+    assert [s.x0 for s in fig.layout.shapes] == [0.3, 0.3]
+
+
+def test_export_config() -> None:
+    cfg = vsd.export_config("run-x-units", "SVG")
+    assert cfg["toImageButtonOptions"]["format"] == "svg"
+    assert cfg["toImageButtonOptions"]["filename"] == "run-x-units"
+    assert cfg["displaylogo"] is False
+    assert vsd.export_config("a")["toImageButtonOptions"]["format"] == "png"
+    with pytest.raises(ValueError, match="jpeg"):
+        vsd.export_config("a", "jpeg")
+
+
+def test_tables() -> None:
+    records, arrays = fake_layers()
+    layers = vsd.layers_table(records)
+    assert list(layers.columns) == vsd.LAYER_COLUMNS
+    assert len(layers) == 7
+    assert (layers[[f"n_{c}" for c in vsd.CATEGORIES]].sum(axis=1) == layers["n_units"]).all()
+
+    units = vsd.unit_table(arrays["s_static_1"], arrays["s_dynamic_1"], LAM)
+    assert list(units.columns) == vsd.UNIT_COLUMNS
+    counts = units["category"].value_counts()
+    assert all(counts.get(c, 0) == records[1][f"n_{c}"] for c in vsd.CATEGORIES)
+
+    removal = fake_removal()
+    aucs = vsd.removal_table(removal)
+    assert list(aucs.columns) == vsd.AUC_COLUMNS and len(aucs) == 4
+    assert aucs["auc_static"][0] == pytest.approx(0.65)
+    assert aucs["auc_random"][0] == pytest.approx(0.75)
+    curves = vsd.removal_curves_table(removal)
+    assert list(curves.columns) == vsd.CURVE_COLUMNS and len(curves) == 4 * len(FRACTIONS)
+    assert curves["static"].iloc[10] == pytest.approx(0.4)
+
+    dyn = vsd.dynamics_table(fake_dynamics())
+    assert list(dyn.columns) == vsd.DYNAMICS_COLUMNS and len(dyn) == 5 * 4
+    assert dyn.loc[dyn["epoch"] == 3, "val_accuracy"].unique().tolist() == pytest.approx([0.34])
+
+    models = vsd.models_table([{"label": "r3d-motion", "spec": "r3d-motion", "input": "video"}], records)
+    assert models.loc[0, "units"] == 80 and models.loc[0, "final layer"] == "layer3"
+    assert models.loc[0, "final pct_dynamic"] == pytest.approx(records[3]["pct_dynamic"])
+    assert isinstance(models, pd.DataFrame)
+
+
+def test_removal_figure_band_and_auc() -> None:
+    removal = fake_removal()
+    curve = removal["curves"][0]
+    fig = vsd.removal_figure(removal, curve)
+    upper, lower, rnd, static, dynamic = fig.data
+    assert list(upper.y) == pytest.approx(np.array(curve["random_mean"]) + 0.02)
+    assert list(lower.y) == pytest.approx(np.array(curve["random_mean"]) - 0.02)
+    assert lower.fill == "tonexty"
+    assert static.name == f"top static units (AUC {curve['auc']['static']:.3f})"
+    assert "3 seeds" in rnd.name and "AUC 0.750" in rnd.name
+    assert dynamic.line.color == vsd.COLORS["dynamic"]
+    assert fig.layout.yaxis.title.text == "top-1 accuracy"
+
+
+def test_dynamics_figure() -> None:
+    dynamics = fake_dynamics()
+    fig = vsd.dynamics_figure(dynamics, metric="pct")
+    lines = [t for t in fig.data if t.name == "layer2"]
+    assert len(lines) == 2 and list(lines[0].x) == [1, 2, 3, 4, 5]
+    layer2 = [r for r in dynamics["records"] if r["layer"] == "layer2"]
+    assert list(lines[0].y) == pytest.approx([r["pct_static"] for r in layer2])
+    assert list(lines[1].y) == pytest.approx([r["pct_dynamic"] for r in layer2])
+    acc = [t for t in fig.data if t.name == "val accuracy"]
+    assert len(acc) == 2 and list(acc[0].y) == pytest.approx([0.18, 0.26, 0.34, 0.42, 0.5])
+    assert acc[0].yaxis != lines[0].yaxis
+
+    some = vsd.dynamics_figure(dynamics, ["stem"], metric="units")
+    assert {t.name for t in some.data} == {"stem", "val accuracy"}
+    stem_dynamic = [t for t in some.data if t.name == "stem"][1]
+    assert list(stem_dynamic.y) == pytest.approx([100 * e / 8 for e in range(1, 6)])
+    no_acc = {**dynamics, "checkpoints": [{**c, "val_accuracy": None} for c in dynamics["checkpoints"]]}
+    assert "val accuracy" not in {t.name for t in vsd.dynamics_figure(no_acc).data}
+
+
+def test_example_views_order_and_titles() -> None:
+    files = {k: f"examples/0-{k}.mp4" for k in reversed(EXAMPLE_KEYS)} | {"extra_view": "examples/x.mp4"}
+    views = vsd.example_views(files)
+    assert [v[0] for v in views] == [*EXAMPLE_KEYS, "extra_view"]
+    assert views[2][1] == "static pair: frames shuffled"
+    assert views[4] == ("style_b", "dynamic pair: style B", "examples/0-style_b.mp4")
+    assert views[-1][1] == "extra view"
+    styled = vsd.example_views({"style_a": "a.mp4", "original": "o.mp4"}, {"style_a": "pencil"})
+    assert styled == [("original", "original", "o.mp4"), ("style_a", "dynamic pair: style A (pencil)", "a.mp4")]
