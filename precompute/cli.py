@@ -96,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fractions of units removed (default 0..1 by 0.1)")
     p.add_argument("--removal-seeds", type=int, default=3, help="random-unit baselines")
     p.add_argument("--checkpoints", nargs="+", help="training dynamics: checkpoint specs or folders, or the "
-                   "folder of one training run (its epochs/epoch-NNN)")
+                   "folder of one training run (its epochs/epoch-NN)")
     p.add_argument("--examples", type=int, default=2, help="example pairs written as videos (0: none)")
 
     p = sub.add_parser("train", help="train a zoo video model on the synthetic benchmark")

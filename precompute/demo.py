@@ -10,7 +10,9 @@ import argparse
 from pathlib import Path
 
 from core.models.resolve import ASSETS_MODELS
-from precompute import predict
+from precompute import predict, static_dynamic
+
+ZOO = ("c2d", "r3d", "slowfast", "two_stream", "vit")
 
 
 def run(out: Path, device: str = "auto") -> list[Path]:
@@ -24,4 +26,30 @@ def run(out: Path, device: str = "auto") -> list[Path]:
     for model in ("r3d-motion", "c2d-motion"):  # the zoo on held-out synthetic clips: C2D cannot see direction
         if (ASSETS_MODELS / model / "model.json").is_file():
             paths.append(predictions(model, f"{model}-synthetic", 16, videos="synthetic:motion:45"))
+    paths.extend(static_dynamic_runs(out, device))
+    return paths
+
+
+def static_dynamic_runs(out: Path, device: str = "auto") -> list[Path]:
+    """The static/dynamic demos: the whole zoo on the same synthetic pairs (with removal curves for the
+    motion models), r3d-motion's training dynamics, and the motion models on real street footage."""
+    def shipped(task: str) -> list[str]:
+        return [f"{a}-{task}" for a in ZOO if (ASSETS_MODELS / f"{a}-{task}" / "model.json").is_file()]
+
+    def analyse(models: list[str], run_id: str, videos: str, **extra: object) -> Path:
+        args = {"model": models, "layers": None, "out": str(out), "device": device, "seed": 0, "run_id": run_id,
+                "overwrite": True, "videos": videos, "clips_per_video": 4, "pairs": 200, "lam": 0.5,
+                "styles": None, "batch_size": 16, "cache_dir": "artifacts/cache", "removal": False,
+                "removal_layers": None, "removal_fractions": None, "removal_seeds": 3, "checkpoints": None,
+                "examples": 2}
+        return static_dynamic.run(argparse.Namespace(**{**args, **extra}))
+
+    motion, appearance = shipped("motion"), shipped("appearance")
+    paths = []
+    if motion:
+        paths.append(analyse(motion + appearance, "zoo-synthetic", "synthetic:motion:100", removal=True))
+        paths.append(analyse(motion, "zoo-real-clips", "demo", clips_per_video=16, pairs=100))
+    if (ASSETS_MODELS / "r3d-motion" / "epochs").is_dir():
+        paths.append(analyse(["r3d-motion"], "r3d-motion-training", "synthetic:motion:100", examples=0, pairs=100,
+                             checkpoints=[str(ASSETS_MODELS / "r3d-motion")]))
     return paths

@@ -152,7 +152,7 @@ def parse_styles(value: str | Sequence[str] | None) -> tuple[list[str], str | No
 
 def expand_checkpoints(values: Sequence[str]) -> list[str]:
     """``--checkpoints``: specs, checkpoint folders, or the folder of one training run (its
-    ``epochs/epoch-NNN`` folders in epoch order)."""
+    ``epochs/epoch-NN`` folders in epoch order)."""
     specs: list[str] = []
     for v in values:
         p = Path(v)

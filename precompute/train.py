@@ -167,6 +167,15 @@ def initialise_from(model: torch.nn.Module, spec: str) -> int:
     return copied
 
 
+def _same_settings(folder: Path, settings: dict[str, Any]) -> bool:
+    """Whether the epoch checkpoint in ``folder`` was written by a run with these settings."""
+    try:
+        saved = json.loads((folder / OPTIMIZER_JSON).read_text()).get("extra", {}).get("settings")
+    except (OSError, ValueError):
+        return False
+    return saved == json.loads(json.dumps(settings))
+
+
 def _epoch_dir(out: Path, epoch: int) -> Path:
     return out / "epochs" / f"epoch-{epoch:02d}"
 
@@ -197,7 +206,7 @@ def run(args: Any) -> Path:
     if kind == "static" and args.frames < 2:
         raise UserError("StaticDropout shuffles frames: it needs --frames 2 or more")
     out = Path(args.out) / (args.name or f"{arch}-{args.task}")
-    if (out / zoo.CHECKPOINT_JSON).is_file():
+    if (out / zoo.CHECKPOINT_JSON).is_file() or (args.overwrite and out.is_dir()):
         if not args.overwrite:
             raise UserError(f"{out} is already trained; pass --overwrite to train it again")
         shutil.rmtree(out)
@@ -225,12 +234,19 @@ def run(args: Any) -> Path:
     log: list[dict[str, Any]] = []
     start_epoch = _last_epoch(out) + 1
     seconds = 0.0
+    settings = {"architecture": arch, "kwargs": kwargs, "task": args.task, "epochs": args.epochs, "lr": args.lr,
+                "batch_size": args.batch_size, "weight_decay": args.weight_decay, "seed": args.seed,
+                "train_size": args.train_size, "data": dataclasses.asdict(data_config), "init_from": init_from,
+                "dropout": regulariser.settings(), "finetune_epochs": finetune_epochs}
     if start_epoch > 1:
         from safetensors.torch import load_file
 
         last = _epoch_dir(out, start_epoch - 1)
+        extra = load_optimizer(optimizer, last) if _same_settings(last, settings) else None
+        if extra is None:
+            raise UserError(f"{out} holds an unfinished training run with other settings; pass --overwrite "
+                            "to start over, or --name to train into another folder")
         model.load_state_dict(load_file(str(last / zoo.CHECKPOINT_WEIGHTS)))
-        extra = load_optimizer(optimizer, last)
         schedule.load_state_dict(extra["schedule"])
         log = extra["log"]
         seconds = extra["seconds"]
@@ -292,7 +308,8 @@ def run(args: Any) -> Path:
             print(f"epoch {epoch}: train loss {total / count:.3f} acc {correct / count:.3f}, "
                   f"val acc {val['accuracy']:.3f}", flush=True)
             folder = _epoch_dir(out, epoch)
-            save_optimizer(optimizer, folder, {"schedule": schedule.state_dict(), "log": log, "seconds": seconds})
+            save_optimizer(optimizer, folder, {"schedule": schedule.state_dict(), "log": log, "seconds": seconds,
+                                               "settings": settings})
             epoch_meta = {**meta, "epoch": epoch, "metrics": {**log[-1], "val_per_class": val["per_class"]}}
             zoo.save_checkpoint(model, folder, epoch_meta,
                                 dtype=torch.float16 if args.epoch_dtype == "float16" else None)

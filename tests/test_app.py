@@ -220,3 +220,18 @@ def test_demo_root_opens(monkeypatch: pytest.MonkeyPatch) -> None:
     assert not at.exception
     assert not at.error
     assert at.get("image")
+
+
+@pytest.mark.skipif(not any(DEMO.glob("static-dynamic/*/manifest.json")), reason="no static-dynamic demo runs yet")
+def test_demo_static_dynamic_runs_render(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CONCEPT_LENS_ARTIFACTS", raising=False)
+    monkeypatch.setattr(sys, "argv", ["app.py"])
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    at.switch_page("pages/static_dynamic.py").run()
+    assert not at.exception and not at.error
+    pickers = [s for s in at.selectbox if s.label == "Static / dynamic run"]
+    assert pickers, "the demo root has several static-dynamic runs: the page offers a picker"
+    for i in range(len(pickers[0].options)):
+        next(s for s in at.selectbox if s.label == "Static / dynamic run").select_index(i).run()
+        assert not at.exception and not at.error
+        assert len(at.get("plotly_chart")) >= 3

@@ -274,3 +274,28 @@ def test_bad_input_is_one_line(tmp_path: Path, capsys, extra: list[str], message
 def test_image_model_is_refused(tmp_path: Path, capsys) -> None:
     assert cli.main(["static-dynamic", "--model", "efficientnet_lite0", "--out", str(tmp_path)]) == 2
     assert "video model" in capsys.readouterr().err
+
+
+def test_users_own_stylized_copies(tmp_path: Path, capsys) -> None:
+    src = tmp_path / "frame_mean.py"
+    src.write_text(ORDER_BLIND)
+    videos = _video_folder(tmp_path / "videos")
+    styles = tmp_path / "styles"
+    for name, change in (("inverted", lambda c: 255 - c), ("dark", lambda c: c // 3)):
+        for f in videos.rglob("*.mp4"):
+            from core.data.videos import read_video
+
+            frames, _ = read_video(f)
+            target = styles / name / f.relative_to(videos)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            write_video(target, np.ascontiguousarray(change(frames)), fps=10)
+    args = ["static-dynamic", "--model", f"py:{src}:make", "--videos", str(videos), "--pairs", "6",
+            "--out", str(tmp_path / "runs"), "--examples", "0", "--cache-dir", "", "--device", "cpu"]
+    assert cli.main([*args, "--styles", str(styles), "--run-id", "own"]) == 0
+    manifest = json.loads((tmp_path / "runs" / "static-dynamic" / "own" / "manifest.json").read_text())
+    assert manifest["config"]["styles"] == ["dark", "inverted"]
+    pairs = json.loads((tmp_path / "runs" / "static-dynamic" / "own" / "pairs.json").read_text())
+    assert {p["style_a"] for v in pairs.values() for p in v} <= {"dark", "inverted"}
+    next((styles / "dark").rglob("*.mp4")).unlink()
+    assert cli.main([*args, "--styles", str(styles), "--run-id", "broken"]) == 2
+    assert "mirror the video folder" in capsys.readouterr().err

@@ -66,6 +66,9 @@ def test_killed_training_resumes_to_the_same_weights(tmp_path, monkeypatch):
     assert (tmp_path / "b" / "vit-motion" / "epochs" / "epoch-01" / "optimizer.json").is_file()
     assert not (tmp_path / "b" / "vit-motion" / "model.json").exists()
     monkeypatch.setattr(train, "evaluate", real_evaluate)
+    other = [a if a != "3e-3" else "1e-3" for a in argv]
+    assert cli.main(other) == 2  # an unfinished run with other settings is not resumed (nor harmed)
+    assert (tmp_path / "b" / "vit-motion" / "epochs" / "epoch-01" / "optimizer.json").is_file()
     assert cli.main(argv) == 0
     a = load_file(str(straight / "model.safetensors"))
     b = load_file(str(tmp_path / "b" / "vit-motion" / "model.safetensors"))

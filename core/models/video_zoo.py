@@ -14,10 +14,12 @@ analyses can read any of them.
                Stages ``slow.stem, fast.stem, slow.layer1, fast.layer1, ... slow.layer3, fast.layer3``.
 ``two_stream`` RGB stream and optical-flow stream (frame-wise 2-D CNNs, the AVOS-style input of
                chapter 3) fused by a 1x1x1 conv. Stages ``rgb.layer*``, ``flow.layer*``, ``fusion``.
-``vit``        video transformer: tubelet embedding, joint space-time multi-head self-attention.
-               Each block's ``attn.q``, ``attn.k``, ``attn.v`` are ``nn.Linear`` layers whose
+``vit``        video transformer: a token embedding (default the hybrid stem: R3D's first three
+               stages and a projection), joint space-time multi-head self-attention over the
+               tokens. Each block's ``attn.q``, ``attn.k``, ``attn.v`` are ``nn.Linear`` layers whose
                outputs ``(B, N, D)`` split into ``heads`` chunks of ``D / heads`` (one per head).
-               Stages ``blocks.0 .. blocks.{depth-1}``; tokens on the grid ``(T/2, H/16, W/16)``.
+               Stages ``blocks.0 .. blocks.{depth-1}``; tokens on the grid ``(T/2, H/8, W/8)``
+               (``(T/2, H/16, W/16)`` with the ``linear`` and ``conv`` embeddings).
 =============  ==================================================================================
 """
 
