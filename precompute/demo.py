@@ -30,9 +30,10 @@ def run(out: Path, device: str = "auto") -> list[Path]:
     return paths
 
 
-def static_dynamic_runs(out: Path, device: str = "auto") -> list[Path]:
+def static_dynamic_runs(out: Path, device: str = "auto", which: str = "all") -> list[Path]:
     """The static/dynamic demos: the whole zoo on the same synthetic pairs (with removal curves for the
-    motion models), r3d-motion's training dynamics, and the motion models on real street footage."""
+    motion models), r3d-motion's training dynamics, and the motion models on real street footage.
+    ``which`` (``all``, ``zoo``, ``training``, ``real``) regenerates one of them."""
     def shipped(task: str) -> list[str]:
         return [f"{a}-{task}" for a in ZOO if (ASSETS_MODELS / f"{a}-{task}" / "model.json").is_file()]
 
@@ -46,10 +47,12 @@ def static_dynamic_runs(out: Path, device: str = "auto") -> list[Path]:
 
     motion, appearance = shipped("motion"), shipped("appearance")
     paths = []
-    if motion:
-        paths.append(analyse(motion + appearance, "zoo-synthetic", "synthetic:motion:100", removal=True))
-        paths.append(analyse(motion, "zoo-real-clips", "demo", clips_per_video=16, pairs=100))
-    if (ASSETS_MODELS / "r3d-motion" / "epochs").is_dir():
+    if which in ("all", "training") and (ASSETS_MODELS / "r3d-motion" / "epochs").is_dir():
         paths.append(analyse(["r3d-motion"], "r3d-motion-training", "synthetic:motion:100", examples=0, pairs=100,
                              checkpoints=[str(ASSETS_MODELS / "r3d-motion")]))
+    if which in ("all", "real") and motion:
+        paths.append(analyse(motion, "zoo-real-clips", "demo", clips_per_video=16, pairs=100))
+    if which in ("all", "zoo") and motion:
+        paths.append(analyse(motion + appearance, "zoo-synthetic", "synthetic:motion:100", removal=True,
+                             removal_fractions=[0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0]))
     return paths

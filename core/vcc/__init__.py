@@ -1,0 +1,56 @@
+"""Visual Concept Connectome, VCC (dissertation chapter 5, methods.md section 3).
+
+:func:`build_vcc` runs the whole pipeline for one class; the modules hold its parts:
+``segments`` (top-down feature-space segments), ``concepts`` (k-means concepts per layer),
+``itcav`` (CAVs, interlayer edges, significance), ``graph`` (the graph, JSON, metrics),
+``fidelity`` (concept suppression, APS vs LS) and ``forward`` (the hooked passes they share).
+"""
+
+from core.vcc.concepts import LayerConcepts, discover_concepts, nearest_concepts
+from core.vcc.config import PruneSigmoid, VCCConfig
+from core.vcc.fidelity import (
+    SuppressionCurves,
+    aps_ls_correlation,
+    average_path_strength,
+    logit_sums,
+    suppression_curves,
+)
+from core.vcc.graph import CLASS_LAYER, Edge, LayerMetrics, Node, VCCGraph, class_node_id, concept_id
+from core.vcc.itcav import LayerCAVs, edge_pvalues, edge_values, fit_cavs, random_sets, sensitivities
+from core.vcc.pipeline import Fidelity, VCCResult, build_vcc
+from core.vcc.segments import Segments, segment_crop, segment_inputs, split_region, top_down_segments, upsample_mask
+
+__all__ = [
+    "CLASS_LAYER",
+    "Edge",
+    "Fidelity",
+    "LayerCAVs",
+    "LayerConcepts",
+    "LayerMetrics",
+    "Node",
+    "PruneSigmoid",
+    "Segments",
+    "SuppressionCurves",
+    "VCCConfig",
+    "VCCGraph",
+    "VCCResult",
+    "aps_ls_correlation",
+    "average_path_strength",
+    "build_vcc",
+    "class_node_id",
+    "concept_id",
+    "discover_concepts",
+    "edge_pvalues",
+    "edge_values",
+    "fit_cavs",
+    "logit_sums",
+    "nearest_concepts",
+    "random_sets",
+    "segment_crop",
+    "segment_inputs",
+    "sensitivities",
+    "split_region",
+    "suppression_curves",
+    "top_down_segments",
+    "upsample_mask",
+]

@@ -1,0 +1,138 @@
+"""Validation of a VCC (5.4.2): concept suppression against random directions, and the average
+path strength (APS, eq. 5.8) against the logit sum (LS, eq. 5.9) over concepts."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from scipy import stats
+
+from core.models import ModelBundle
+from core.vcc.forward import gap_and_logits, shifted_logits
+from core.vcc.graph import CLASS_LAYER, VCCGraph
+
+# ----------------------------------------------------------------------------------------------
+# Concept suppression
+
+
+@dataclass
+class SuppressionCurves:
+    """Target-class accuracy while ``z <- z - eps * d / ||d||`` at one layer, for each eps.
+
+    ``eps`` ``(S,)`` absolute (``scales`` times ``reference_norm``, the mean L2 norm of the class
+    images' GAP features at the layer); ``concept_accuracy`` ``(m, S)`` with ``d`` each concept's
+    centroid; ``random_accuracy`` ``(n_random, S)`` with random directions.
+    """
+
+    layer: str
+    scales: np.ndarray
+    eps: np.ndarray
+    reference_norm: float
+    concept_ids: list[str]
+    concept_accuracy: np.ndarray
+    random_accuracy: np.ndarray
+
+    def falls_faster(self) -> bool:
+        """Whether concept suppression lowers mean accuracy more than random directions (over eps > 0)."""
+        on = self.eps > 0
+        if not on.any() or not len(self.concept_accuracy) or not len(self.random_accuracy):
+            return False
+        return float(self.concept_accuracy[:, on].mean()) < float(self.random_accuracy[:, on].mean())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"layer": self.layer, "scales": self.scales.tolist(), "eps": self.eps.tolist(),
+                "reference_norm": self.reference_norm, "concept_ids": list(self.concept_ids),
+                "concept_accuracy": self.concept_accuracy.tolist(), "random_accuracy": self.random_accuracy.tolist()}
+
+
+def suppression_curves(bundle: ModelBundle, layer: str, x: torch.Tensor, class_index: int,
+                       directions: np.ndarray, concept_ids: Sequence[str], scales: Sequence[float],
+                       n_random: int = 5, seed: int = 0, batch_size: int = 32) -> SuppressionCurves:
+    """Suppress each concept direction (``directions`` ``(m, C)``, e.g. centroids) and ``n_random``
+    random unit directions at ``layer`` for the class images ``x`` ``(B, 3, H, W)``."""
+    feats, logits = gap_and_logits(bundle, x, [layer], batch_size)
+    ref = float(feats[layer].norm(dim=1).mean())
+    scales = np.asarray(scales, dtype=np.float64)
+    eps = scales * ref
+    base = float((logits.argmax(1) == class_index).float().mean())
+    rng = np.random.default_rng(seed)
+    channels = feats[layer].shape[1]
+    rand = rng.normal(size=(n_random, channels))
+
+    def curve(d: np.ndarray) -> np.ndarray:
+        norm = np.linalg.norm(d)
+        unit = torch.as_tensor(d / norm if norm > 0 else d, dtype=torch.float32)
+        acc = []
+        for e in eps:
+            if e == 0:
+                acc.append(base)
+                continue
+            out = shifted_logits(bundle, x, layer, -float(e) * unit, batch_size)
+            acc.append(float((out.argmax(1) == class_index).float().mean()))
+        return np.asarray(acc)
+
+    concept_acc = np.stack([curve(d) for d in directions]) if len(directions) else np.zeros((0, len(eps)))
+    random_acc = np.stack([curve(d) for d in rand]) if n_random else np.zeros((0, len(eps)))
+    return SuppressionCurves(layer, scales, eps, ref, list(concept_ids), concept_acc, random_acc)
+
+
+# ----------------------------------------------------------------------------------------------
+# APS vs LS
+
+
+def average_path_strength(graph: VCCGraph, significant_only: bool = True) -> dict[str, float]:
+    """APS (eq. 5.8) of every concept: over all paths to the class node, the mean of each path's mean
+    edge weight. NaN for a concept with no path (its edges were dropped by the t-test)."""
+    depth = {layer: i for i, layer in enumerate(graph.layers)}
+    depth[CLASS_LAYER] = len(graph.layers)
+    layer_of = {n.id: n.layer for n in graph.nodes}
+    out_edges: dict[str, list] = defaultdict(list)
+    for e in graph.edges:
+        if e.significant or not significant_only:
+            out_edges[e.source].append(e)
+    # paths[node][length] = (number of paths, sum over those paths of their summed weights)
+    paths: dict[str, dict[int, tuple[float, float]]] = {graph.class_id: {0: (1.0, 0.0)}}
+    aps = {}
+    for node in sorted(graph.nodes, key=lambda n: -depth[n.layer]):
+        if node.kind == "class":
+            continue
+        acc: dict[int, list[float]] = defaultdict(lambda: [0.0, 0.0])
+        for e in out_edges.get(node.id, []):
+            if depth[layer_of[e.target]] <= depth[node.layer]:
+                continue
+            for length, (count, total) in paths.get(e.target, {}).items():
+                acc[length + 1][0] += count
+                acc[length + 1][1] += total + count * e.weight
+        paths[node.id] = {k: (v[0], v[1]) for k, v in acc.items()}
+        n_paths = sum(v[0] for v in acc.values())
+        aps[node.id] = sum(v[1] / k for k, v in acc.items()) / n_paths if n_paths else float("nan")
+    return aps
+
+
+def logit_sums(graph: VCCGraph, segment_logits: np.ndarray) -> dict[str, float]:
+    """LS (eq. 5.9) of every concept: the target-class logit summed over its member segments.
+
+    ``segment_logits`` ``(N,)`` is the class logit of every segment image, indexed by segment id.
+    """
+    logits = np.asarray(segment_logits, dtype=np.float64)
+    return {n.id: float(logits[n.members].sum()) for n in graph.nodes if n.kind == "concept"}
+
+
+def aps_ls_correlation(aps: dict[str, float], ls: dict[str, float]) -> dict[str, float]:
+    """Pearson and Spearman correlation of APS and LS over the concepts where both are finite."""
+    ids = [k for k in aps if k in ls and np.isfinite(aps[k]) and np.isfinite(ls[k])]
+    a = np.array([aps[k] for k in ids])
+    b = np.array([ls[k] for k in ids])
+    out = {"n": float(len(ids)), "pearson": float("nan"), "pearson_p": float("nan"), "spearman": float("nan"),
+           "spearman_p": float("nan")}
+    if len(ids) >= 3 and np.ptp(a) > 0 and np.ptp(b) > 0:
+        r = stats.pearsonr(a, b)
+        s = stats.spearmanr(a, b)
+        out.update(pearson=float(r.statistic), pearson_p=float(r.pvalue), spearman=float(s.statistic),
+                   spearman_p=float(s.pvalue))
+    return out

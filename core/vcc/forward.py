@@ -1,0 +1,229 @@
+"""Forward passes the VCC needs: layer order, feature grids, GAP features, flat activations,
+gradients of a deep objective with respect to shallower layers, and activation shifts.
+
+Every hook is registered inside :func:`hooks` and removed when it exits, also on exceptions.
+Passes that only need a shallow layer stop the forward there (a hook raises :class:`_Stop`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from core.errors import LayerError
+from core.models import ModelBundle, bundle_gap, resolve_layers, to_feature_map
+from core.models.layers import first_tensor
+
+
+class _Stop(Exception):
+    """Raised by a hook to end a forward pass early (nothing past the layer is needed)."""
+
+
+@contextmanager
+def hooks(pairs: Sequence[tuple[nn.Module, Callable[..., Any]]]) -> Iterator[None]:
+    """Register forward hooks ``(module, fn)`` for the ``with`` block only."""
+    handles = []
+    try:
+        for module, fn in pairs:
+            handles.append(module.register_forward_hook(fn))
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def batches(n: int, size: int) -> Iterator[slice]:
+    for start in range(0, n, size):
+        yield slice(start, min(n, start + size))
+
+
+def _replace_first(output: Any, new: torch.Tensor) -> Any:
+    """``output`` with its activation tensor swapped for ``new`` (tensors, or tuples led by one)."""
+    if isinstance(output, torch.Tensor):
+        return new
+    if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
+        return type(output)([new, *output[1:]])
+    raise LayerError(f"cannot take gradients at a layer whose output is a {type(output).__name__}")
+
+
+def _run(bundle: ModelBundle, x: torch.Tensor) -> torch.Tensor | None:
+    """Logits, or ``None`` when a hook stopped the pass early."""
+    try:
+        return bundle(x)
+    except _Stop:
+        return None
+
+
+def execution_order(bundle: ModelBundle, layers: Sequence[str]) -> list[str]:
+    """``layers`` sorted shallow to deep by when the forward pass reaches them.
+
+    Raises :class:`LayerError` for an unknown layer, a repeated one, or one the forward never runs.
+    """
+    if len(set(layers)) != len(layers):
+        raise LayerError(f"a layer is given twice: {', '.join(layers)}")
+    modules = resolve_layers(bundle.model, layers, bundle.spec)
+    seen: list[str] = []
+
+    def make(name: str) -> Callable[..., None]:
+        def hook(_m: nn.Module, _i: Any, _o: Any) -> None:
+            if name not in seen:
+                seen.append(name)
+        return hook
+
+    with torch.no_grad(), hooks([(m, make(n)) for n, m in modules.items()]):
+        bundle(bundle.dummy_input(1))
+    missing = [n for n in layers if n not in seen]
+    if missing:
+        raise LayerError(f"layer(s) {', '.join(missing)} of {bundle.spec} never run in a forward pass")
+    return seen
+
+
+@torch.no_grad()
+def feature_grids(bundle: ModelBundle, x: torch.Tensor, layers: Sequence[str], grid: int,
+                  batch_size: int = 32) -> dict[str, np.ndarray]:
+    """Each layer's feature map resized to ``grid`` x ``grid``: ``{layer: (B, grid, grid, C)}`` float32.
+
+    Bilinear (antialiased when shrinking), one grid for every layer as the released code does.
+    """
+    out: dict[str, list[np.ndarray]] = {n: [] for n in layers}
+    modules = resolve_layers(bundle.model, layers, bundle.spec)
+    store: dict[str, torch.Tensor] = {}
+
+    def make(name: str) -> Callable[..., None]:
+        def hook(_m: nn.Module, _i: Any, o: Any) -> None:
+            store[name] = first_tensor(o).detach()
+            if len(store) == len(layers):
+                raise _Stop
+        return hook
+
+    with hooks([(m, make(n)) for n, m in modules.items()]):
+        for sl in batches(len(x), batch_size):
+            store.clear()
+            _run(bundle, x[sl].to(bundle.device))
+            for name in layers:
+                fmap = to_feature_map(store[name], bundle)
+                if fmap.ndim != 4:
+                    raise LayerError(f"layer {name} gives a {fmap.ndim - 2}-D map; "
+                                     "the VCC needs image maps (B, C, H, W)")
+                fmap = F.interpolate(fmap.float(), size=(grid, grid), mode="bilinear", align_corners=False,
+                                     antialias=True)
+                out[name].append(fmap.permute(0, 2, 3, 1).cpu().numpy())
+    return {n: np.concatenate(v) for n, v in out.items()}
+
+
+@torch.no_grad()
+def gap_and_logits(bundle: ModelBundle, x: torch.Tensor, layers: Sequence[str],
+                   batch_size: int = 32) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """GAP'd activations ``{layer: (B, C)}`` and logits ``(B, K)``, on the CPU."""
+    modules = resolve_layers(bundle.model, layers, bundle.spec)
+    store: dict[str, torch.Tensor] = {}
+
+    def make(name: str) -> Callable[..., None]:
+        def hook(_m: nn.Module, _i: Any, o: Any) -> None:
+            store[name] = bundle_gap(first_tensor(o).detach(), bundle).float().cpu()
+        return hook
+
+    feats: dict[str, list[torch.Tensor]] = {n: [] for n in layers}
+    logits = []
+    with hooks([(m, make(n)) for n, m in modules.items()]):
+        for sl in batches(len(x), batch_size):
+            logits.append(bundle(x[sl].to(bundle.device)).float().cpu())
+            for n in layers:
+                feats[n].append(store[n])
+    return {n: torch.cat(v) for n, v in feats.items()}, torch.cat(logits)
+
+
+@torch.no_grad()
+def flat_activations(bundle: ModelBundle, x: torch.Tensor, layer: str, batch_size: int = 32) -> torch.Tensor:
+    """Layer activations flattened at the layer's own resolution: ``(B, D)`` float32 on the model's device."""
+    module = resolve_layers(bundle.model, [layer], bundle.spec)[layer]
+    store: list[torch.Tensor] = []
+
+    def hook(_m: nn.Module, _i: Any, o: Any) -> None:
+        store.append(first_tensor(o).detach().flatten(1).float())
+        raise _Stop
+
+    with hooks([(module, hook)]):
+        for sl in batches(len(x), batch_size):
+            _run(bundle, x[sl].to(bundle.device))
+    return torch.cat(store)
+
+
+def objective_gradients(bundle: ModelBundle, x: torch.Tensor, lower: Sequence[str], upper: str | None = None,
+                        centroid: torch.Tensor | None = None,
+                        class_index: int | None = None) -> dict[str, torch.Tensor]:
+    """Per-input gradients of a deep objective with respect to shallower activations: ``{layer: (B, D)}``.
+
+    The objective is ``-||GAP(z_upper(x)) - centroid||_2`` (ITCAV, eq. 5.6 with the sign of
+    methods.md) when ``upper`` is given, else the logit of ``class_index`` (TCAV). ``lower`` must be
+    in execution order, all before ``upper``. One forward and one backward serve every lower layer; the pass stops at
+    ``upper``. Inputs are independent (eval mode), so the gradient of the batch sum is per input.
+    """
+    if (upper is None) == (class_index is None):
+        raise ValueError("give either upper (with centroid) or class_index")
+    modules = resolve_layers(bundle.model, [*lower, *([upper] if upper else [])], bundle.spec)
+    recorded: dict[str, torch.Tensor] = {}
+    top: dict[str, torch.Tensor] = {}
+
+    def make_lower(name: str, leaf: bool) -> Callable[..., Any]:
+        def hook(_m: nn.Module, _i: Any, o: Any) -> Any:
+            t = first_tensor(o)
+            # The shallowest layer becomes a fresh leaf, so nothing before it joins the graph; the
+            # module's output is replaced by a clone so that in-place ops downstream stay legal.
+            src = t.detach().requires_grad_(True) if leaf else t
+            recorded[name] = src
+            return _replace_first(o, src.clone())
+        return hook
+
+    def upper_hook(_m: nn.Module, _i: Any, o: Any) -> None:
+        top["z"] = first_tensor(o)
+        raise _Stop
+
+    pairs = [(modules[n], make_lower(n, i == 0)) for i, n in enumerate(lower)]
+    if upper:
+        pairs.append((modules[upper], upper_hook))
+    x = x.to(bundle.device)
+    with torch.enable_grad(), hooks(pairs):
+        logits = _run(bundle, x)
+        if upper:
+            y = bundle_gap(top["z"], bundle).float()
+            q = centroid.to(y.device, y.dtype).view(1, -1)
+            objective = -torch.sqrt(((y - q) ** 2).sum(dim=1) + 1e-12)
+        else:
+            objective = logits[:, class_index].float()
+        grads = torch.autograd.grad(objective.sum(), [recorded[n] for n in lower], allow_unused=True)
+    out = {}
+    for name, g in zip(lower, grads, strict=True):
+        out[name] = (torch.zeros_like(recorded[name]) if g is None else g).detach().flatten(1).float()
+    return out
+
+
+def _shift_hook(direction: torch.Tensor, bundle: ModelBundle) -> Callable[..., Any]:
+    """A hook adding ``direction`` (C,) at every position of the layer's activation."""
+    def hook(_m: nn.Module, _i: Any, o: Any) -> Any:
+        t = first_tensor(o)
+        d = direction.to(t.device, t.dtype)
+        if t.ndim == 2 or t.ndim == 3 or bundle.channels_last:
+            shifted = t + d  # (B, C), tokens (B, N, C), channels-last maps
+        else:
+            shifted = t + d.view(1, -1, *([1] * (t.ndim - 2)))
+        return _replace_first(o, shifted)
+    return hook
+
+
+@torch.no_grad()
+def shifted_logits(bundle: ModelBundle, x: torch.Tensor, layer: str, shift: torch.Tensor,
+                   batch_size: int = 32) -> torch.Tensor:
+    """Logits ``(B, K)`` with ``shift`` (C,) added to ``layer``'s activation at every position."""
+    module = resolve_layers(bundle.model, [layer], bundle.spec)[layer]
+    out = []
+    with hooks([(module, _shift_hook(shift, bundle))]):
+        for sl in batches(len(x), batch_size):
+            out.append(bundle(x[sl].to(bundle.device)).float().cpu())
+    return torch.cat(out)

@@ -1,0 +1,272 @@
+"""The whole VCC for one class: segments, concepts, CAVs, ITCAV edges, graph and validation."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from core.data.images import preprocess_images
+from core.errors import DataError
+from core.models import ModelBundle
+from core.vcc.concepts import LayerConcepts, discover_concepts
+from core.vcc.config import VCCConfig
+from core.vcc.fidelity import (
+    SuppressionCurves,
+    aps_ls_correlation,
+    average_path_strength,
+    logit_sums,
+    suppression_curves,
+)
+from core.vcc.forward import batches, execution_order, feature_grids, flat_activations, gap_and_logits
+from core.vcc.graph import CLASS_LAYER, Edge, Node, VCCGraph, class_node_id, concept_id
+from core.vcc.itcav import LayerCAVs, edge_pvalues, edge_values, fit_cavs, random_sets
+from core.vcc.segments import Segments, segment_inputs, top_down_segments
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass
+class Fidelity:
+    """Validation results: suppression curves per layer; APS and LS per concept id and their correlation.
+
+    ``aps`` follows the significant edges (the VCC as drawn); ``aps_all_edges`` every edge, so that
+    the check still says something when the t-test leaves a concept without a path to the class.
+    """
+
+    suppression: dict[str, SuppressionCurves]
+    aps: dict[str, float]
+    ls: dict[str, float]
+    correlation: dict[str, float]
+    aps_all_edges: dict[str, float]
+    correlation_all_edges: dict[str, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (NaN as null)."""
+        def clean(d: dict[str, float]) -> dict[str, float | None]:
+            return {k: (float(v) if np.isfinite(v) else None) for k, v in d.items()}
+
+        return {"suppression": {k: v.to_dict() for k, v in self.suppression.items()}, "aps": clean(self.aps),
+                "ls": clean(self.ls), "correlation": clean(self.correlation),
+                "aps_all_edges": clean(self.aps_all_edges), "correlation_all_edges": clean(self.correlation_all_edges)}
+
+
+@dataclass
+class VCCResult:
+    """Everything a job needs to write a VCC run and draw its thumbnails.
+
+    - ``graph``: nodes (concept ids ``"<layer>:<rank>"``, class node ``"class:<index>"``) and edges.
+    - ``segments``: every segment (masks on the ``grid``, image index, layer, parent); node
+      ``members``/``exemplars`` are ids into it. :meth:`concept_segments` lists a concept's.
+    - ``centroids``: ``{layer: (m, C)}``, row ``c`` is concept ``"<layer>:<c>"`` (what the failure
+      debugger assigns new segments to).
+    - ``segment_features``: ``{layer: (t, C)}`` GAP features of that layer's segments, in
+      ``segments.ids(layer)`` order; ``segment_concept`` ``(N,)`` each segment's concept rank in its
+      layer (-1: its cluster was pruned); ``segment_logits`` ``(N,)`` the class logit of each segment image.
+    - ``concepts``: per layer the raw clustering (sizes of pruned clusters, ``Y(t)``).
+    - ``timings``: seconds per stage.
+    """
+
+    graph: VCCGraph
+    segments: Segments
+    centroids: dict[str, np.ndarray]
+    segment_features: dict[str, np.ndarray]
+    segment_concept: np.ndarray
+    segment_logits: np.ndarray
+    concepts: dict[str, LayerConcepts]
+    fidelity: Fidelity | None
+    config: VCCConfig
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Every array of the result, flat, for one ``.npz``; per-layer arrays are keyed by the layer's
+        index in ``graph.layers`` (``centroids.0``, ``features.0``, ...)."""
+        out = {f"segment_{k}": v for k, v in self.segments.to_arrays().items()}
+        out["segment_concept"] = self.segment_concept
+        out["segment_logits"] = self.segment_logits
+        for i, name in enumerate(self.graph.layers):
+            out[f"centroids.{i}"] = self.centroids[name]
+            out[f"features.{i}"] = self.segment_features[name]
+        return out
+
+    def concept_segments(self, node_id: str) -> list[tuple[int, str, np.ndarray]]:
+        """The member segments of a concept, nearest its centroid first: ``(image index, layer, (G, G) mask)``."""
+        node = self.graph.node(node_id)
+        return [(int(self.segments.image[s]), node.layer, self.segments.masks[s]) for s in node.members]
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.times: dict[str, float] = {}
+        self._t = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.times[name] = self.times.get(name, 0.0) + now - self._t
+        self._t = now
+
+
+def _segment_gap(bundle: ModelBundle, images: Sequence[np.ndarray], segs: Segments, class_index: int,
+                 cfg: VCCConfig, progress: Progress | None) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """GAP features of every segment image at its own layer, and its class logit."""
+    feats: dict[str, list[np.ndarray]] = {n: [] for n in segs.layers}
+    logits = np.zeros(len(segs), dtype=np.float32)
+    order = np.argsort(segs.layer, kind="stable")  # layer by layer, ids ascending within a layer
+    for sl in batches(len(order), cfg.batch_size):
+        ids = order[sl]
+        x = segment_inputs(images, segs, ids, bundle.preprocessing, cfg.fill_value)
+        g, lg = gap_and_logits(bundle, x, segs.layers, cfg.batch_size)
+        logits[ids] = lg[:, class_index].numpy()
+        for row, sid in enumerate(ids):
+            name = segs.layers[segs.layer[sid]]
+            feats[name].append(g[name][row].numpy())
+        if progress:
+            progress("segment features", sl.stop, len(order))
+    return {n: np.stack(v) for n, v in feats.items()}, logits
+
+
+def _layer_cavs(bundle: ModelBundle, layer: str, images: Sequence[np.ndarray], segs: Segments, nodes: list[Node],
+                x_random: torch.Tensor, pseudo: np.ndarray, sets: np.ndarray, cfg: VCCConfig) -> LayerCAVs:
+    """CAVs of every concept of ``layer`` and of the pseudo-concept, against every random set."""
+    member_ids = np.concatenate([n.members for n in nodes])
+    acts = [flat_activations(bundle, segment_inputs(images, segs, member_ids[sl], bundle.preprocessing,
+                                                    cfg.fill_value), layer, cfg.batch_size)
+            for sl in batches(len(member_ids), cfg.batch_size)]
+    pool = np.unique(np.concatenate([pseudo, sets.ravel()]))
+    acts.append(flat_activations(bundle, x_random[pool], layer, cfg.batch_size))
+    x = torch.cat(acts)
+    row_of_pool = {int(p): len(member_ids) + i for i, p in enumerate(pool)}
+    groups, start = [], 0
+    for n in nodes:
+        groups.append(np.arange(start, start + len(n.members)))
+        start += len(n.members)
+    groups.append(np.array([row_of_pool[int(p)] for p in pseudo]))
+    negatives = np.vectorize(lambda p: row_of_pool[int(p)])(sets)
+    cavs = fit_cavs(x, groups, negatives, cfg.cav_alpha, cfg.cav_method, cfg.seed)
+    return LayerCAVs(layer, cavs[:-1], cavs[-1])
+
+
+def build_vcc(bundle: ModelBundle, layers: Sequence[str], images: Sequence[np.ndarray],
+              random_images: Sequence[np.ndarray], class_index: int, config: VCCConfig | None = None,
+              progress: Progress | None = None) -> VCCResult:
+    """Build the VCC of class ``class_index`` from its ``images`` (``(H, W, 3)`` uint8, any size).
+
+    ``layers`` are dotted module names (sorted shallow to deep by execution); ``random_images``
+    (other classes) form the pseudo-concept and the random sets of CAVs and t-tests. ``progress``
+    is called as ``progress(stage, done, total)``. The model runs in eval mode on its own device.
+    """
+    cfg = config or VCCConfig()
+    if not images:
+        raise DataError("the VCC needs at least one image of the class")
+    n_classes = len(bundle.class_names) if bundle.class_names else None
+    if n_classes is not None and not 0 <= class_index < n_classes:
+        raise DataError(f"class index {class_index} is out of range for {bundle.spec} ({n_classes} classes)")
+    clock = _Clock()
+    was_training = bundle.model.training
+    bundle.model.eval()
+    try:
+        layers = execution_order(bundle, layers)
+        prep = bundle.preprocessing
+        x = preprocess_images(images, prep)
+
+        # Top-down segments (eq. 5.1-5.3)
+        grids = feature_grids(bundle, x, layers, cfg.grid, cfg.batch_size)
+        clock.lap("feature grids")
+        segs = top_down_segments(grids, layers, cfg.split_range, cfg.silhouette_threshold, cfg.slic_compactness,
+                                 cfg.min_segment_fraction, cfg.seed, cfg.kmeans_n_init)
+        del grids
+        clock.lap("segmentation")
+
+        # Concepts per layer (eq. 5.4-5.5)
+        seg_feats, seg_logits = _segment_gap(bundle, images, segs, class_index, cfg, progress)
+        clock.lap("segment features")
+        concepts: dict[str, LayerConcepts] = {}
+        seg_concept = np.full(len(segs), -1, dtype=np.int64)
+        nodes: dict[str, list[Node]] = {}
+        for name in layers:
+            ids = segs.ids(name)
+            lc = discover_concepts(seg_feats[name], cfg.n_concepts, cfg.prune, cfg.max_members, cfg.kmeans_n_init,
+                                   cfg.seed)
+            concepts[name] = lc
+            seg_concept[ids] = lc.labels
+            nodes[name] = [Node(concept_id(name, c), name, c, int(lc.sizes[c]), ids[m].tolist(),
+                                ids[m[: cfg.n_exemplars]].tolist()) for c, m in enumerate(lc.members)]
+        class_node = Node(class_node_id(class_index), CLASS_LAYER, class_index, len(images), kind="class",
+                          label=bundle.class_name(class_index))
+        clock.lap("concepts")
+
+        # Edges (eq. 5.6-5.7)
+        x_random = preprocess_images(random_images, prep)
+        pseudo, sets = random_sets(len(x_random), cfg.n_random_sets, cfg.random_set_size, cfg.seed)
+        n = len(layers)
+        targets = list(range(1, n + 1))  # layer indices; n is the class node
+        lower_of = {t: ([t - 1] if cfg.adjacent_only else list(range(t))) for t in targets}
+        lower_of = {t: [j for j in js if nodes[layers[j]]] for t, js in lower_of.items()}
+        cav_cache: dict[int, LayerCAVs] = {}
+        edges: list[Edge] = []
+        total = sum(len(nodes[layers[t]]) if t < n else 1 for t in targets if lower_of[t])
+        done = 0
+        for t in targets:
+            if not lower_of[t]:
+                continue
+            for j in lower_of[t]:
+                if j not in cav_cache:
+                    cav_cache[j] = _layer_cavs(bundle, layers[j], images, segs, nodes[layers[j]], x_random, pseudo,
+                                               sets, cfg)
+                    clock.lap("CAVs")
+            lower = [cav_cache[j] for j in lower_of[t]]
+            uppers = nodes[layers[t]] if t < n else [class_node]
+            for up in uppers:
+                if up.kind == "class":
+                    vals = edge_values(bundle, x, lower, class_index=class_index, batch_size=cfg.batch_size)
+                else:
+                    xu = segment_inputs(images, segs, up.members, prep, cfg.fill_value)
+                    q = torch.as_tensor(concepts[up.layer].centroids[up.index])
+                    vals = edge_values(bundle, xu, lower, upper=up.layer, centroid=q, batch_size=cfg.batch_size)
+                for j in lower_of[t]:
+                    values, rand = vals[layers[j]]
+                    p = edge_pvalues(values, rand) if cfg.significance else np.full(len(values), np.nan)
+                    for c, low in enumerate(nodes[layers[j]]):
+                        keep = bool(p[c] < cfg.p_threshold) if cfg.significance else True
+                        edges.append(Edge(low.id, up.id, float(values[c].mean()), float(p[c]), keep,
+                                          values[c].tolist(), rand.tolist()))
+                done += 1
+                if progress:
+                    progress("edges", done, total)
+                clock.lap("ITCAV")
+            for j in [j for j in cav_cache if all(j not in lower_of[u] for u in targets if u > t)]:
+                del cav_cache[j]
+
+        graph = VCCGraph(list(layers), class_index, bundle.class_name(class_index),
+                         [*[nd for name in layers for nd in nodes[name]], class_node], edges,
+                         meta={"n_images": len(images), "n_random_images": len(random_images),
+                               "random_set_size": len(pseudo),
+                               "segments_per_layer": {name: len(segs.ids(name)) for name in layers},
+                               "min_cluster_size": {name: concepts[name].min_size for name in layers},
+                               "config": cfg.to_dict()})
+
+        fidelity = None
+        if cfg.fidelity:
+            suppression = {}
+            for name in layers:
+                m = len(nodes[name]) if cfg.suppression_concepts is None else min(cfg.suppression_concepts,
+                                                                                   len(nodes[name]))
+                suppression[name] = suppression_curves(bundle, name, x, class_index, concepts[name].centroids[:m],
+                                                       [nd.id for nd in nodes[name][:m]], cfg.suppression_scales,
+                                                       cfg.n_random_directions, cfg.seed, cfg.batch_size)
+                if progress:
+                    progress("suppression", layers.index(name) + 1, n)
+            aps = average_path_strength(graph)
+            aps_all = average_path_strength(graph, significant_only=False)
+            ls = logit_sums(graph, seg_logits)
+            fidelity = Fidelity(suppression, aps, ls, aps_ls_correlation(aps, ls), aps_all,
+                                aps_ls_correlation(aps_all, ls))
+            clock.lap("fidelity")
+    finally:
+        bundle.model.train(was_training)
+    return VCCResult(graph, segs, {name: concepts[name].centroids for name in layers}, seg_feats, seg_concept,
+                     seg_logits, concepts, fidelity, cfg, clock.times)
