@@ -54,5 +54,6 @@ def static_dynamic_runs(out: Path, device: str = "auto", which: str = "all") -> 
         paths.append(analyse(motion, "zoo-real-clips", "demo", clips_per_video=16, pairs=100))
     if which in ("all", "zoo") and motion:
         paths.append(analyse(motion + appearance, "zoo-synthetic", "synthetic:motion:100", removal=True,
-                             removal_fractions=[0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0]))
+                             removal_fractions=[0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0],
+                             removal_layers=["layer3", "slow.layer3", "fast.layer3", "fusion", "blocks.3"]))
     return paths

@@ -321,6 +321,18 @@ def write_examples(writer: RunWriter, source: ClipSource, plans: list[PairPlan],
 # The job
 
 
+def removal_layers(requested: Sequence[str] | None, layers: list[str], spec: str) -> list[str]:
+    """The layers of one model to run removal on: the requested ones it has (several models may
+    share one request), or its last analysed layer when none is requested."""
+    if not requested:
+        return [layers[-1]]
+    mine = [n for n in requested if n in layers]
+    if not mine:
+        warnings.warn(f"--removal-layers: {spec} has none of {', '.join(requested)}; no removal curves for it",
+                      stacklevel=2)
+    return mine
+
+
 def _epoch_of(bundle: ModelBundle, spec: str, index: int) -> int:
     epoch = (bundle.extra or {}).get("epoch")
     if isinstance(epoch, int):
@@ -353,6 +365,12 @@ def run(args: Any) -> Path:
         skipped = ", ".join(b.spec for b, _ in loaded if b.spec not in removable)
         warnings.warn(f"--removal: no video is labelled with a class of {skipped}; no removal curves for it",
                       stacklevel=2)
+    if args.removal and args.removal_layers:
+        known = {n for _, names in loaded for n in names}
+        unknown = [n for n in args.removal_layers if n not in known]
+        if unknown:
+            raise UserError(f"--removal-layers {unknown[0]}: not among the analysed layers of any model "
+                            f"({', '.join(sorted(known))})")
     checkpoints = expand_checkpoints(args.checkpoints or [])
     cache = StyleCache(Path(args.cache_dir) / "styles" if args.cache_dir else None)
     fractions = [float(f) for f in (args.removal_fractions or rm.DEFAULT_FRACTIONS)]
@@ -389,10 +407,7 @@ def run(args: Any) -> Path:
             summary_final[label] = {"layer": layers[-1], **{k: round(getattr(scored[-1], k), 4) for k in
                                     ("pct_static", "pct_dynamic", "S_static", "S_dynamic")}}
             if args.removal and bundle.spec in removable:
-                for layer in args.removal_layers or [layers[-1]]:
-                    if layer not in layers:
-                        raise UserError(f"--removal-layers {layer}: not among the analysed layers of "
-                                        f"{bundle.spec} ({', '.join(layers)})")
+                for layer in removal_layers(args.removal_layers, layers, bundle.spec):
                     curve = removal_curves(writer, f"m{m}", bundle, layer, scored[layers.index(layer)], source,
                                            items, fractions, args.removal_seeds, args.batch_size, device)
                     curves.append({"model": label, **curve})

@@ -262,6 +262,7 @@ def test_two_models_share_pairs_and_restyles_come_from_the_cache(tmp_path: Path,
     (["--styles", "palette"], "two styles"),
     (["--removal", "--videos", "demo"], "labelled"),
     (["--removal-fractions", "0.5", "0.2"], "increasing"),
+    (["--removal", "--removal-layers", "layer9"], "not among the analysed layers"),
 ])
 def test_bad_input_is_one_line(tmp_path: Path, capsys, extra: list[str], message: str) -> None:
     args = ["static-dynamic", "--model", "c2d-motion", "--videos", "synthetic:motion:4", "--pairs", "4",
