@@ -1,0 +1,127 @@
+"""Concept Randomized Importance Sampling, CRIS (eq. 4.5-4.6), for any maskable units.
+
+Per video, ``K`` random masks each remove ``round(rho * U)`` of the ``U`` units (every concept of every
+layer and head at once, or whole heads); the metric ``D`` of every masked forward pass is kept, so
+importance can be re-aggregated later: importance of unit ``i`` = mean ``D`` over the masks that keep
+``i`` - mean ``D`` over the masks that remove ``i`` (sign flipped for a loss, so that larger is always
+more important), averaged over videos.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from core.models import ModelBundle
+from core.vtcd.features import Inputs, batch_size_of, take
+from core.vtcd.masking import HIGHER_IS_BETTER, UnitSet, masked_metrics, metric_values, run_masks
+
+
+@dataclass
+class CRISResult:
+    """The whole mask-by-metric record of one CRIS run over ``V`` videos, ``K`` masks, ``U`` units.
+
+    ``removed`` bool ``(V, K, U)`` (True: the mask removes the unit); ``values`` float64 ``(V, K)`` the
+    metric of each masked pass; ``baseline`` ``(V,)`` the unmasked metric; ``targets`` ``(V,)`` the class
+    the metric is taken on; ``importance_per_video`` ``(V, U)`` and ``importance`` ``(U,)`` (NaN where a
+    unit was never kept or never removed); ``expand_at``: the layer whose input was repeated along the
+    batch (None: the input was).
+    """
+
+    names: list[str]
+    metric: str
+    higher_is_better: bool
+    rho: float
+    targets: np.ndarray
+    baseline: np.ndarray
+    removed: np.ndarray
+    values: np.ndarray
+    importance_per_video: np.ndarray
+    importance: np.ndarray
+    expand_at: str | None = None
+
+    def ranking(self) -> np.ndarray:
+        """Unit indices, most important first (NaN last)."""
+        imp = np.where(np.isnan(self.importance), -np.inf, self.importance)
+        return np.argsort(-imp, kind="stable")
+
+
+def draw_masks(n_masks: int, n_units: int, rho: float, rng: np.random.Generator) -> np.ndarray:
+    """``(n_masks, n_units)`` bool: each row removes ``round(rho * n_units)`` units drawn uniformly."""
+    n_remove = round(rho * n_units)
+    order = rng.random((n_masks, n_units)).argsort(axis=1).argsort(axis=1)
+    return order < n_remove
+
+
+def importance_from_masks(removed: np.ndarray, values: np.ndarray,
+                          higher_is_better: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Mean ``D`` over masks keeping each unit minus mean ``D`` over masks removing it.
+
+    ``removed`` ``(V, K, U)``, ``values`` ``(V, K)`` -> per video ``(V, U)`` and averaged over videos ``(U,)``.
+    """
+    r = np.asarray(removed, dtype=bool)
+    v = np.asarray(values, dtype=np.float64)[:, :, None]
+    n_rm, n_keep = r.sum(1), (~r).sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_rm = np.where(r, v, 0.0).sum(1) / n_rm
+        mean_keep = np.where(~r, v, 0.0).sum(1) / n_keep
+    per_video = mean_keep - mean_rm
+    if not higher_is_better:
+        per_video = -per_video
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns stay NaN
+        mean = np.nanmean(per_video, axis=0) if len(per_video) else np.zeros(r.shape[2])
+    return per_video, mean
+
+
+@torch.no_grad()
+def unmasked_metrics(bundle: ModelBundle, x: Inputs, targets: Sequence[int], metric: str,
+                     batch_size: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """(metric ``(V,)``, top-1 prediction ``(V,)``) of the unmasked videos."""
+    vals, preds = [], []
+    for start in range(0, batch_size_of(x), batch_size):
+        logits = bundle(take(x, slice(start, start + batch_size)))
+        preds.append(logits.argmax(1).cpu().numpy())
+        for j, row in enumerate(logits):
+            vals.append(metric_values(row[None], int(targets[start + j]), metric)[0])
+    return np.asarray(vals), np.concatenate(preds)
+
+
+def cris_units(bundle: ModelBundle, x: Inputs, units: UnitSet, targets: Sequence[int] | None = None,
+               n_masks: int = 4000, rho: float = 0.5, metric: str = "loss", batch_size: int = 64, seed: int = 0,
+               expand_at: str | None = None, salt: int = 0) -> CRISResult:
+    """CRIS over ``units`` for the videos ``x`` ``(V, 3, T, H, W)`` (``units`` built for the same videos).
+
+    ``targets`` ``(V,)``: the class each video's metric is taken on (default: the unmasked prediction).
+    Masks of video ``v`` come from ``np.random.default_rng([seed, salt, v])``. ``expand_at``: the first
+    masked layer, whose input is repeated along the batch so the layers before it run once (checked on
+    the first video against repeating the input; dropped if they differ or it fails).
+    """
+    n_videos = batch_size_of(x)
+    if units.n_videos and units.n_videos != n_videos:
+        raise ValueError(f"units were built for {units.n_videos} videos, got {n_videos}")
+    if targets is None:
+        targets = unmasked_metrics(bundle, x, [0] * n_videos, metric)[1]
+    targets = np.asarray(targets, dtype=np.int64)
+    baseline, _ = unmasked_metrics(bundle, x, targets, metric)
+    removed = np.zeros((n_videos, n_masks, units.n_units), dtype=bool)
+    values = np.zeros((n_videos, n_masks))
+    for v in range(n_videos):
+        removed[v] = draw_masks(n_masks, units.n_units, rho, np.random.default_rng([seed, salt, v]))
+        if n_masks == 0:
+            continue
+        xv, tv = take(x, v), int(targets[v])
+        if v == 0:  # settles whether the prefix can be shared
+            values[v], expand_at = run_masks(bundle, xv, units, v, removed[v], tv, metric, batch_size, expand_at)
+        else:
+            values[v] = masked_metrics(bundle, xv, units, v, removed[v], tv, metric, batch_size, expand_at)
+    higher = HIGHER_IS_BETTER[metric]
+    per_video, mean = importance_from_masks(removed, values, higher)
+    return CRISResult(names=list(units.names), metric=metric, higher_is_better=higher, rho=rho, targets=targets,
+                      baseline=baseline, removed=removed, values=values, importance_per_video=per_video,
+                      importance=mean, expand_at=expand_at)
+
