@@ -229,9 +229,9 @@ def test_demo_static_dynamic_runs_render(monkeypatch: pytest.MonkeyPatch) -> Non
     at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
     at.switch_page("pages/static_dynamic.py").run()
     assert not at.exception and not at.error
+    assert len(at.get("plotly_chart")) >= 3
     pickers = [s for s in at.selectbox if s.label == "Static / dynamic run"]
-    assert pickers, "the demo root has several static-dynamic runs: the page offers a picker"
-    for i in range(len(pickers[0].options)):
+    for i in range(len(pickers[0].options) if pickers else 0):  # no picker when the sidebar picked one
         next(s for s in at.selectbox if s.label == "Static / dynamic run").select_index(i).run()
         assert not at.exception and not at.error
         assert len(at.get("plotly_chart")) >= 3
