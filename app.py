@@ -25,6 +25,9 @@ PAGES = [
     st.Page("pages/home.py", title="Runs", icon=":material/folder_open:", default=True),
     st.Page("pages/predictions.py", title="Predictions", icon=":material/image:"),
     st.Page("pages/static_dynamic.py", title="Static / dynamic", icon=":material/stacked_bar_chart:"),
+    st.Page("pages/vtcd.py", title="Concept tubelets", icon=":material/view_in_ar:"),
+    st.Page("pages/vcc.py", title="Concept connectome", icon=":material/hub:"),
+    st.Page("pages/vcc_debug.py", title="Failure debugger", icon=":material/bug_report:"),
 ]
 
 

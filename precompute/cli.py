@@ -140,7 +140,141 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="regenerate the shipped demo runs (CPU is enough)")
     p.add_argument("--out", default=str(DEMO_ROOT), help="where to write them (default: assets/demo)")
     p.add_argument("--device", default="auto")
+
+    p = sub.add_parser("vcc", help="Visual Concept Connectome: concepts per layer and their interlayer edges")
+    _add_common(p)
+    p.add_argument("--all-layers", action="store_true",
+                   help="every stage of the model (default: four stages, evenly spaced, ending at the deepest)")
+    p.add_argument("--target-class", help="the class (index or name) whose images --images holds")
+    p.add_argument("--classes", nargs="+", help="several classes (indices or names): --images holds one "
+                   "sub-folder per class")
+    p.add_argument("--num-classes", type=int, help="the first N classes among the sub-folders of --images")
+    p.add_argument("--images", nargs="+", help="'demo' (default: the shipped photos, labelled), 'opencv-doc', "
+                   "a folder (sub-folders = classes) or image files")
+    p.add_argument("--random", nargs="+", help="images of other classes for CAVs and t-tests: 'demo' (default), "
+                   "'opencv-doc', a folder or files; images labelled with the analysed class are left out")
+    p.add_argument("--augment", type=int, default=0, metavar="N", help="fill a class with fewer than N images "
+                   "up to N with random crops and flips of its photos (recorded as such; default 0: off)")
+    p.add_argument("--random-augment", type=int, default=0, metavar="N",
+                   help="fill the random pool up to N images with crops and flips (default 0: off)")
+    _add_vcc_settings(p)
+
+    p = sub.add_parser("vcc-debug", help="failure debugger: an image's segments against two classes' VCCs")
+    _add_common(p)
+    p.add_argument("--image", nargs="+", help="image files or folders (default: the misclassified discovery "
+                   "images of --runs whose predicted class has a VCC there)")
+    p.add_argument("--true-class", help="the true class (index or name) of the --image files (default: the "
+                   "sub-folder names of a folder)")
+    p.add_argument("--runs", nargs="+", help="vcc runs (folders, or run ids under --out) holding the VCCs of "
+                   "the true and the predicted classes (required)")
+    p.add_argument("--paths", type=int, default=5, help="strongest paths kept per VCC and image (default 5)")
+    p.add_argument("--batch-size", type=int, default=32)
+
+    p = sub.add_parser("vtcd", help="VTCD: spatiotemporal concepts of a video transformer, CRIS importance, "
+                       "attribution curves, head pruning")
+    _add_common(p)
+    _add_vtcd_settings(p)
+
+    p = sub.add_parser("rosetta", help="Rosetta concepts: concepts shared by several vtcd runs on the same videos")
+    p.add_argument("--runs", nargs="+", help="two or more vtcd runs (folders, or run ids under --out) (required)")
+    p.add_argument("--epsilon", type=float, help="keep each model's top fraction of concepts by importance "
+                   "(default 0.15; the released code 0.075)")
+    p.add_argument("--delta", type=float, help="keep tuples with R above this (default 0.15; released code 0.2)")
+    p.add_argument("--max-d", type=int, help="largest tuple size (default: the number of runs)")
+    p.add_argument("--grid", type=int, nargs=3, metavar=("T", "H", "W"),
+                   help="common grid of the supports (default: the finest of the runs' segmentation grids)")
+    p.add_argument("--media-tuples", type=int, default=24, help="tuples (highest R first) rendered as clips")
+    p.add_argument("--media-videos", type=int, default=2, help="videos rendered per tuple")
+    p.add_argument("--out", default=DEFAULT_OUT, help="artifact root (default: artifacts/)")
+    p.add_argument("--run-id", help="name of the run folder (default: date, models and config hash)")
+    p.add_argument("--overwrite", action="store_true", help="replace a finished run with the same --run-id")
     return parser
+
+
+def _add_vtcd_settings(p: argparse.ArgumentParser) -> None:
+    """Inputs of VTCD and every knob of core.vtcd.VTCDConfig (methods.md section 2); unset flags keep its
+    defaults."""
+    p.add_argument("--videos", help="'demo' (default: real clips), a folder (sub-folders = classes) or file, "
+                   "or synthetic:<task>[:<n>]")
+    p.add_argument("--clips-per-video", type=int, default=4, help="at most this many clips per video")
+    p.add_argument("--heads", nargs="+", help="head indices of every layer (default: all)")
+    p.add_argument("--features", choices=("keys", "queries", "values", "output"), default="keys",
+                   help="what a head's tubelets are cut from (default keys; output: the block output)")
+    p.add_argument("--target-class", help="the class (index or name) the metric is taken on, for every clip")
+    p.add_argument("--target", choices=("auto", "label", "prediction"), default="auto",
+                   help="without --target-class: each clip's label, or its unmasked prediction (label-free: "
+                   "agreement with it); auto: labels when every clip has one (default)")
+    p.add_argument("--ground-truth", action="store_true", help="synthetic videos: IoU of the best concept with "
+                   "the target object's masks, against random-crop tubelets (ground_truth.json)")
+    p.add_argument("--media-videos", type=int, default=3, help="top videos rendered as clips per concept")
+    p.add_argument("--media-concepts", type=int, default=0,
+                   help="render clips for the N most important concepts only (default 0: all)")
+    p.add_argument("--attribution", action=argparse.BooleanOptionalAction, default=True,
+                   help="attribution curves and head pruning (default on)")
+    g = p.add_argument_group("VTCD settings (defaults from methods.md section 2)")
+    g.add_argument("--segments", type=int, help="SLIC segments per video and head (default 12)")
+    g.add_argument("--compactness", type=float, help="SLIC compactness (default 0.1)")
+    g.add_argument("--upsample", action=argparse.BooleanOptionalAction,
+                   help="upsample the token grid before SLIC (default on)")
+    g.add_argument("--spatial-scale", type=float, help="upsampled side as a fraction of the input's (default 0.5)")
+    g.add_argument("--min-tubelet", type=float, help="drop tubelets under this fraction of the volume "
+                   "(default 0.001)")
+    g.add_argument("--max-concepts", type=int, help="elbow cap: concepts per head at most (default 14)")
+    g.add_argument("--elbow-threshold", type=float, help="stop at the first k whose k-means inertia is above "
+                   "this times the previous one (default 0.95)")
+    g.add_argument("--kmeans-init", type=int, help="k-means restarts of the elbow (default 10)")
+    g.add_argument("--cnmf-iters", type=int, help="convex NMF iterations at most (default 1000)")
+    g.add_argument("--masks", type=int, help="CRIS masks per video (default 4000)")
+    g.add_argument("--head-masks", type=int, help="CRIS masks per video for head importance (default: --masks; "
+                   "0: none, no head pruning)")
+    g.add_argument("--rho", type=float, help="masking ratio: fraction of the concepts each mask removes "
+                   "(default 0.5)")
+    g.add_argument("--token-coverage", type=float, help="a concept masks a token it covers at least this much "
+                   "of (default 0.5)")
+    g.add_argument("--metric", choices=("loss", "probability", "correct", "logit"),
+                   help="CRIS metric on the target class (default loss)")
+    g.add_argument("--attribution-metric", choices=("loss", "probability", "correct", "logit"),
+                   help="metric of the attribution curves (default probability)")
+    g.add_argument("--attribution-steps", type=int, help="removal fractions from 0 to 1 (default 11)")
+    g.add_argument("--random-orders", type=int, help="random removal orders averaged (default 5)")
+    g.add_argument("--batch-size", type=int, default=64, help="masked forward passes per model call (default 64)")
+
+
+def _add_vcc_settings(p: argparse.ArgumentParser) -> None:
+    """Every knob of core.vcc.VCCConfig (methods.md section 3); unset flags keep its defaults."""
+    g = p.add_argument_group("VCC settings (defaults from methods.md section 3)")
+    g.add_argument("--n-images", type=int, help="images per class (default 50)")
+    g.add_argument("--grid", type=int, help="side of the shared feature grid (default 28)")
+    g.add_argument("--slic-compactness", type=float, help="maskSLIC compactness (default 0.8)")
+    g.add_argument("--split-range", type=int, nargs=2, metavar=("LO", "HI"),
+                   help="pieces tried per region (default 2 4)")
+    g.add_argument("--silhouette-threshold", type=float, help="keep a region whole unless a split scores above "
+                   "this silhouette (default 0)")
+    g.add_argument("--min-segment-fraction", type=float, help="smallest piece, as a fraction of the image "
+                   "(default 0.001)")
+    g.add_argument("--fill-value", type=int, help="grey outside a segment in its image (default 117)")
+    g.add_argument("--n-concepts", type=int, help="k-means clusters per layer (default 25)")
+    g.add_argument("--kmeans-n-init", type=int, help="k-means restarts (default 10)")
+    g.add_argument("--prune", nargs="+", metavar="KEY=VALUE", help="pruning sigmoid Y(t) parameters A, K, C, "
+                   "Q, B, nu (default A=-102 K=115 C=1 Q=1 B=0.0004 nu=1)")
+    g.add_argument("--max-members", type=int, help="member segments kept per concept (default 50)")
+    g.add_argument("--n-exemplars", type=int, help="exemplars per concept (default 4)")
+    g.add_argument("--cav-method", choices=("logistic", "sgd"), help="CAV solver (default logistic)")
+    g.add_argument("--cav-alpha", type=float, help="CAV L2 penalty (default 0.01)")
+    g.add_argument("--n-random-sets", type=int, help="random sets: CAVs and t-test samples (default 20)")
+    g.add_argument("--random-set-size", type=int, help="images per random set (default 50)")
+    g.add_argument("--adjacent-only", action=argparse.BooleanOptionalAction,
+                   help="edges between adjacent selected layers only (default on)")
+    g.add_argument("--significance", action=argparse.BooleanOptionalAction,
+                   help="drop edges failing the t-test (default on)")
+    g.add_argument("--p-threshold", type=float, help="t-test threshold (default 0.05)")
+    g.add_argument("--fidelity", action=argparse.BooleanOptionalAction,
+                   help="concept suppression and APS vs LS validation (default on)")
+    g.add_argument("--suppression-scales", type=float, nargs="+",
+                   help="suppression strengths, multiples of the mean feature norm (default 0 0.25 0.5 1 2 4)")
+    g.add_argument("--n-random-directions", type=int, help="random directions per layer (default 5)")
+    g.add_argument("--suppression-concepts", type=int, help="concepts suppressed per layer (default 0: all)")
+    g.add_argument("--batch-size", type=int, default=32, help="forward batch size (default 32)")
 
 
 def _load_config(path: str) -> dict[str, Any]:
@@ -314,6 +448,50 @@ def cmd_train(args: argparse.Namespace) -> None:
     print(train.run(args))
 
 
+def cmd_vcc(args: argparse.Namespace) -> None:
+    from precompute import vcc
+
+    chosen = [f for f, v in (("--target-class", args.target_class), ("--classes", args.classes),
+                             ("--num-classes", args.num_classes)) if v is not None]
+    if len(chosen) > 1:
+        raise CliError(f"give one of --target-class, --classes and --num-classes, not {' and '.join(chosen)}")
+    if args.layers and args.all_layers:
+        raise CliError("give --layers or --all-layers, not both")
+    if args.augment < 0 or args.random_augment < 0:
+        raise CliError("--augment and --random-augment must be at least 0")
+    print(vcc.run(args))
+
+
+def cmd_vcc_debug(args: argparse.Namespace) -> None:
+    from precompute import vcc_debug
+
+    if not args.runs:
+        raise CliError("--runs is required: the vcc runs holding the VCCs of the true and predicted classes")
+    if args.paths < 1:
+        raise CliError("--paths must be at least 1")
+    print(vcc_debug.run(args))
+
+
+def cmd_vtcd(args: argparse.Namespace) -> None:
+    from precompute import vtcd
+
+    if args.clips_per_video is not None and args.clips_per_video < 1:
+        raise CliError("--clips-per-video must be at least 1")
+    if args.media_videos < 0 or args.media_concepts < 0:
+        raise CliError("--media-videos and --media-concepts must be at least 0")
+    print(vtcd.run(args))
+
+
+def cmd_rosetta(args: argparse.Namespace) -> None:
+    from precompute import vtcd
+
+    if not args.runs or len(args.runs) < 2:
+        raise CliError("--runs needs at least two vtcd runs made on the same videos")
+    if args.media_tuples < 0 or args.media_videos < 0:
+        raise CliError("--media-tuples and --media-videos must be at least 0")
+    print(vtcd.run_rosetta(args))
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     from precompute import demo
 
@@ -329,6 +507,10 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {
     "static-dynamic": cmd_static_dynamic,
     "train": cmd_train,
     "demo": cmd_demo,
+    "vcc": cmd_vcc,
+    "vcc-debug": cmd_vcc_debug,
+    "vtcd": cmd_vtcd,
+    "rosetta": cmd_rosetta,
 }
 
 

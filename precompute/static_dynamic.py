@@ -41,6 +41,7 @@ import torch
 from core.artifacts import RunWriter, slug
 from core.data.flow import flow_to_rgb, optical_flow
 from core.data.images import ImageItem
+from core.data.labels import label_index
 from core.data.videos import clips_from, fit_clip, write_video
 from core.errors import DataError, UserError
 from core.models import ModelBundle
@@ -50,7 +51,7 @@ from core.static_dynamic.pairs import PairPlan, build_pair, plan_pairs
 from core.static_dynamic.scores import score_layer
 from core.static_dynamic.styles import STYLE_VERSION, STYLES, stylize
 from precompute.common import batched, load_model, progress, resolve_device, seed_everything
-from precompute.predict import label_index, load_videos
+from precompute.predict import load_videos
 
 EXAMPLE_SIDE = 192  # example clips are upscaled (nearest neighbour) to at least this many pixels
 

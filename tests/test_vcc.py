@@ -338,6 +338,15 @@ def test_graph_json_round_trips() -> None:
     assert back.to_json() == text
 
 
+def test_graph_loads_with_extra_node_keys() -> None:
+    g = small_graph()
+    d = json.loads(g.to_json())
+    for n in d["nodes"]:
+        n["exemplar_files"] = [f"classes/x/exemplars/{n['id']}.webp"]  # as the vcc job writes them
+    assert VCCGraph.from_json(json.dumps(d)) == g
+    assert VCCGraph.from_dict(d) == g
+
+
 def test_graph_metrics_per_layer() -> None:
     rows = {m.layer: m for m in small_graph().metrics()}
     assert list(rows) == ["a", "b", "class"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 SCHEMA = "vcc-graph/1"
@@ -149,9 +149,11 @@ class VCCGraph:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> VCCGraph:
+        """The graph of :meth:`to_dict`; node keys that :class:`Node` does not know are ignored."""
         if d.get("schema") != SCHEMA:
             raise ValueError(f"not a VCC graph of schema {SCHEMA}: {d.get('schema')!r}")
-        nodes = [Node(**{**n, "members": [int(i) for i in n["members"]],
+        known = {f.name for f in fields(Node)}  # other node keys (a run's ``exemplar_files``) are left out
+        nodes = [Node(**{**{k: v for k, v in n.items() if k in known}, "members": [int(i) for i in n["members"]],
                          "exemplars": [int(i) for i in n["exemplars"]]}) for n in d["nodes"]]
         return cls(list(d["layers"]), int(d["class_index"]), d.get("class_name"), nodes,
                    [Edge.from_dict(e) for e in d["edges"]], dict(d.get("meta", {})))

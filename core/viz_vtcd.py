@@ -1,0 +1,470 @@
+"""Figures, tables and the synced video player of the concept tubelets page (VTCD, dissertation ch. 4).
+
+Pure functions, no Streamlit. Inputs are the files of a ``vtcd`` run (``concepts.json``,
+``attribution.json``, ``ground_truth.json``) or of a ``rosetta`` run (``rosetta.json``), as loaded from JSON.
+
+:func:`player_html` builds one self-contained HTML document (no external URL, no CDN: it works offline)
+that plays several clips in lockstep: each clip is a sprite sheet of its frames (a data: URI), and one
+JavaScript clock drives every tile (play/pause, frame slider, step, loop, speed).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from core import viz
+from core.vtcd.media import frame_strip
+
+POSITIVE = "#c62828"  # most important first: should fall fast
+NEGATIVE = "#1565c0"  # least important first: should hold
+RANDOM = "#7f7f7f"
+OCCLUSION = "#ef6c00"
+GFLOPS = "#2e7d32"
+SPEEDS = (0.25, 0.5, 1.0, 2.0, 4.0)
+COLOR_BY = {
+    "head": ("head importance (CRIS over heads)", "importance"),
+    "top": ("importance of the head's best concept", "top_importance"),
+    "concepts": ("number of concepts", "n_concepts"),
+}
+CONCEPT_COLUMNS = ["rank", "concept", "layer", "head", "importance", "± std", "occlusion", "tubelets", "videos",
+                   "coverage"]
+
+
+# ------------------------------------------------------------------------------------------------
+# The synced player
+
+
+@dataclass
+class Tile:
+    """One clip of the player: ``strip`` a data: URI of its frames side by side (``frames`` of ``width`` x
+    ``height`` pixels each), ``lines`` the caption (first line bold)."""
+
+    strip: str
+    frames: int
+    width: int
+    height: int
+    lines: list[str] = field(default_factory=list)
+
+
+def image_uri(image: np.ndarray, fmt: str = "webp", quality: int = 85) -> str:
+    """A uint8 ``(H, W, 3)`` image as a ``data:`` URI (webp, jpeg or png)."""
+    from PIL import Image
+
+    fmt = fmt.lower()
+    pil_fmt = {"webp": "WEBP", "jpeg": "JPEG", "jpg": "JPEG", "png": "PNG"}[fmt]
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8)).save(
+        buf, format=pil_fmt, **({} if pil_fmt == "PNG" else {"quality": quality}))
+    mime = "jpeg" if pil_fmt == "JPEG" else fmt
+    return f"data:image/{mime};base64,{base64.b64encode(buf.getvalue()).decode()}"
+
+
+def make_tile(frames: np.ndarray, lines: Sequence[str], fmt: str = "webp", quality: int = 85) -> Tile:
+    """A :class:`Tile` of uint8 frames ``(T, H, W, 3)`` (WebP and JPEG sheets are limited to 16383 pixels wide:
+    longer clips are subsampled to fit)."""
+    frames = np.asarray(frames)
+    t, h, w = frames.shape[:3]
+    limit = 16383 // max(w, 1) if fmt.lower() in ("webp", "jpeg", "jpg") else t
+    if t > limit:
+        frames = frames[np.linspace(0, t - 1, limit).round().astype(int)]
+    return Tile(image_uri(frame_strip(frames), fmt, quality), int(frames.shape[0]), int(w), int(h),
+                [str(x) for x in lines])
+
+
+_CSS = """
+*{box-sizing:border-box}
+body{margin:0;font-family:"Source Sans Pro",system-ui,-apple-system,"Segoe UI",sans-serif;color:#262730;
+background:transparent}
+.bar{display:flex;flex-wrap:wrap;align-items:center;gap:6px;padding:4px 2px 8px 2px}
+.bar button{font:inherit;font-size:14px;min-width:34px;height:30px;border:1px solid #c9cbd1;border-radius:6px;
+background:#fff;cursor:pointer;padding:0 8px}
+.bar button:hover{border-color:#ff4b4b;color:#ff4b4b}
+.bar input[type=range]{flex:1 1 180px;min-width:120px;accent-color:#ff4b4b}
+.bar .pos{font-variant-numeric:tabular-nums;font-size:13px;min-width:92px;text-align:right}
+.bar label{font-size:13px;display:flex;align-items:center;gap:3px}
+.bar select{font:inherit;font-size:13px;height:28px;border-radius:6px;border:1px solid #c9cbd1}
+.grid{display:grid;gap:10px 12px;grid-template-columns:repeat(var(--cols),max-content)}
+.tile{width:var(--w)}
+.frame{width:var(--w);height:var(--h);background-repeat:no-repeat;image-rendering:pixelated;border-radius:4px;
+background-color:#111}
+.cap{font-size:12px;line-height:1.3;margin-top:3px;word-break:break-word}
+.cap b{font-size:13px}
+.cap .m{color:#6b6f76}
+"""
+
+def _svg(path: str) -> str:
+    return (f'<svg width="14" height="14" viewBox="0 0 16 16" aria-hidden="true">'
+            f'<path d="{path}" fill="currentColor"/></svg>')
+
+
+_ICONS = {
+    "play": _svg("M4 2.5v11l9.5-5.5z"),
+    "pause": _svg("M3.5 2.5h3v11h-3zM9.5 2.5h3v11h-3z"),
+    "first": _svg("M2.5 2.5h2v11h-2zM14 2.5v11L5.5 8z"),
+    "back": _svg("M11.5 2.5h2v11h-2zM10.5 2.5v11L2 8z"),
+    "fwd": _svg("M2.5 2.5h2v11h-2zM5.5 2.5v11L14 8z"),
+}
+
+_JS = """
+(function(){
+const cfg=JSON.parse(document.getElementById('cfg').textContent);
+const tiles=[...document.querySelectorAll('.frame')];
+const n=Math.max(...cfg.frames);
+const slider=document.getElementById('slider'), pos=document.getElementById('pos');
+const play=document.getElementById('play'), loop=document.getElementById('loop');
+const speed=document.getElementById('speed');
+slider.max=n-1;
+let t=0, playing=cfg.autoplay, last=null;
+function draw(){
+  const f=Math.min(n-1,Math.floor(t));
+  tiles.forEach((el,i)=>{
+    const k=Math.min(cfg.frames[i]-1,Math.floor(f*cfg.frames[i]/n));
+    el.style.backgroundPosition=(-k*cfg.w)+'px 0px';
+  });
+  slider.value=f; pos.textContent='frame '+(f+1)+' / '+n;
+  play.innerHTML=playing?cfg.icons.pause:cfg.icons.play; play.title=playing?'pause (space)':'play (space)';
+}
+function tick(now){
+  if(playing){
+    if(last!==null){
+      t+=(now-last)/1000*cfg.fps*parseFloat(speed.value);
+      if(t>=n){ if(loop.checked){t=t%n;} else {t=n-1;playing=false;} }
+    }
+    last=now; draw();
+  } else { last=null; }
+  requestAnimationFrame(tick);
+}
+function step(d){playing=false; t=((Math.floor(t)+d)%n+n)%n; draw();}
+play.onclick=()=>{ if(!playing && Math.floor(t)>=n-1 && !loop.checked){t=0;} playing=!playing; draw(); };
+document.getElementById('back').onclick=()=>step(-1);
+document.getElementById('fwd').onclick=()=>step(1);
+document.getElementById('first').onclick=()=>{playing=false;t=0;draw();};
+slider.oninput=()=>{t=parseInt(slider.value,10); draw();};
+document.addEventListener('keydown',e=>{
+  if(e.target.tagName==='SELECT') return;
+  if(e.key===' '){e.preventDefault(); play.click();}
+  else if(e.key==='ArrowLeft'){e.preventDefault(); step(-1);}
+  else if(e.key==='ArrowRight'){e.preventDefault(); step(1);}
+});
+draw(); requestAnimationFrame(tick);
+})();
+"""
+
+
+def player_html(tiles: Sequence[Tile], fps: float = 8.0, columns: int = 4, display_width: int = 176,
+                loop: bool = True, speed: float = 1.0, autoplay: bool = True) -> str:
+    """One HTML document playing ``tiles`` in sync: a shared clock in frames of the longest clip (a tile with
+    fewer frames shows the frame at the same fraction of its length), play/pause (space), a frame slider,
+    step back/forward (arrow keys), back to the first frame, loop and speed. No external resources."""
+    if not tiles:
+        return "<div></div>"
+    w = int(display_width)
+    ratio = tiles[0].height / max(tiles[0].width, 1)
+    h = max(1, round(w * ratio))
+    cells = []
+    for t in tiles:
+        size = f"{w * t.frames}px {h}px"
+        caption = "".join(
+            f"<div>{'<b>' if i == 0 else '<span class=m>' if i > 1 else ''}{html.escape(line)}"
+            f"{'</b>' if i == 0 else '</span>' if i > 1 else ''}</div>" for i, line in enumerate(t.lines))
+        cells.append(f'<div class="tile"><div class="frame" style="background-image:url({t.strip});'
+                     f'background-size:{size}"></div><div class="cap">{caption}</div></div>')
+    options = "".join(f'<option value="{s:g}"{" selected" if abs(s - speed) < 1e-9 else ""}>{s:g}x</option>'
+                      for s in SPEEDS)
+    cfg = json.dumps({"frames": [t.frames for t in tiles], "fps": float(fps), "w": w, "autoplay": bool(autoplay),
+                      "icons": {"play": _ICONS["play"], "pause": _ICONS["pause"]}}).replace("</", "<\\/")
+    cols = max(1, min(int(columns), len(tiles)))
+    return (
+        "<!DOCTYPE html><html><head><meta charset='utf-8'><style>" + _CSS + "</style></head><body>"
+        f"<div class='bar'><button id='first' title='first frame'>{_ICONS['first']}</button>"
+        f"<button id='back' title='previous frame (left arrow)'>{_ICONS['back']}</button>"
+        f"<button id='play'>{_ICONS['play']}</button>"
+        f"<button id='fwd' title='next frame (right arrow)'>{_ICONS['fwd']}</button>"
+        f"<input id='slider' type='range' min='0' value='0' step='1' aria-label='frame'>"
+        f"<span id='pos' class='pos'></span>"
+        f"<label><input id='loop' type='checkbox'{' checked' if loop else ''}>loop</label>"
+        f"<label>speed <select id='speed'>{options}</select></label></div>"
+        f"<div class='grid' style='--cols:{cols};--w:{w}px;--h:{h}px'>{''.join(cells)}</div>"
+        f"<script id='cfg' type='application/json'>{cfg}</script>"
+        "<script>" + _JS + "</script></body></html>"
+    )
+
+
+def player_height(tiles: Sequence[Tile], columns: int = 4, display_width: int = 176) -> int:
+    """Pixel height of :func:`player_html`'s document (for the component's frame)."""
+    if not tiles:
+        return 10
+    cols = max(1, min(int(columns), len(tiles)))
+    rows = -(-len(tiles) // cols)
+    h = round(display_width * tiles[0].height / max(tiles[0].width, 1))
+    per_line = max(8, int(display_width / 6.4))  # characters of 12 px text per caption line
+    lines = max(sum(-(-max(len(x), 1) // per_line) for x in t.lines) for t in tiles)
+    return 52 + rows * (h + 10 + 16 * lines) + (rows - 1) * 10 + 12
+
+
+def concept_lines(model: str, concept: Mapping[str, Any], video: str | None, extra: str | None = None) -> list[str]:
+    """A tile caption: the concept (model, layer, head), the video and its importance."""
+    imp = concept.get("importance")
+    lines = [f"{concept['layer']} · head {concept['head']} · concept {concept.get('concept', '')}",
+             f"{model} · {video}" if video else model,
+             ("importance —" if imp is None else f"importance {imp:+.4f}") + f" · rank {concept.get('rank', '?')}"]
+    if extra:
+        lines.append(extra)
+    return lines
+
+
+# ------------------------------------------------------------------------------------------------
+# Concept browser
+
+
+def head_table(doc: Mapping[str, Any]) -> pd.DataFrame:
+    """One row per analysed (layer, head): importance, its rank, concepts, the best concept's importance."""
+    best: dict[int, float] = {}
+    for c in doc["concepts"]:
+        if c["importance"] is not None:
+            best[c["unit"]] = max(best.get(c["unit"], -np.inf), c["importance"])
+    rows = [{"layer": u["layer"], "head": u["head"], "unit": u["index"], "importance": u.get("importance"),
+             "rank": u.get("rank"), "n_concepts": u["n_concepts"], "top_importance": best.get(u["index"]),
+             "silhouette": u.get("silhouette"), "n_tubelets": u.get("n_tubelets")} for u in doc["units"]]
+    return pd.DataFrame(rows, columns=["layer", "head", "unit", "importance", "rank", "n_concepts", "top_importance",
+                                       "silhouette", "n_tubelets"])
+
+
+def importance_grid(doc: Mapping[str, Any], color_by: str = "head", selected: tuple[str, int] | None = None
+                    ) -> go.Figure:
+    """Layers (rows, shallow at the top) x heads (columns) as clickable squares coloured by ``color_by``
+    (:data:`COLOR_BY`: ``head``, ``top`` or ``concepts``), labelled with the number of concepts."""
+    title, column = COLOR_BY[color_by if color_by in COLOR_BY else "head"]
+    table = head_table(doc)
+    if color_by == "head" and table["importance"].isna().all():
+        title, column = COLOR_BY["top"]
+    layers = list(dict.fromkeys(doc["layers"]))
+    values = pd.to_numeric(table[column], errors="coerce")
+    diverging = column != "n_concepts"
+    lim = float(np.nanmax(np.abs(values))) if values.notna().any() else 1.0
+    text = [f"{n}" for n in table["n_concepts"]]
+    strong = (values.abs() > 0.55 * lim) if diverging else (values > 0.6 * (values.max() or 1))
+    text_colors = ["#ffffff" if s else "#262730" for s in strong.fillna(False)]
+    hover = [f"{r.layer} · head {r.head}<br>{r.n_concepts} concepts"
+             + ("" if pd.isna(r.importance) else f"<br>head importance {r.importance:+.4f} (rank {int(r['rank'])})")
+             + ("" if pd.isna(r.top_importance) else f"<br>best concept {r.top_importance:+.4f}")
+             for _, r in table.iterrows()]
+    n_heads = int(table["head"].max()) + 1 if len(table) else 1
+    size = max(18, min(46, 320 // max(n_heads, len(layers), 1)))
+    fig = go.Figure(go.Scatter(
+        x=table["head"], y=table["layer"], mode="markers+text", text=text, textfont={"size": 11, "color": text_colors},
+        customdata=np.stack([table["layer"], table["head"]], axis=1) if len(table) else None,
+        hovertext=hover, hoverinfo="text", name="heads",
+        marker={"symbol": "square", "size": size, "color": values.fillna(0.0),
+                "colorscale": "RdBu_r" if diverging else "Blues", "cmid": 0.0 if diverging else None,
+                "cmin": -lim if diverging else None, "cmax": lim if diverging else None,
+                "line": {"width": 1, "color": "#ffffff"}, "colorbar": {"title": {"text": "", "side": "right"},
+                                                                        "thickness": 12}}))
+    if selected is not None:
+        fig.add_trace(go.Scatter(x=[selected[1]], y=[selected[0]], mode="markers", hoverinfo="skip",
+                                 marker={"symbol": "square-open", "size": size + 6, "color": "#111",
+                                         "line": {"width": 3}}, name="selected", showlegend=False))
+    fig.update_xaxes(title="head", tickmode="array", tickvals=list(range(n_heads)), range=[-0.6, n_heads - 0.4],
+                     showgrid=False, zeroline=False)
+    fig.update_yaxes(title="layer", categoryorder="array", categoryarray=layers[::-1], showgrid=False)
+    fig.update_layout(title={"text": title, "font": {"size": 14}}, showlegend=False, clickmode="event+select",
+                      height=max(220, 70 + len(layers) * (size + 14)), margin={"l": 10, "r": 10, "t": 40, "b": 10},
+                      dragmode=False)
+    return fig
+
+
+def head_heatmap(doc: Mapping[str, Any]) -> go.Figure:
+    """Head importance (CRIS over whole heads) as a layers x heads heatmap."""
+    table = head_table(doc)
+    layers = list(dict.fromkeys(doc["layers"]))
+    n_heads = int(table["head"].max()) + 1 if len(table) else 1
+    z = np.full((len(layers), n_heads), np.nan)
+    for _, r in table.iterrows():
+        if r["importance"] is not None and not pd.isna(r["importance"]):
+            z[layers.index(r["layer"]), int(r["head"])] = r["importance"]
+    lim = float(np.nanmax(np.abs(z))) if np.isfinite(z).any() else 1.0
+    text = [["" if np.isnan(v) else f"{v:+.3f}" for v in row] for row in z]
+    fig = go.Figure(go.Heatmap(z=z, x=list(range(n_heads)), y=layers, colorscale="RdBu_r", zmid=0.0, zmin=-lim,
+                               zmax=lim, text=text, texttemplate="%{text}", hovertemplate="%{y} · head %{x}<br>"
+                               "importance %{z:+.4f}<extra></extra>", colorbar={"thickness": 12}))
+    fig.update_yaxes(autorange="reversed", title="layer")
+    fig.update_xaxes(title="head", dtick=1)
+    fig.update_layout(height=max(240, 100 + 40 * len(layers)), margin={"l": 10, "r": 10, "t": 60, "b": 10},
+                      title={"text": "Head importance", "font": {"size": 14}})
+    return fig
+
+
+def grid_point(point: Mapping[str, Any]) -> tuple[str, int] | None:
+    """The (layer, head) of a clicked point of :func:`importance_grid`."""
+    data = point.get("customdata")
+    if isinstance(data, (list, tuple)) and len(data) >= 2:
+        return str(data[0]), int(data[1])
+    if "x" in point and "y" in point:
+        try:
+            return str(point["y"]), int(point["x"])
+        except (TypeError, ValueError):
+            return None
+    return None
+
+
+def concepts_table(concepts: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """Concepts as rows (:data:`CONCEPT_COLUMNS`), in the given order."""
+    rows = [{"rank": c.get("rank"), "concept": c["id"], "layer": c["layer"], "head": c["head"],
+             "importance": c.get("importance"), "± std": c.get("importance_std"), "occlusion": c.get("occlusion"),
+             "tubelets": c.get("n_tubelets"), "videos": c.get("n_videos"), "coverage": c.get("coverage")}
+            for c in concepts]
+    return pd.DataFrame(rows, columns=CONCEPT_COLUMNS)
+
+
+def filter_concepts(concepts: Sequence[Mapping[str, Any]], layers: Sequence[str] | None = None,
+                    heads: Sequence[int] | None = None, min_importance: float | None = None, text: str = "",
+                    sort: str = "importance") -> list[Mapping[str, Any]]:
+    """Concepts of ``layers`` and ``heads`` (None: all) with importance at least ``min_importance`` whose id
+    contains ``text``, sorted by ``sort`` (``importance`` (descending), ``coverage``, ``videos``, ``id``)."""
+    out = [c for c in concepts
+           if (layers is None or c["layer"] in layers) and (heads is None or c["head"] in heads)
+           and (min_importance is None or (c.get("importance") is not None and c["importance"] >= min_importance))
+           and text.strip().lower() in c["id"].lower()]
+
+    def key(c: Mapping[str, Any]) -> Any:
+        if sort == "id":
+            return c["id"]
+        if sort == "coverage":
+            return -(c.get("coverage") or 0.0)
+        if sort == "videos":
+            return -(c.get("n_videos") or 0)
+        imp = c.get("importance")
+        return np.inf if imp is None else -imp
+
+    return sorted(out, key=key)
+
+
+# ------------------------------------------------------------------------------------------------
+# Validation
+
+
+def attribution_scopes(attr: Mapping[str, Any]) -> list[str]:
+    return [s["scope"] for s in attr.get("scopes", [])]
+
+
+def attribution_figure(attr: Mapping[str, Any], scope: str = "all", occlusion: bool = True) -> go.Figure:
+    """Metric vs fraction of concepts removed: CRIS most-to-least (positive), least-to-most (negative), random
+    orders, and single-concept occlusion's orders; AUCs in the legend."""
+    rec = next((s for s in attr.get("scopes", []) if s["scope"] == scope), None)
+    curves = rec["curves"] if rec else {k: attr.get(k) for k in ("positive", "negative", "random")}
+    auc = rec["auc"] if rec else attr.get("auc", {})
+    x = attr["fractions"]
+    fig = go.Figure()
+    styles = [("positive", "CRIS, most important first", POSITIVE, "solid"),
+              ("negative", "CRIS, least important first", NEGATIVE, "solid"),
+              ("random", "random order", RANDOM, "dash")]
+    if occlusion:
+        styles += [("occlusion_positive", "occlusion, most first", OCCLUSION, "dot"),
+                   ("occlusion_negative", "occlusion, least first", "#5c6bc0", "dot")]
+    for key, label, color, dash in styles:
+        y = curves.get(key)
+        if y is None:
+            continue
+        a = auc.get(key)
+        fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=label + ("" if a is None else f" (AUC {a:.3f})"),
+                                 line={"color": color, "dash": dash, "width": 2.5 if dash == "solid" else 1.8},
+                                 marker={"size": 5}, hovertemplate="%{x:.0%} removed: %{y:.4f}<extra>" + label
+                                 + "</extra>"))
+    n = rec.get("n_concepts") if rec else None
+    fig.update_xaxes(title=f"fraction of concepts removed{f' (of {n})' if n else ''}", tickformat=".0%")
+    fig.update_yaxes(title=f"{attr.get('metric', 'metric')} of the target class")
+    fig.update_layout(height=430, margin={"l": 10, "r": 10, "t": 40, "b": 10},
+                      title={"text": f"Attribution curves · {scope if scope != 'all' else 'all layers'}",
+                             "font": {"size": 14}},
+                      legend={"orientation": "h", "yanchor": "top", "y": -0.24, "x": 0})
+    return fig
+
+
+def auc_table(attr: Mapping[str, Any]) -> pd.DataFrame:
+    """Area under each attribution curve, per scope (lower for positive = a better ranking)."""
+    rows = []
+    for s in attr.get("scopes", []):
+        a = s.get("auc", {})
+        rows.append({"scope": s["scope"], "concepts": s.get("n_concepts"), "positive": a.get("positive"),
+                     "negative": a.get("negative"), "random": a.get("random"),
+                     "occlusion positive": a.get("occlusion_positive"),
+                     "occlusion negative": a.get("occlusion_negative")})
+    return pd.DataFrame(rows, columns=["scope", "concepts", "positive", "negative", "random", "occlusion positive",
+                                       "occlusion negative"])
+
+
+def pruning_figure(pruning: Mapping[str, Any]) -> go.Figure:
+    """Accuracy as heads are pruned least important first (and most first, random), GFLOPs on the right."""
+    x = pruning["fractions"]
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    auc = pruning.get("auc", {})
+    for key, label, color, dash in (("pruned", "least important first (pruning)", NEGATIVE, "solid"),
+                                    ("most_first", "most important first", POSITIVE, "solid"),
+                                    ("random", "random order", RANDOM, "dash")):
+        y = pruning.get(key)
+        if y is None:
+            continue
+        a = auc.get(key)
+        fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=label + ("" if a is None else f" (AUC {a:.3f})"),
+                                 line={"color": color, "dash": dash}, marker={"size": 5}), secondary_y=False)
+    if pruning.get("gflops"):
+        fig.add_trace(go.Scatter(x=x, y=pruning["gflops"], mode="lines", name="GFLOPs (pruned heads removed)",
+                                 line={"color": GFLOPS, "dash": "dot"}, hovertemplate="%{y:.3f} GFLOPs<extra></extra>"),
+                      secondary_y=True)
+        top = max(pruning["gflops"]) * 1.05
+        fig.update_yaxes(title="GFLOPs", secondary_y=True, range=[0, top], showgrid=False, tickformat=".3~g",
+                         tickmode="auto", nticks=5)
+    fig.update_xaxes(title=f"fraction of the {pruning.get('n_heads', '')} heads pruned", tickformat=".0%")
+    fig.update_yaxes(title=pruning.get("metric", "accuracy"), secondary_y=False, range=[-0.02, 1.02])
+    fig.update_layout(height=430, margin={"l": 10, "r": 10, "t": 40, "b": 10},
+                      title={"text": "Head pruning", "font": {"size": 14}},
+                      legend={"orientation": "h", "yanchor": "top", "y": -0.24, "x": 0})
+    return fig
+
+
+def ground_truth_table(gt: Mapping[str, Any]) -> pd.DataFrame:
+    rows = [{"layer": r["layer"], "best concept": r["best_concept"], "IoU": r["iou"],
+             "random-crop baseline IoU": r["baseline_iou"]} for r in gt.get("layers", [])]
+    return pd.DataFrame(rows, columns=["layer", "best concept", "IoU", "random-crop baseline IoU"])
+
+
+# ------------------------------------------------------------------------------------------------
+# Rosetta
+
+
+def rosetta_table(doc: Mapping[str, Any]) -> pd.DataFrame:
+    """One row per Rosetta tuple: its size d, R-score and each model's concept."""
+    labels = [r["label"] for r in doc.get("runs", [])]
+    rows = []
+    for t in doc.get("tuples", []):
+        row: dict[str, Any] = {"tuple": t["index"], "d": t["d"], "R": t["r"]}
+        for lab in labels:
+            row[lab] = ""
+        for m, cid in zip(t["models"], t["concepts"], strict=True):
+            row[m] = cid
+        row["clips"] = bool(t.get("media"))
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["tuple", "d", "R", *labels, "clips"])
+
+
+def rosetta_lines(t: Mapping[str, Any], pos: int, video: str, r_video: float | None) -> list[str]:
+    imp = t["importances"][pos]
+    return [f"{t['layers'][pos]} · head {t['heads'][pos]} · {t['concepts'][pos].rsplit('/', 1)[-1]}",
+            f"{t['models'][pos]} · {video}",
+            ("importance —" if imp is None else f"importance {imp:+.4f}")
+            + (f" · R here {r_video:.2f}" if r_video is not None else "")]
+
+
+def export_config(filename: str) -> dict[str, Any]:
+    return viz.plotly_config(filename)

@@ -1,0 +1,329 @@
+"""Concept tubelets: VTCD concepts of video transformers and Rosetta concepts across models (dissertation ch. 4)."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+import numpy as np
+import streamlit as st
+
+from core import ui_cache
+from core import viz_vtcd as vv
+from core.errors import RunError, UserError
+from core.vtcd import media as vm
+
+KINDS = ("vtcd", "rosetta")
+MAX_TILES = 12
+
+ui_cache.require_frame()
+st.title("Concept tubelets")
+
+root, records = ui_cache.current_runs()
+runs = [r for r in records if r["ok"] and r["kind"] in KINDS]
+if not runs:
+    st.info(f"No `vtcd` or `rosetta` runs under `{root}`. Make one with `python -m precompute vtcd --model "
+            "vit-motion --videos demo` (and `python -m precompute rosetta --runs A B` across models), or point "
+            "the artifact root in the sidebar at a folder that has them.")
+    st.stop()
+
+run = ui_cache.picked_run(runs)
+if run is None:
+    picked = ui_cache.picked_run(records)
+    if picked is not None:
+        st.caption(f"The run picked in the sidebar is a `{picked['kind']}` run; choose a VTCD or Rosetta run here.")
+    labels = {r["path"]: ui_cache.run_label(r) for r in runs}
+    path = st.selectbox("Concept run", list(labels), format_func=labels.__getitem__)
+    run = next(r for r in runs if r["path"] == path)
+
+
+# ------------------------------------------------------------------------------------------------
+# Frames, cached per run file
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def clip_frames(path: str, name: str, key: str) -> np.ndarray:
+    """Decoded frames of an H.264 clip of the run."""
+    from core.data.videos import read_video
+
+    return read_video(ui_cache.run_file(path, name, key))[0]
+
+
+@st.cache_data(max_entries=512, show_spinner=False)
+def clip_tile(path: str, name: str, key: str, lines: tuple[str, ...]) -> vv.Tile:
+    return vv.make_tile(clip_frames(path, name, key), lines)
+
+
+@st.cache_data(max_entries=512, show_spinner=False)
+def composed_tile(path: str, key: str, video_file: str, unit: int, concept: int | None, video: int,
+                  lines: tuple[str, ...]) -> vv.Tile:
+    """A concept highlighted in a video the job rendered no clip for (``concept`` None: the plain clip)."""
+    frames = clip_frames(path, video_file, key)
+    factor = vm.display_factor(*frames.shape[1:3], 128)
+    if concept is None:
+        return vv.make_tile(vm.upscale(frames, factor), lines)
+    cmap = ui_cache.load_run_npz(path, "supports.npz", key)[f"cmap_{unit}"]
+    return vv.make_tile(vm.highlight(frames, cmap[video] == concept, factor), lines)
+
+
+def show_player(tiles: list[vv.Tile], fps: float, key: str) -> None:
+    if not tiles:
+        st.info("Nothing to play for this choice.")
+        return
+    c1, c2 = st.columns([1, 1])
+    cols = c1.slider("Tiles per row", 1, 8, min(4, len(tiles)), key=f"{key}_cols")
+    width = c2.slider("Tile width (px)", 96, 320, 176, step=16, key=f"{key}_width")
+    st.iframe(vv.player_html(tiles, fps=fps, columns=cols, display_width=width), height="content")
+
+
+# ------------------------------------------------------------------------------------------------
+# A vtcd run
+
+
+def vtcd_view(run: dict[str, Any]) -> None:
+    try:
+        doc = ui_cache.load_run_json(run["path"], "concepts.json", run["key"])
+        opened = ui_cache.get_run(run["path"], run["key"])
+        attr = (ui_cache.load_run_json(run["path"], "attribution.json", run["key"])
+                if opened.has("attribution.json") else None)
+        gt = (ui_cache.load_run_json(run["path"], "ground_truth.json", run["key"])
+              if opened.has("ground_truth.json") else None)
+    except RunError as e:
+        st.error(str(e))
+        st.stop()
+    model = doc["model"]["label"]
+    concepts, videos, units = doc["concepts"], doc["videos"], doc["units"]
+    fps = float(doc.get("fps", 8.0))
+    target = doc.get("target", {})
+    target_text = {"label": "each clip's label", "prediction": "each clip's unmasked prediction (label-free)",
+                   "class": f"class {target.get('class_name', target.get('class'))}"}.get(target.get("mode"), "?")
+    st.caption(f"`{run['run_id']}` · {model} · {len(videos)} clips · {len(concepts)} concepts in {len(units)} heads "
+               f"of {len(doc['layers'])} layers · {doc.get('feature', 'key')} features · CRIS metric "
+               f"{doc.get('metric', 'loss')} of {target_text}")
+    st.markdown(
+        "VTCD cuts each video into **tubelets** (SLIC over a head's features in space and time), clusters the "
+        "tubelets of all videos into **concepts** per head (convex NMF), and ranks every concept of every layer "
+        "and head by **CRIS**: the task metric drops most when the important concepts are masked out together "
+        "with random others. In the players, each concept's tubelets are bright with an amber border; the rest "
+        "of the clip is dimmed.")
+    by_id = {c["id"]: c for c in concepts}
+    layers = list(dict.fromkeys(doc["layers"]))
+    heads_of = {lay: sorted({u["head"] for u in units if u["layer"] == lay}) for lay in layers}
+    if st.session_state.get("vt_layer") not in heads_of:  # start on the most important head
+        top = min(units, key=lambda u: u["rank"] if u.get("rank") else 1e9)
+        st.session_state["vt_layer"], st.session_state["vt_head"] = top["layer"], top["head"]
+
+    # -- browser ----------------------------------------------------------------------------------------------
+    st.subheader("Concept browser")
+
+    def pick_cell(chart_key: str) -> None:
+        for p in st.session_state[chart_key].selection.get("points", []):
+            cell = vv.grid_point(p)
+            if cell is not None and cell[0] in heads_of and cell[1] in heads_of[cell[0]]:
+                st.session_state["vt_layer"], st.session_state["vt_head"] = cell
+                return
+
+    left, right = st.columns([3, 2])
+    with right:
+        color_by = st.radio("Colour the grid by", list(vv.COLOR_BY), key="vt_color",
+                            format_func=lambda k: vv.COLOR_BY[k][0])
+        layer = st.selectbox("Layer", layers, key="vt_layer")
+        head_options = heads_of[layer]
+        if st.session_state.get("vt_head") not in head_options:
+            st.session_state["vt_head"] = head_options[0]
+        head = st.selectbox("Head", head_options, key="vt_head")
+        unit = next(u for u in units if u["layer"] == layer and u["head"] == head)
+        imp = unit.get("importance")
+        st.caption(f"**{layer} · head {head}**: {unit['n_concepts']} concepts from {unit.get('n_tubelets')} "
+                   f"tubelets (elbow Q = {unit.get('q_elbow')}, silhouette {unit.get('silhouette') or 0:.2f})"
+                   + ("" if imp is None else f"; head importance {imp:+.4f}, rank {unit.get('rank')} of {len(units)}")
+                   + ". Click a square to pick a head.")
+    with left:
+        chart_key = "vt_grid"
+        st.plotly_chart(vv.importance_grid(doc, color_by, (layer, head)), key=chart_key,
+                        on_select=partial(pick_cell, chart_key), selection_mode="points",
+                        config=vv.export_config(f"{run['run_id']}-grid"))
+
+    f1, f2, f3, f4 = st.columns([2, 3, 2, 2])
+    scope = f1.radio("List", ["this head", "all heads"], key="vt_scope", horizontal=True)
+    chosen_layers = f2.multiselect("Layers", layers, default=layers, key="vt_layers",
+                                   disabled=scope == "this head")
+    sort = f3.selectbox("Sort by", ["importance", "coverage", "videos", "id"], key="vt_sort")
+    text = f4.text_input("Concept id contains", key="vt_text")
+    if scope == "this head":
+        shown = vv.filter_concepts(concepts, [layer], [head], text=text, sort=sort)
+    else:
+        shown = vv.filter_concepts(concepts, chosen_layers, None, text=text, sort=sort)
+    table = vv.concepts_table(shown)
+    st.dataframe(table, hide_index=True, width="stretch", height=min(400, 38 + 35 * max(len(table), 1)),
+                 column_config={"importance": st.column_config.NumberColumn(format="%+.4f"),
+                                "± std": st.column_config.NumberColumn(format="%.4f"),
+                                "occlusion": st.column_config.NumberColumn(format="%+.4f"),
+                                "coverage": st.column_config.NumberColumn(format="percent")})
+    st.download_button("Download concepts (CSV)", vv.concepts_table(concepts).to_csv(index=False),
+                       file_name=f"{run['run_id']}-concepts.csv", mime="text/csv", on_click="ignore")
+
+    # -- players ----------------------------------------------------------------------------------------------
+    st.subheader("Players")
+    mode = st.radio("Show", ["concept", "video"], horizontal=True, key="vt_mode",
+                    format_func={"concept": "one concept in several videos",
+                                 "video": "one video, several concepts"}.__getitem__)
+    if mode == "concept":
+        ids = [c["id"] for c in shown] or [c["id"] for c in concepts]
+        if st.session_state.get("vt_concept") not in ids:
+            st.session_state["vt_concept"] = ids[0]
+        cid = st.selectbox("Concept", ids, key="vt_concept",
+                           format_func=lambda i: f"{i} · importance "
+                           + ("—" if by_id[i]["importance"] is None else f"{by_id[i]['importance']:+.4f}"))
+        c = by_id[cid]
+        n = st.slider("Videos", 1, max(1, min(MAX_TILES, len(c["videos"]))), min(4, max(1, len(c["videos"]))),
+                      key=f"vt_nvid-{cid}") if len(c["videos"]) > 1 else 1
+        tiles = []
+        for rec in c["videos"][:n]:
+            vid = videos[rec["video"]]
+            lines = tuple(vv.concept_lines(model, c, vid["id"], f"covers {rec['coverage']:.0%} · target "
+                                           f"{vid['target_name']}"))
+            try:
+                if rec.get("file"):
+                    tiles.append(clip_tile(run["path"], rec["file"], run["key"], lines))
+                else:
+                    tiles.append(composed_tile(run["path"], run["key"], vid["file"], c["unit"], c["concept"],
+                                               rec["video"], lines))
+            except (RunError, UserError) as e:
+                st.warning(str(e))
+        st.caption(f"`{cid}` in the {len(tiles)} videos where its tubelets weigh most in the concept's centroid "
+                   f"(it appears in {c['n_videos']} of {len(videos)}).")
+        show_player(tiles, fps, "vt_pc")
+    else:
+        vnames = [v["id"] for v in videos]
+        vi = st.selectbox("Video", range(len(videos)), key="vt_video", format_func=lambda i: (
+            f"{vnames[i]} · target {videos[i]['target_name']} · predicted {videos[i]['predicted_name']}"))
+        which = st.radio("Concepts", ["head", "top"], horizontal=True, key="vt_vscope",
+                         format_func={"head": f"of {layer} · head {head}",
+                                      "top": "most important present in this video"}.__getitem__)
+        present = [c for c in concepts if any(r["video"] == vi for r in c["videos"])]
+        if which == "head":
+            chosen = [c for c in present if c["layer"] == layer and c["head"] == head]
+        else:
+            chosen = vv.filter_concepts(present, sort="importance")[:MAX_TILES - 1]
+        vid = videos[vi]
+        tiles = [composed_tile(run["path"], run["key"], vid["file"], 0, None, vi,
+                               (f"{vid['id']} (the clip)", f"{model} · target {vid['target_name']}",
+                                f"predicted {vid['predicted_name']}"))]
+        for c in vv.filter_concepts(chosen, sort="importance")[:MAX_TILES - 1]:
+            cov = next(r["coverage"] for r in c["videos"] if r["video"] == vi)
+            tiles.append(composed_tile(run["path"], run["key"], vid["file"], c["unit"], c["concept"], vi,
+                                       tuple(vv.concept_lines(model, c, vid["id"], f"covers {cov:.0%}"))))
+        show_player(tiles, fps, "vt_pv")
+
+    # -- validation ---------------------------------------------------------------------------------------------
+    st.subheader("Validation")
+    if attr is None:
+        st.caption("This run has no attribution curves and no head pruning (it was made with `--no-attribution`).")
+        if any(u.get("importance") is not None for u in units):
+            st.plotly_chart(vv.head_heatmap(doc), key="vt_heads_only",
+                            config=vv.export_config(f"{run['run_id']}-head-importance"))
+    else:
+        scopes = vv.attribution_scopes(attr) or ["all"]
+        a1, a2 = st.columns([3, 2])
+        with a1:
+            sc = st.selectbox("Concepts removed from", scopes, key="vt_scope_attr",
+                              format_func=lambda s: "all layers" if s == "all" else s)
+            st.plotly_chart(vv.attribution_figure(attr, sc), key="vt_attr",
+                            config=vv.export_config(f"{run['run_id']}-attribution-{sc}"))
+        with a2:
+            auc = attr.get("auc", {})
+            st.markdown(f"Removing concepts **most important first** should make the "
+                        f"{attr.get('metric', 'metric')} fall fast (low area under the curve), **least important "
+                        "first** should keep it (high area); random order lies between. "
+                        f"All layers: AUC {auc.get('positive', float('nan')):.3f} (most first) vs "
+                        f"{auc.get('negative', float('nan')):.3f} (least first) vs "
+                        f"{auc.get('random', float('nan')):.3f} (random), on {attr.get('n_videos', '?')} clips; "
+                        f"unmasked {attr.get('baseline', float('nan')):.3f}.")
+            st.dataframe(vv.auc_table(attr), hide_index=True, width="stretch",
+                         column_config={k: st.column_config.NumberColumn(format="%.3f")
+                                        for k in ("positive", "negative", "random", "occlusion positive",
+                                                  "occlusion negative")})
+        pruning = attr.get("head_pruning")
+        p1, p2 = st.columns([3, 2])
+        with p2:
+            if any(u.get("importance") is not None for u in units):
+                st.plotly_chart(vv.head_heatmap(doc), key="vt_heads",
+                                config=vv.export_config(f"{run['run_id']}-head-importance"))
+        with p1:
+            if pruning:
+                st.plotly_chart(vv.pruning_figure(pruning), key="vt_pruning",
+                                config=vv.export_config(f"{run['run_id']}-head-pruning"))
+                note = pruning.get("gflops_note")
+                if note:
+                    st.caption(f"Heads are pruned by zeroing their keys; {note.split('; ', 1)[-1]}.")
+            else:
+                st.caption("No head pruning in this run (made with `--head-masks 0`).")
+
+    # -- ground truth ---------------------------------------------------------------------------------------------
+    if gt:
+        st.subheader("Ground truth")
+        best, base = gt["best"], gt["baseline"]
+        g1, g2, g3 = st.columns(3)
+        g1.metric("Best concept IoU with the object", f"{best['iou']:.3f}", help=gt.get("iou"))
+        g2.metric("Random-crop baseline", f"{base['best_iou']:.3f}",
+                  delta=f"{best['iou'] - base['best_iou']:+.3f} VTCD vs baseline", delta_color="off")
+        g3.metric("Best concept", best["id"])
+        st.caption(f"On {gt.get('n_videos')} synthetic clips with object masks: {gt.get('object')}. Baseline: "
+                   f"{base.get('method')}.")
+        st.dataframe(vv.ground_truth_table(gt), hide_index=True, width="stretch",
+                     column_config={k: st.column_config.NumberColumn(format="%.3f")
+                                    for k in ("IoU", "random-crop baseline IoU")})
+
+
+# ------------------------------------------------------------------------------------------------
+# A rosetta run
+
+
+def rosetta_view(run: dict[str, Any]) -> None:
+    try:
+        doc = ui_cache.load_run_json(run["path"], "rosetta.json", run["key"])
+    except RunError as e:
+        st.error(str(e))
+        st.stop()
+    labels = [r["label"] for r in doc["runs"]]
+    tuples = doc.get("tuples", [])
+    mean_r = ", ".join(f"d = {d}: {v:.3f}" for d, v in doc.get("mean_r", {}).items() if v is not None)
+    st.caption(f"`{run['run_id']}` · Rosetta concepts of {', '.join(labels)} · top ε = {doc['epsilon']:g} of each "
+               f"model's concepts · tuples with R > δ = {doc['delta']:g} · {len(tuples)} tuples"
+               + (f" · mean R over all tuples tried: {mean_r}" if mean_r else ""))
+    st.markdown("A **Rosetta concept** is a tuple of concepts, one per model, whose supports overlap on the same "
+                "videos: R is their intersection over union, averaged over the videos. The players show each "
+                "model's concept in the same video, in sync.")
+    if not tuples:
+        st.info("No tuple passed δ: the models' top concepts do not overlap enough. Try a smaller `--delta` or a "
+                "larger `--epsilon`.")
+        return
+    table = vv.rosetta_table(doc)
+    st.dataframe(table, hide_index=True, width="stretch", height=min(360, 38 + 35 * len(table)),
+                 column_config={"R": st.column_config.NumberColumn(format="%.3f")})
+    with_media = [t["index"] for t in tuples if t.get("media")]
+    if not with_media:
+        st.caption("No tuple has rendered clips in this run (`--media-tuples 0`).")
+        return
+    k = st.selectbox("Tuple", with_media, key="ro_tuple", format_func=lambda i: (
+        f"#{i} · R {tuples[i]['r']:.3f} · " + " | ".join(tuples[i]["concepts"])))
+    t = tuples[k]
+    vids = t["videos"][:len(t["media"])]
+    vsel = st.selectbox("Video", range(len(vids)), key=f"ro_video_{k}",
+                        format_func=lambda i: f"{vids[i]['id']} · R here {vids[i]['r']:.3f}")
+    row = t["media"][vsel]
+    tiles = []
+    for pos, file in enumerate(row):
+        lines = tuple(vv.rosetta_lines(t, pos, vids[vsel]["id"], vids[vsel]["r"]))
+        try:
+            tiles.append(clip_tile(run["path"], file, run["key"], lines))
+        except (RunError, UserError) as e:
+            st.warning(str(e))
+    show_player(tiles, 8.0, "ro_p")
+
+
+if run["kind"] == "rosetta":
+    rosetta_view(run)
+else:
+    vtcd_view(run)

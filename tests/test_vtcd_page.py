@@ -1,0 +1,168 @@
+"""The concept tubelets page on real (tiny) vtcd and rosetta runs, and its pure builders: the synced player
+is one self-contained HTML document with no external URL."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+from core import viz_vtcd as vv  # noqa: E402
+from core.vtcd import media as vm  # noqa: E402
+from precompute import cli  # noqa: E402
+from tests.test_vtcd_job import make_tiny_ckpt, vtcd_args  # noqa: E402
+
+APP = str(REPO / "app.py")
+PAGE = "pages/vtcd.py"
+TIMEOUT = 60
+URL = re.compile(r"https?://|//[a-z0-9.-]+\.[a-z]{2,}/", re.IGNORECASE)
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two tiny vtcd runs (``a`` with ground truth, ``b``) and a rosetta run ``twins`` across them."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        base = tmp_path_factory.mktemp("vtcd-page")
+        ckpt = make_tiny_ckpt(base / "tiny-vit")
+        out = base / "runs"
+        assert cli.main(vtcd_args(ckpt, out, "a", "--ground-truth")) == 0
+        assert cli.main(vtcd_args(ckpt, out, "b", "--media-videos", "1")) == 0
+        assert cli.main(["rosetta", "--runs", "a", "b", "--out", str(out), "--run-id", "twins"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    return out
+
+
+def open_page(root: Path, monkeypatch: pytest.MonkeyPatch, run: str | None = None) -> AppTest:
+    monkeypatch.setenv("CONCEPT_LENS_ARTIFACTS", str(root))
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    if run is not None:
+        at.selectbox(key="run_path").set_value(str(root / run)).run()
+    return at.switch_page(PAGE).run()
+
+
+def players(at: AppTest) -> list[str]:
+    """The HTML documents of the page's players."""
+    return [e.proto.srcdoc for e in at.get("iframe")]
+
+
+def tile_count(doc: str) -> int:
+    return doc.count('class="tile"')
+
+
+def texts(at: AppTest) -> str:
+    parts = [e.value for kind in ("title", "markdown", "caption", "info", "warning", "error", "subheader")
+             for e in getattr(at, kind)]
+    return "\n".join(str(p) for p in parts)
+
+
+def test_page_renders_a_vtcd_run(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = open_page(root, monkeypatch, "vtcd/a")
+    assert not at.exception and not at.error
+    assert at.title[0].value == "Concept tubelets"
+    assert [s.value for s in at.subheader] == ["Concept browser", "Players", "Validation", "Ground truth"]
+    doc = json.loads((root / "vtcd" / "a" / "concepts.json").read_text())
+    text = texts(at)
+    assert f"{len(doc['concepts'])} concepts in 4 heads of 2 layers" in text and "3 clips" in text
+    # the browser starts on the most important head and lists its concepts, most important first
+    top = min(doc["units"], key=lambda u: u["rank"])
+    assert (at.selectbox(key="vt_layer").value, at.selectbox(key="vt_head").value) == (top["layer"], top["head"])
+    table = at.dataframe[0].value
+    mine = [c for c in doc["concepts"] if c["unit"] == top["index"]]
+    assert list(table["concept"]) == [c["id"] for c in sorted(mine, key=lambda c: -c["importance"])]
+    assert len(at.get("plotly_chart")) == 4  # grid, attribution, pruning, head heatmap
+    html = players(at)
+    assert len(html) == 1 and not URL.search(html[0])
+    concept = doc["concepts"][[c["id"] for c in doc["concepts"]].index(at.selectbox(key="vt_concept").value)]
+    assert tile_count(html[0]) == min(4, len(concept["videos"]))
+    assert f"{concept['layer']} · head {concept['head']} · concept {concept['concept']}" in html[0]
+    # all heads, filtered by layer
+    at.radio(key="vt_scope").set_value("all heads").run()
+    at.multiselect(key="vt_layers").set_value(["blocks.1"]).run()
+    assert set(at.dataframe[0].value["layer"]) == {"blocks.1"}
+
+
+def test_one_video_several_concepts(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = open_page(root, monkeypatch, "vtcd/a")
+    at.radio(key="vt_mode").set_value("video").run()
+    at.selectbox(key="vt_video").set_value(1).run()
+    assert not at.exception
+    doc = json.loads((root / "vtcd" / "a" / "concepts.json").read_text())
+    layer, head = at.selectbox(key="vt_layer").value, at.selectbox(key="vt_head").value
+    present = [c for c in doc["concepts"] if c["layer"] == layer and c["head"] == head
+               and any(r["video"] == 1 for r in c["videos"])]
+    html = players(at)[0]
+    assert tile_count(html) == 1 + len(present) and "appearance-test-001 (the clip)" in html
+    at.radio(key="vt_vscope").set_value("top").run()
+    assert tile_count(players(at)[0]) > 1
+
+
+def test_page_renders_a_rosetta_run(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = open_page(root, monkeypatch, "rosetta/twins")
+    assert not at.exception and not at.error
+    doc = json.loads((root / "rosetta" / "twins" / "rosetta.json").read_text())
+    table = at.dataframe[0].value
+    assert len(table) == len(doc["tuples"]) and list(table.columns[:3]) == ["tuple", "d", "R"]
+    html = players(at)
+    assert len(html) == 1 and tile_count(html[0]) == 2 and not URL.search(html[0])
+    assert "tiny-vit (b)" in html[0]
+
+
+def test_page_without_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = open_page(tmp_path, monkeypatch)
+    assert not at.exception
+    assert "No `vtcd` or `rosetta` runs" in at.info[0].value
+
+
+# -- pure builders ---------------------------------------------------------------------------------------------
+
+
+def test_player_html_is_self_contained_and_synced() -> None:
+    rng = np.random.default_rng(0)
+    tiles = [vv.make_tile(rng.integers(0, 255, (t, 16, 16, 3), dtype=np.uint8), [f"tile {t}", "video x", "imp"])
+             for t in (8, 16)]
+    doc = vv.player_html(tiles, fps=8, columns=2)
+    assert not URL.search(doc)  # no CDN, no external fetch: works offline
+    assert "<link" not in doc and "src=" not in doc.replace("<script>", "")
+    assert doc.count("data:image/webp;base64,") == 2
+    for control in ("id='play'", "id='slider'", "id='back'", "id='fwd'", "id='loop'", "id='speed'"):
+        assert control in doc
+    raw = re.search(r"<script id='cfg' type='application/json'>(.*?)</script>", doc).group(1)
+    assert "</" not in raw  # the settings cannot close their script element early
+    cfg = json.loads(raw)
+    assert cfg["frames"] == [8, 16] and cfg["fps"] == 8.0
+    assert vv.player_height(tiles, 2) > 176
+
+
+def test_highlight_dims_outside_and_outlines_the_support() -> None:
+    frames = np.full((2, 8, 8, 3), 200, np.uint8)
+    support = np.zeros((2, 4, 4), bool)
+    support[:, 1:3, 1:3] = True  # the centre 4x4 pixels of the clip
+    out = vm.highlight(frames, support, factor=2, dim=0.3, line=1)
+    assert out.shape == (2, 16, 16, 3)
+    assert (out[:, 0, 0] == 60).all()  # dimmed to 30%
+    assert (out[:, 7, 7] == 200).all()  # inside, untouched
+    assert tuple(out[0, 4, 8]) == vm.HIGHLIGHT  # on the border
+
+
+def test_filters_and_grid_click() -> None:
+    concepts = [{"id": f"blocks.{i // 2}/h{i % 2}/c0", "layer": f"blocks.{i // 2}", "head": i % 2,
+                 "importance": imp, "coverage": 0.1 * i, "n_videos": i} for i, imp in enumerate([0.1, None, 0.3, -0.2])]
+    assert [c["id"] for c in vv.filter_concepts(concepts)] == ["blocks.1/h0/c0", "blocks.0/h0/c0", "blocks.1/h1/c0",
+                                                               "blocks.0/h1/c0"]
+    assert [c["head"] for c in vv.filter_concepts(concepts, layers=["blocks.1"], min_importance=0.0)] == [0]
+    assert vv.grid_point({"customdata": ["blocks.1", 2], "x": 2, "y": "blocks.1"}) == ("blocks.1", 2)
+    assert vv.grid_point({"x": 1, "y": "blocks.0"}) == ("blocks.0", 1)
