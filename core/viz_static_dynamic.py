@@ -115,10 +115,14 @@ def _facets(models: Sequence[str], shared_y: bool = True, **kwargs: Any) -> tupl
     n = max(len(models), 1)
     cols = min(n, FACET_COLUMNS)
     rows = (n - 1) // cols + 1
+    # Rows are 320 px with a fixed 150 px gap (rotated layer names, the axis title and the next
+    # panel's title must fit in it); plotly wants the gap as a fraction of the plotting area.
+    gap, height = 150, 100 + 320 * rows + 150 * (rows - 1)
     fig = make_subplots(rows=rows, cols=cols, shared_yaxes=shared_y, subplot_titles=list(models),
-                        horizontal_spacing=0.04 if shared_y else 0.08, vertical_spacing=0.22 / rows, **kwargs)
+                        horizontal_spacing=0.04 if shared_y else 0.08,
+                        vertical_spacing=gap / (height - 100) if rows > 1 else 0.0, **kwargs)
     cells = [(i // cols + 1, i % cols + 1) for i in range(len(models))]
-    fig.update_layout(height=120 + 340 * rows, margin={"l": 10, "r": 10, "t": 90, "b": 10},
+    fig.update_layout(height=height, margin={"l": 10, "r": 10, "t": 90, "b": 10},
                       legend={"orientation": "h", "yanchor": "bottom", "y": 1.06, "x": 0},
                       modebar={"orientation": "v"})
     fig.update_annotations(font_size=13)
@@ -172,7 +176,8 @@ def with_shares(rec: Mapping[str, Any]) -> dict[str, Any]:
 def layer_scores(layers: Sequence[Mapping[str, Any]], models: Sequence[str], metric: str = "pct") -> go.Figure:
     """Grouped bars per layer of the static and dynamic layer scores, one panel per model.
 
-    ``metric``: ``pct`` (softmax percentages) or ``S`` (raw scores in [-1, 1]); the hover shows all of them.
+    ``metric``: ``pct`` (softmax percentages) or ``S`` (raw layer scores, see
+    :func:`core.static_dynamic.scores.layer_score`); the hover shows all of them.
     """
     key_s, key_d, title, _ = METRICS[metric]
     groups = by_model(layers, models)

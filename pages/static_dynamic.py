@@ -99,7 +99,9 @@ else:
                         key="sd_layer_scores")
         st.caption("Percentages are `100 · softmax([S_dynamic, S_static, 1])`: the constant identical term "
                    "squeezes them, so a factor's share stays under 47% even at perfect correlation. The raw S "
-                   "(in [-1, 1]) and the identical share are in the hover; switch to *raw score S* to plot them.")
+                   "(a variance-weighted correlation: near [-1, 1], above 1 when one factor's features vary "
+                   "more than all features together) and the identical share are in the hover; switch to "
+                   "*raw score S* to plot them.")
 
 layer_table = vsd.layers_table(layers)
 with st.expander("Layer table"):

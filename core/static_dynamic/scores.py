@@ -37,7 +37,12 @@ def pooled_variance(*features: np.ndarray) -> np.ndarray:
 
 
 def layer_score(za: np.ndarray, zb: np.ndarray, variance: np.ndarray) -> float:
-    """``S_F = sum_i Cov_F(i) / sum_i Var(i)`` (eq. 3.1 as the released code computes it)."""
+    """``S_F = sum_i Cov_F(i) / sum_i Var(i)`` (eq. 3.1 as the released code computes it).
+
+    ``variance`` is the pooled variance over both factors. The ratio is a variance-weighted mean
+    correlation only when the factor's features vary as much as the pooled ones: it exceeds 1 when
+    this factor's features vary more than all features together (seen on real models, e.g. 1.10).
+    """
     total = float(np.sum(variance))
     return float(np.sum(pair_covariance(za, zb)) / total) if total > 0 else float("nan")
 
