@@ -208,10 +208,13 @@ def test_rosetta_pairs_a_run_with_its_twin(tiny: dict[str, Path], capsys) -> Non
 
 @pytest.mark.skipif(not (ASSETS_MODELS / "vit-appearance" / "model.json").is_file(), reason="no vit-appearance")
 def test_positive_perturbation_falls_below_negative_on_a_trained_model(tmp_path: Path, torch_threads) -> None:
-    args = ["vtcd", "--model", "vit-appearance", "--videos", "synthetic:appearance:4", "--layers", "blocks.3",
-            "--out", str(tmp_path), "--run-id", "app", "--masks", "48", "--head-masks", "0", "--max-concepts", "5",
+    args = ["vtcd", "--model", "vit-appearance", "--videos", "synthetic:appearance:4", "--layers", "blocks.0",
+            "blocks.1", "--out", str(tmp_path), "--run-id", "app", "--masks", "48", "--head-masks", "0",
+            "--max-concepts", "5",
             "--kmeans-init", "2", "--cnmf-iters", "200", "--attribution-steps", "5", "--random-orders", "2",
             "--batch-size", "48", "--media-videos", "1", "--media-concepts", "2", "--device", "cpu"]
+    # Early blocks: masking the keys of the last block alone barely moves this model's output
+    # (AUC 0.828 positive vs 0.830 negative when measured), the early blocks carry the concepts.
     assert cli.main(args) == 0
     attr = json.loads((tmp_path / "vtcd" / "app" / "attribution.json").read_text())
     auc = attr["auc"]
