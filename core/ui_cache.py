@@ -133,3 +133,28 @@ def picked_run(records: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The run chosen in the sidebar's global picker, if it is among ``records``."""
     path = st.session_state.get(RUN_KEY)
     return next((r for r in records if r["path"] == path and r["ok"]), None)
+
+
+def choose_run(kinds: tuple[str, ...], what: str, how_to_make: str, key: str | None = None,
+               stop_if_none: bool = True) -> dict[str, Any] | None:
+    """The run a page shows: the sidebar's pick when it is of one of ``kinds``, else a selectbox.
+
+    ``what`` names the runs ("predictions run"); ``how_to_make`` is the sentence shown when the root
+    has none (the page then stops, unless ``stop_if_none`` is false and ``None`` is returned).
+    """
+    root, records = current_runs()
+    runs = [r for r in records if r["ok"] and r["kind"] in kinds]
+    if not runs:
+        st.info(f"No {' or '.join(f'`{k}`' for k in kinds)} runs under `{root}`. {how_to_make}")
+        if stop_if_none:
+            st.stop()
+        return None
+    run = picked_run(runs)
+    if run is not None:
+        return run
+    picked = picked_run(records)
+    if picked is not None:
+        st.caption(f"The run picked in the sidebar is a `{picked['kind']}` run; choose a {what} here.")
+    labels = {r["path"]: run_label(r) for r in runs}
+    path = st.selectbox(what[:1].upper() + what[1:], list(labels), format_func=labels.__getitem__, key=key)
+    return next(r for r in runs if r["path"] == path)

@@ -17,22 +17,8 @@ SELECTED = "pred_image"
 ui_cache.require_frame()
 st.title("Predictions")
 
-root, records = ui_cache.current_runs()
-runs = [r for r in records if r["ok"] and r["kind"] == KIND]
-if not runs:
-    st.info(f"No `{KIND}` runs under `{root}`. Make one with `python -m precompute demo`, "
-            "or point the artifact root in the sidebar at a folder that has them.")
-    st.stop()
-
-run = ui_cache.picked_run(runs)
-if run is None:
-    picked = ui_cache.picked_run(records)
-    if picked is not None:
-        st.caption(f"The run picked in the sidebar is a `{picked['kind']}` run; "
-                   "choose a predictions run here.")
-    labels = {r["path"]: ui_cache.run_label(r) for r in runs}
-    path = st.selectbox("Predictions run", list(labels), format_func=labels.__getitem__)
-    run = next(r for r in runs if r["path"] == path)
+run = ui_cache.choose_run((KIND,), "predictions run", "Make one with `python -m precompute demo`, or point the "
+                          "artifact root in the sidebar at a folder that has them.")
 
 try:
     preds = ui_cache.load_run_json(run["path"], "predictions.json", run["key"])

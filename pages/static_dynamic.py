@@ -11,28 +11,14 @@ from core import ui_cache
 from core import viz_static_dynamic as vsd
 from core.errors import RunError
 
-KINDS = ("static-dynamic", "static_dynamic")
+KINDS = ("static-dynamic",)
 EXPORT = "sd_export"
 
 ui_cache.require_frame()
 st.title("Static / dynamic units")
 
-root, records = ui_cache.current_runs()
-runs = [r for r in records if r["ok"] and r["kind"] in KINDS]
-if not runs:
-    st.info(f"No `{KINDS[0]}` runs under `{root}`. Make one with `python -m precompute static-dynamic`, "
-            "or point the artifact root in the sidebar at a folder that has them.")
-    st.stop()
-
-run = ui_cache.picked_run(runs)
-if run is None:
-    picked = ui_cache.picked_run(records)
-    if picked is not None:
-        st.caption(f"The run picked in the sidebar is a `{picked['kind']}` run; "
-                   "choose a static / dynamic run here.")
-    labels = {r["path"]: ui_cache.run_label(r) for r in runs}
-    path = st.selectbox("Static / dynamic run", list(labels), format_func=labels.__getitem__)
-    run = next(r for r in runs if r["path"] == path)
+run = ui_cache.choose_run(KINDS, "static / dynamic run", "Make one with `python -m precompute static-dynamic`, or "
+                          "point the artifact root in the sidebar at a folder that has them.")
 
 try:
     models = ui_cache.load_run_json(run["path"], "models.json", run["key"])

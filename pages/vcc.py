@@ -19,21 +19,9 @@ GRAPH_HEIGHT = 620
 ui_cache.require_frame()
 st.title("Concept connectome")
 
-root, records = ui_cache.current_runs()
-runs = [r for r in records if r["ok"] and r["kind"] == KIND]
-if not runs:
-    st.info(f"No `{KIND}` runs under `{root}`. Make one with `python -m precompute vcc --model ... "
-            "--target-class ... --images ...`, or point the artifact root in the sidebar at a folder that has them.")
-    st.stop()
-
-run = ui_cache.picked_run(runs)
-if run is None:
-    picked = ui_cache.picked_run(records)
-    if picked is not None:
-        st.caption(f"The run picked in the sidebar is a `{picked['kind']}` run; choose a VCC run here.")
-    labels = {r["path"]: ui_cache.run_label(r) for r in runs}
-    path = st.selectbox("VCC run", list(labels), format_func=labels.__getitem__, key="vcc_run")
-    run = next(r for r in runs if r["path"] == path)
+run = ui_cache.choose_run((KIND,), "VCC run", "Make one with `python -m precompute vcc --model ... --target-class "
+                          "... --images ...`, or point the artifact root in the sidebar at a folder that has them.",
+                          key="vcc_run")
 
 
 def load_json(rec: dict[str, Any], name: str) -> Any:
@@ -189,6 +177,7 @@ with right:
 # -- metrics across classes and runs ----------------------------------------------------------------------------
 st.subheader("Graph metrics per layer")
 options: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+runs = [r for r in ui_cache.current_runs()[1] if r["ok"] and r["kind"] == KIND]
 for r in runs:
     try:
         for ce in load_json(r, "classes.json"):

@@ -19,22 +19,9 @@ MAX_TILES = 12
 ui_cache.require_frame()
 st.title("Concept tubelets")
 
-root, records = ui_cache.current_runs()
-runs = [r for r in records if r["ok"] and r["kind"] in KINDS]
-if not runs:
-    st.info(f"No `vtcd` or `rosetta` runs under `{root}`. Make one with `python -m precompute vtcd --model "
-            "vit-motion --videos demo` (and `python -m precompute rosetta --runs A B` across models), or point "
-            "the artifact root in the sidebar at a folder that has them.")
-    st.stop()
-
-run = ui_cache.picked_run(runs)
-if run is None:
-    picked = ui_cache.picked_run(records)
-    if picked is not None:
-        st.caption(f"The run picked in the sidebar is a `{picked['kind']}` run; choose a VTCD or Rosetta run here.")
-    labels = {r["path"]: ui_cache.run_label(r) for r in runs}
-    path = st.selectbox("Concept run", list(labels), format_func=labels.__getitem__)
-    run = next(r for r in runs if r["path"] == path)
+run = ui_cache.choose_run(KINDS, "concept run", "Make one with `python -m precompute vtcd --model vit-motion "
+                          "--videos demo` (and `python -m precompute rosetta --runs A B` across models), or point "
+                          "the artifact root in the sidebar at a folder that has them.")
 
 
 # ------------------------------------------------------------------------------------------------
