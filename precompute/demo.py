@@ -27,7 +27,51 @@ def run(out: Path, device: str = "auto") -> list[Path]:
         if (ASSETS_MODELS / model / "model.json").is_file():
             paths.append(predictions(model, f"{model}-synthetic", 16, videos="synthetic:motion:45"))
     paths.extend(static_dynamic_runs(out, device))
+    paths.extend(vtcd_runs(out, device))
+    paths.extend(vcc_runs(out, device))
     return paths
+
+
+def _cli(argv: list[str], kind: str, run_id: str) -> Path:
+    """Run one precompute subcommand (errors propagate) and return its run folder."""
+    from precompute import cli
+
+    args = cli.parse_args(argv)
+    cli.COMMANDS[args.command](args)
+    return Path(args.out) / kind / run_id
+
+
+def vtcd_runs(out: Path, device: str = "auto", which: str = "all") -> list[Path]:
+    """VTCD of the motion-task transformer on the real street clips (label-free: agreement with
+    the unmasked prediction) and on held-out synthetic clips with their ground-truth masks."""
+    if not (ASSETS_MODELS / "vit-motion" / "model.json").is_file():
+        return []
+    common = ["--model", "vit-motion", "--media-videos", "2", "--media-concepts", "60", "--out", str(out),
+              "--overwrite", "--device", device]
+    paths = []
+    if which in ("all", "real"):
+        paths.append(_cli(["vtcd", "--videos", "demo", "--clips-per-video", "16", "--run-id", "vit-motion-real",
+                           *common], "vtcd", "vit-motion-real"))
+    if which in ("all", "synthetic"):
+        paths.append(_cli(["vtcd", "--videos", "synthetic:motion:36", "--ground-truth", "--run-id",
+                           "vit-motion-synthetic", *common], "vtcd", "vit-motion-synthetic"))
+    return paths
+
+
+def vcc_runs(out: Path, device: str = "auto") -> list[Path]:
+    """VCCs of EfficientNet-Lite0 for three classes that have a real photo each (each class set is
+    that photo plus crops and flips of it, recorded as augmented copies in the data spec), and the
+    failure debugger on the misclassified ones (the rocket photo, predicted drilling platform)."""
+    run = _cli(["vcc", "--model", "efficientnet_lite0", "--images", "demo", "--classes", "missile", "Egyptian cat",
+                "espresso", "--augment", "20", "--n-images", "20", "--random", "demo", "--random-augment", "100",
+                "--n-random-sets", "10", "--random-set-size", "20", "--layers", "blocks.3", "blocks.4", "blocks.5",
+                "conv_head", "--n-concepts", "10", "--suppression-concepts", "5", "--n-random-directions", "3",
+                "--out", str(out), "--run-id", "efficientnet_lite0-photos", "--overwrite", "--device", device],
+               "vcc", "efficientnet_lite0-photos")
+    debug = _cli(["vcc-debug", "--model", "efficientnet_lite0", "--runs", "efficientnet_lite0-photos", "--out",
+                  str(out), "--run-id", "efficientnet_lite0-mistakes", "--overwrite", "--device", device],
+                 "vcc-debug", "efficientnet_lite0-mistakes")
+    return [run, debug]
 
 
 def static_dynamic_runs(out: Path, device: str = "auto", which: str = "all") -> list[Path]:
