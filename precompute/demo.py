@@ -10,7 +10,7 @@ import argparse
 from pathlib import Path
 
 from core.models.resolve import ASSETS_MODELS
-from precompute import predict, static_dynamic
+from precompute import predict
 
 ZOO = ("c2d", "r3d", "slowfast", "two_stream", "vit")
 
@@ -81,23 +81,19 @@ def static_dynamic_runs(out: Path, device: str = "auto", which: str = "all") -> 
     def shipped(task: str) -> list[str]:
         return [f"{a}-{task}" for a in ZOO if (ASSETS_MODELS / f"{a}-{task}" / "model.json").is_file()]
 
-    def analyse(models: list[str], run_id: str, videos: str, **extra: object) -> Path:
-        args = {"model": models, "layers": None, "out": str(out), "device": device, "seed": 0, "run_id": run_id,
-                "overwrite": True, "videos": videos, "clips_per_video": 4, "pairs": 200, "lam": 0.5,
-                "styles": None, "batch_size": 16, "cache_dir": "artifacts/cache", "removal": False,
-                "removal_layers": None, "removal_fractions": None, "removal_seeds": 3, "checkpoints": None,
-                "examples": 2}
-        return static_dynamic.run(argparse.Namespace(**{**args, **extra}))
+    def analyse(models: list[str], run_id: str, videos: str, *flags: str) -> Path:
+        return _cli(["static-dynamic", "--model", *models, "--videos", videos, "--run-id", run_id, "--out", str(out),
+                     "--overwrite", "--device", device, *flags], "static-dynamic", run_id)
 
     motion, appearance = shipped("motion"), shipped("appearance")
     paths = []
     if which in ("all", "training") and (ASSETS_MODELS / "r3d-motion" / "epochs").is_dir():
-        paths.append(analyse(["r3d-motion"], "r3d-motion-training", "synthetic:motion:100", examples=0, pairs=100,
-                             checkpoints=[str(ASSETS_MODELS / "r3d-motion")]))
+        paths.append(analyse(["r3d-motion"], "r3d-motion-training", "synthetic:motion:100", "--examples", "0",
+                             "--pairs", "100", "--checkpoints", str(ASSETS_MODELS / "r3d-motion")))
     if which in ("all", "real") and motion:
-        paths.append(analyse(motion, "zoo-real-clips", "demo", clips_per_video=16, pairs=100))
+        paths.append(analyse(motion, "zoo-real-clips", "demo", "--clips-per-video", "16", "--pairs", "100"))
     if which in ("all", "zoo") and motion:
-        paths.append(analyse(motion + appearance, "zoo-synthetic", "synthetic:motion:100", removal=True,
-                             removal_fractions=[0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0],
-                             removal_layers=["layer3", "slow.layer3", "fast.layer3", "fusion", "blocks.3"]))
+        paths.append(analyse(motion + appearance, "zoo-synthetic", "synthetic:motion:100", "--removal",
+                             "--removal-fractions", "0", "0.1", "0.2", "0.3", "0.5", "0.7", "1",
+                             "--removal-layers", "layer3", "slow.layer3", "fast.layer3", "fusion", "blocks.3"))
     return paths

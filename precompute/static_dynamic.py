@@ -96,6 +96,7 @@ class ClipSource:
     cache: StyleCache
     user_styles: dict[str, list[np.ndarray]] | None = None  # style -> raw restyled clips (same order)
     _fitted: dict[int, np.ndarray] = field(default_factory=dict)
+    _flow: dict[int, np.ndarray] = field(default_factory=dict)  # removal reads every clip's flow per condition
 
     def fitted(self, i: int) -> np.ndarray:
         if i not in self._fitted:
@@ -108,7 +109,9 @@ class ClipSource:
         return self.cache.get(self.fitted(i), style, lambda c: stylize(c, style))
 
     def flow(self, i: int) -> np.ndarray:
-        return self.cache.get(self.fitted(i), "flow", lambda c: flow_to_rgb(optical_flow(c)))
+        if i not in self._flow:
+            self._flow[i] = self.cache.get(self.fitted(i), "flow", lambda c: flow_to_rgb(optical_flow(c)))
+        return self._flow[i]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -415,7 +418,6 @@ def run(args: Any) -> Path:
             if m == 0 and args.examples:
                 writer.write_json("examples.json", write_examples(writer, source, plans_for(bundle), items,
                                                                   args.examples))
-            del source
         dynamics = None
         if checkpoints:
             dynamics = {"checkpoints": [], "records": []}

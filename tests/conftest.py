@@ -38,3 +38,26 @@ class TinyVideoNet(nn.Module):
 def tiny_video_net() -> TinyVideoNet:
     torch.manual_seed(0)
     return TinyVideoNet().eval()
+
+
+@pytest.fixture
+def interrupt_training(monkeypatch):
+    """``install()`` makes ``precompute.train.evaluate`` raise KeyboardInterrupt on its second call
+    (the end of epoch 2: a training job killed part way) and returns ``restore()``."""
+    from precompute import train
+
+    real = train.evaluate
+
+    def install():
+        calls = []
+
+        def interrupt_in_epoch_2(*args, **kwargs):
+            calls.append(1)
+            if len(calls) == 2:
+                raise KeyboardInterrupt
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(train, "evaluate", interrupt_in_epoch_2)
+        return lambda: monkeypatch.setattr(train, "evaluate", real)
+
+    return install

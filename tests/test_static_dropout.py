@@ -15,7 +15,7 @@ from torch import nn
 from core.models import zoo
 from core.static_dynamic.scores import unit_scores
 from core.static_dynamic.static_dropout import StaticDropout, sample_drop_mask, shuffle_frames, unit_static_scores
-from precompute import cli, train
+from precompute import cli
 
 
 class Toy(nn.Module):
@@ -203,23 +203,14 @@ def test_tiny_training_run_records_dropout_and_shuffled_accuracy(tmp_path):
     assert (out / "epochs" / "epoch-02" / "model.safetensors").is_file()
 
 
-def test_killed_static_dropout_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
+def test_killed_static_dropout_run_resumes_to_the_same_weights(tmp_path, interrupt_training):
     common = [*TINY, "--epochs", "2", "--finetune-epochs", "1", "--static-dropout", "0.3",
               "--static-dropout-every", "3", "--cache-dir", str(tmp_path / "cache")]
     assert cli.main(["train", *common, "--out", str(tmp_path / "a")]) == 0
-    real_evaluate = train.evaluate
-    calls = []
-
-    def interrupt_in_epoch_2(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real_evaluate(*args, **kwargs)
-
-    monkeypatch.setattr(train, "evaluate", interrupt_in_epoch_2)
+    restore = interrupt_training()
     argv = ["train", *common, "--out", str(tmp_path / "b")]
     assert cli.main(argv) == 130
-    monkeypatch.setattr(train, "evaluate", real_evaluate)
+    restore()
     assert cli.main(argv) == 0  # epoch 2 (StaticDropout) and epoch 3 (fine-tune) after the resume
     a = load_file(str(tmp_path / "a" / "c2d-motion" / "model.safetensors"))
     b = load_file(str(tmp_path / "b" / "c2d-motion" / "model.safetensors"))

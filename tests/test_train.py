@@ -47,25 +47,16 @@ def test_loss_falls_and_checkpoint_reloads(tmp_path):
     assert not list(out.glob("epochs/*/optimizer.*"))  # optimizer state is dropped once done
 
 
-def test_killed_training_resumes_to_the_same_weights(tmp_path, monkeypatch):
+def test_killed_training_resumes_to_the_same_weights(tmp_path, interrupt_training):
     straight = train.run(train_args(tmp_path / "a", "vit", "motion", 3))
-    real_evaluate = train.evaluate
-    calls = []
-
-    def interrupt_in_epoch_2(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real_evaluate(*args, **kwargs)
-
-    monkeypatch.setattr(train, "evaluate", interrupt_in_epoch_2)
+    restore = interrupt_training()
     argv = ["train", "--model", "vit", "--task", "motion", "--epochs", "3", "--lr", "3e-3", "--weight-decay", "0",
             "--device", "cpu", "--out", str(tmp_path / "b"), "--cache-dir", str(tmp_path / "cache"),
             *[f"--{k.replace('_', '-')}={v}" for k, v in TINY.items()]]
     assert cli.main(argv) == 130
     assert (tmp_path / "b" / "vit-motion" / "epochs" / "epoch-01" / "optimizer.json").is_file()
     assert not (tmp_path / "b" / "vit-motion" / "model.json").exists()
-    monkeypatch.setattr(train, "evaluate", real_evaluate)
+    restore()
     other = [a if a != "3e-3" else "1e-3" for a in argv]
     assert cli.main(other) == 2  # an unfinished run with other settings is not resumed (nor harmed)
     assert (tmp_path / "b" / "vit-motion" / "epochs" / "epoch-01" / "optimizer.json").is_file()

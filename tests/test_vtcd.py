@@ -405,3 +405,9 @@ def test_cnn_channel_blocks_play_heads():
     got = masked_metrics(bundle, take(x, 1), units, 1, removed, 0, "logit", batch_size=3, expand_at="layer2")
     np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-6)
     assert np.ptp(ref) > 0
+
+
+def test_config_from_dict_names_unknown_settings() -> None:
+    assert VTCDConfig.from_dict(VTCDConfig().to_dict()) == VTCDConfig()
+    with pytest.raises(ValueError, match=r"unknown VTCD setting.*n_maskz"):
+        VTCDConfig.from_dict({**VTCDConfig().to_dict(), "n_maskz": 3})

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
+
+from core.settings import from_known_fields
 
 CavMethod = Literal["logistic", "sgd"]
 
@@ -113,8 +115,4 @@ class VCCConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> VCCConfig:
         """Build from a (manifest) dict; unknown keys are an error naming them."""
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"unknown VCC setting(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
-        return cls(**d)
+        return from_known_fields(cls, d, "VCC")

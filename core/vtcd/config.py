@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any, Literal
+
+from core.settings import from_known_fields
 
 FeatureKind = Literal["key", "query", "value", "block"]
 Metric = Literal["loss", "probability", "correct", "logit"]
@@ -103,8 +105,4 @@ class VTCDConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> VTCDConfig:
         """Build from a dict (unknown keys are an error naming them)."""
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ValueError(f"unknown VTCD settings: {', '.join(unknown)}")
-        return cls(**data)
+        return from_known_fields(cls, data, "VTCD")
