@@ -23,6 +23,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.results_table import add_row  # noqa: E402
 from core.data.videos import clips_from, fit_clip  # noqa: E402
 from core.static_dynamic.features import gap_features, to_batch  # noqa: E402
 from core.static_dynamic.pairs import build_pair, plan_pairs  # noqa: E402
@@ -108,9 +109,7 @@ def main() -> None:
           f"score {t['score'] * 1000:.0f} ms; peak RSS {rss:.0f} MiB" + (f", GPU {gpu:.0f} MiB" if gpu else ""))
     print(row)
     if args.append:
-        results = ROOT / "benchmarks" / "results.md"
-        with results.open("a") as f:
-            f.write(row + "\n")
+        add_row("Static/dynamic", row)
 
 
 if __name__ == "__main__":

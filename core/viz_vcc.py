@@ -466,6 +466,9 @@ def suppression_figure(fidelity: Mapping[str, Any], layers: Sequence[str] | None
 
 def _supp_title(d: Mapping[str, Any], name: str) -> str:
     mark = "" if d.get("falls_faster") is None else (" ✓ falls faster" if d["falls_faster"] else " ✗ not faster")
+    auc = d.get("auc") or {}
+    if auc.get("concept") is not None and auc.get("random") is not None:
+        mark += f" (AUC {auc['concept']:.3f} vs {auc['random']:.3f})"
     return f"{name}{mark}"
 
 

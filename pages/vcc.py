@@ -78,8 +78,10 @@ n_aug = entry.get("n_augmented") or 0
 hits = sum(bool(im.get("correct")) for im in images)
 st.caption(
     f"`{run['run_id']}` · model `{run['model']}` · class **{entry['class_name']}** ({entry['class_index']}) · "
-    f"{entry['n_images']} images" + (f" ({n_aug} of them crops and flips of {entry.get('n_photos')} photos)"
-                                     if n_aug else "")
+    f"{entry['n_images']} images" + (
+        " (no labelled photo: crops and flips of the photos that the model predicts as this class, its own view "
+        "of the class)" if entry.get("selected_by") == "prediction"
+        else f" ({n_aug} of them crops and flips of {entry.get('n_photos')} photos)" if n_aug else "")
     + f" · top-1 correct on {hits}/{len(images)} · {len(layers)} layers · {len(concepts)} concepts · "
     f"{len(kept)} of {len(graph['edges'])} edges significant"
 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -56,8 +57,10 @@ def run_thumbs(path: str, key: str, graph_file: str) -> dict[str, str]:
 
 
 def show(record: dict[str, Any], arrays: dict[str, np.ndarray], image: np.ndarray,
-         graphs: dict[str, tuple[dict[str, Any], dict[str, str]] | None], tag: str) -> None:
-    """Prediction, per-layer shares, top-down segments coloured by side, and the two VCCs side by side."""
+         graphs: dict[str, tuple[dict[str, Any], dict[str, str]] | None], tag: str,
+         by_prediction: Sequence[str] = ()) -> None:
+    """Prediction, per-layer shares, top-down segments coloured by side, and the two VCCs side by side.
+    ``by_prediction``: names of the classes whose VCC is built from crops the model predicts as them."""
     true_name = record["true_name"].split(",")[0]
     pred_name = record["predicted_name"].split(",")[0]
     wrong = record["correct"] is False
@@ -82,6 +85,10 @@ def show(record: dict[str, Any], arrays: dict[str, np.ndarray], image: np.ndarra
                    f"--target-class {record['predicted']} ...`.")
     if not wrong:
         st.info("The model is right about this image: every segment is matched against the true class's VCC.")
+    if by_prediction:
+        st.caption(f"No labelled photo of {', '.join(by_prediction)} was available: its VCC is built from crops of the "
+                   "shipped photos that the model predicts as that class (the model's own view of it), so it shows "
+                   "what the model takes for that class, not what the class looks like in general.")
 
     st.subheader("Which class each layer sides with")
     st.plotly_chart(vv.shares_figure(record["layers"], true_name, pred_name if has_pred else None),
@@ -179,7 +186,9 @@ if source == SOURCES[0]:
     except RunError as e:
         st.error(str(e))
         st.stop()
-    show(record, arrays, image, graphs, f"run-{n}")
+    picked = [debug["vccs"][k]["class_name"].split(",")[0] for k in (record["vcc_true"], record["vcc_predicted"])
+              if k is not None and debug["vccs"][k].get("selected_by") == "prediction"]
+    show(record, arrays, image, graphs, f"run-{n}", picked)
     st.stop()
 
 # -- upload -------------------------------------------------------------------------------------------------------
@@ -247,6 +256,9 @@ if upload is not None:
             rec = rec_of[str(v.run.path)]
             graphs[side] = (v.graph_json, run_thumbs(rec["path"], rec["key"], f"classes/{v.slug}/graph.json"))
         result = {"sig": sig, "record": {"id": upload.name, **analysis.record}, "arrays": analysis.arrays,
-                  "image": image, "graphs": graphs}
+                  "image": image, "graphs": graphs,
+                  "by_prediction": [v.class_name.split(",")[0] for v in (true, pred)
+                                    if v is not None and v.selected_by == "prediction"]}
         st.session_state[UPLOAD] = result
-    show(result["record"], result["arrays"], result["image"], result["graphs"], "upload")
+    show(result["record"], result["arrays"], result["image"], result["graphs"], "upload",
+         result.get("by_prediction", ()))

@@ -36,21 +36,31 @@ def clip_frames(path: str, name: str, key: str) -> np.ndarray:
     return read_video(ui_cache.run_file(path, name, key))[0]
 
 
+def with_ground_truth(frames: np.ndarray, path: str, key: str, video: int | None) -> np.ndarray:
+    """``frames`` with the run's ground-truth object of clip ``video`` outlined (None: unchanged)."""
+    if video is None:
+        return frames
+    return vm.draw_outline(frames, ui_cache.load_run_npz(path, "ground_truth.npz", key)["masks"][video])
+
+
 @st.cache_data(max_entries=512, show_spinner=False)
-def clip_tile(path: str, name: str, key: str, lines: tuple[str, ...]) -> vv.Tile:
-    return vv.make_tile(clip_frames(path, name, key), lines)
+def clip_tile(path: str, name: str, key: str, lines: tuple[str, ...], gt_video: int | None = None) -> vv.Tile:
+    """A clip the job rendered; ``gt_video``: outline that clip's ground-truth object."""
+    return vv.make_tile(with_ground_truth(clip_frames(path, name, key), path, key, gt_video), lines)
 
 
 @st.cache_data(max_entries=512, show_spinner=False)
 def composed_tile(path: str, key: str, video_file: str, unit: int, concept: int | None, video: int,
-                  lines: tuple[str, ...]) -> vv.Tile:
+                  lines: tuple[str, ...], ground_truth: bool = False) -> vv.Tile:
     """A concept highlighted in a video the job rendered no clip for (``concept`` None: the plain clip)."""
     frames = clip_frames(path, video_file, key)
     factor = vm.display_factor(*frames.shape[1:3], 128)
     if concept is None:
-        return vv.make_tile(vm.upscale(frames, factor), lines)
-    cmap = ui_cache.load_run_npz(path, "supports.npz", key)[f"cmap_{unit}"]
-    return vv.make_tile(vm.highlight(frames, cmap[video] == concept, factor), lines)
+        shown = vm.upscale(frames, factor)
+    else:
+        cmap = ui_cache.load_run_npz(path, "supports.npz", key)[f"cmap_{unit}"]
+        shown = vm.highlight(frames, cmap[video] == concept, factor)
+    return vv.make_tile(with_ground_truth(shown, path, key, video if ground_truth else None), lines)
 
 
 def show_player(tiles: list[vv.Tile], fps: float, key: str) -> None:
@@ -152,6 +162,10 @@ def vtcd_view(run: dict[str, Any]) -> None:
 
     # -- players ----------------------------------------------------------------------------------------------
     st.subheader("Players")
+    gt_on = False
+    if opened.has("ground_truth.npz"):
+        gt_on = st.toggle("Outline the target object (ground truth, cyan)", value=True, key="vt_gt",
+                          help="The synthetic clips' object masks: compare them with the concept's tubelets (amber).")
     mode = st.radio("Show", ["concept", "video"], horizontal=True, key="vt_mode",
                     format_func={"concept": "one concept in several videos",
                                  "video": "one video, several concepts"}.__getitem__)
@@ -172,10 +186,11 @@ def vtcd_view(run: dict[str, Any]) -> None:
                                            f"{vid['target_name']}"))
             try:
                 if rec.get("file"):
-                    tiles.append(clip_tile(run["path"], rec["file"], run["key"], lines))
+                    tiles.append(clip_tile(run["path"], rec["file"], run["key"], lines,
+                                           rec["video"] if gt_on else None))
                 else:
                     tiles.append(composed_tile(run["path"], run["key"], vid["file"], c["unit"], c["concept"],
-                                               rec["video"], lines))
+                                               rec["video"], lines, gt_on))
             except (RunError, UserError) as e:
                 st.warning(str(e))
         st.caption(f"`{cid}` in the {len(tiles)} videos where its tubelets weigh most in the concept's centroid "
@@ -196,11 +211,11 @@ def vtcd_view(run: dict[str, Any]) -> None:
         vid = videos[vi]
         tiles = [composed_tile(run["path"], run["key"], vid["file"], 0, None, vi,
                                (f"{vid['id']} (the clip)", f"{model} · target {vid['target_name']}",
-                                f"predicted {vid['predicted_name']}"))]
+                                f"predicted {vid['predicted_name']}"), gt_on)]
         for c in vv.filter_concepts(chosen, sort="importance")[:MAX_TILES - 1]:
             cov = next(r["coverage"] for r in c["videos"] if r["video"] == vi)
             tiles.append(composed_tile(run["path"], run["key"], vid["file"], c["unit"], c["concept"], vi,
-                                       tuple(vv.concept_lines(model, c, vid["id"], f"covers {cov:.0%}"))))
+                                       tuple(vv.concept_lines(model, c, vid["id"], f"covers {cov:.0%}")), gt_on))
         show_player(tiles, fps, "vt_pv")
 
     # -- validation ---------------------------------------------------------------------------------------------
@@ -258,6 +273,13 @@ def vtcd_view(run: dict[str, Any]) -> None:
         g3.metric("Best concept", best["id"])
         st.caption(f"On {gt.get('n_videos')} synthetic clips with object masks: {gt.get('object')}. Baseline: "
                    f"{base.get('method')}.")
+
+        def show_best() -> None:
+            st.session_state.update(vt_scope="all heads", vt_layers=layers, vt_text="", vt_mode="concept",
+                                    vt_concept=best["id"], vt_gt=True)
+
+        if best["id"] in by_id:
+            st.button(f"Play {best['id']} with the object outlined", on_click=show_best, key="vt_show_best")
         st.dataframe(vv.ground_truth_table(gt), hide_index=True, width="stretch",
                      column_config={k: st.column_config.NumberColumn(format="%.3f")
                                     for k in ("IoU", "random-crop baseline IoU")})

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import warnings
 from collections.abc import Callable, Sequence
@@ -157,6 +158,12 @@ def build_parser() -> argparse.ArgumentParser:
                    "up to N with random crops and flips of its photos (recorded as such; default 0: off)")
     p.add_argument("--random-augment", type=int, default=0, metavar="N",
                    help="fill the random pool up to N images with crops and flips (default 0: off)")
+    p.add_argument("--from-predictions", type=int, default=0, metavar="N",
+                   help="a class with no labelled image in --images gets the crops and flips (N per photo) that the "
+                   "model predicts as it, recorded as such (e.g. the predicted class of a mistake; default 0: off)")
+    p.add_argument("--jobs", type=int, default=min(8, os.cpu_count() or 1),
+                   help="processes for the top-down segmentation, which runs on the CPU (default: the cores, at "
+                   "most 8; results do not depend on it)")
     _add_vcc_settings(p)
 
     p = sub.add_parser("vcc-debug", help="failure debugger: an image's segments against two classes' VCCs")
@@ -271,8 +278,9 @@ def _add_vcc_settings(p: argparse.ArgumentParser) -> None:
     g.add_argument("--fidelity", action=argparse.BooleanOptionalAction,
                    help="concept suppression and APS vs LS validation (default on)")
     g.add_argument("--suppression-scales", type=float, nargs="+",
-                   help="suppression strengths, multiples of the mean feature norm (default 0 0.25 0.5 1 2 4)")
-    g.add_argument("--n-random-directions", type=int, help="random directions per layer (default 5)")
+                   help="suppression strengths, multiples of the mean feature norm "
+                   "(default 0 0.25 0.5 0.75 1 1.25 1.5 2 3 4)")
+    g.add_argument("--n-random-directions", type=int, help="random directions per layer (default 10)")
     g.add_argument("--suppression-concepts", type=int, help="concepts suppressed per layer (default 0: all)")
     g.add_argument("--batch-size", type=int, default=32, help="forward batch size (default 32)")
 

@@ -13,8 +13,13 @@ photos) gives the images of other classes for CAVs and tests; images labelled wi
 class are left out of it. ``--augment N`` fills a class with fewer than N images up to N with
 random crops and horizontal flips of its photos, and ``--random-augment N`` does the same for the
 random pool; the data spec then says how many images are augmented copies (they are not
-independent photos). Default layers: four of the model's stages, evenly spaced and ending at the
-deepest (``--all-layers``: every stage). Every VCC setting of :class:`core.vcc.VCCConfig` is a flag.
+independent photos). ``--from-predictions N`` gives a class that has no labelled photo (say the
+predicted class of a mistake, to explain it with both classes' VCCs) the crops and flips (N per
+photo of ``--images``) that the model predicts as that class: the model's own view of the class,
+recorded as such (``selected_by: prediction``), never as photos of it; the photos they were cut from
+are then left out of that class's random pool. Default layers: four of the model's stages, evenly
+spaced and ending at the deepest (``--all-layers``: every stage). Every VCC setting of
+:class:`core.vcc.VCCConfig` is a flag.
 
 Run layout (kind ``vcc``); each class under ``classes/<slug>/``, ``<slug>`` = ``<index>-<name>``::
 
@@ -30,7 +35,8 @@ Run layout (kind ``vcc``); each class under ``classes/<slug>/``, ``<slug>`` = ``
     classes/<slug>/fidelity.json      {enabled, scales, eps (= scales: multiples of the layer's
                                       mean GAP norm), concept {layer: mean curve}, random {layer:
                                       mean curve}, layers {layer: {eps (absolute), concept (m, S),
-                                      random (n, S), concept_ids, reference_norm, falls_faster}},
+                                      random (n, S), concept_ids, reference_norm, auc {concept,
+                                      random} (mean accuracy over the scale range), falls_faster}},
                                       aps, ls, correlation, aps_all_edges, correlation_all_edges}
     classes/<slug>/segments.npz       segment_masks (N, G, G), segment_image, segment_layer,
                                       segment_parent, segment_score, segment_concept,
@@ -74,6 +80,8 @@ THUMB_SIDE = 256
 EXEMPLAR_SIDE = 128
 DEFAULT_LAYERS = 4
 AUGMENT_SCALE = (0.6, 0.95)
+PREDICTED_SELECTION = ("crops and flips of the photos that the model predicts as the class: the model's own view "
+                       "of a class that has no labelled photo here, not photos of it")
 AUGMENTATION = ("random crops (a {lo:.0%}-{hi:.0%} side window of the photo) and horizontal flips of the "
                 "class's photos: augmented copies, not independent photos")
 
@@ -236,6 +244,9 @@ class ClassImages:
     items: list[ImageItem]
     n_photos: int
     augment: dict[str, dict[str, Any]]
+    selected_by: str = "label"
+    """``label``: the class's labelled photos (and copies of them); ``prediction``: crops the model
+    predicts as the class (``--from-predictions``)."""
 
     @property
     def slug(self) -> str:
@@ -278,7 +289,7 @@ def pick_classes(args: Any, bundle: ModelBundle, pool: Pool) -> list[tuple[int, 
         for text in args.classes:
             index = resolve_class(text, bundle)
             found = images_of(index)
-            if not found:
+            if not found and not getattr(args, "from_predictions", 0):
                 raise missing(index)
             if index not in [i for i, _ in out]:
                 out.append((index, found))
@@ -296,9 +307,29 @@ def pick_classes(args: Any, bundle: ModelBundle, pool: Pool) -> list[tuple[int, 
     return [(index, images_of(index)) for index in order]
 
 
+def predicted_as(bundle: ModelBundle, pool: Pool, index: int, per_photo: int, n: int, seed: int,
+                 batch_size: int) -> tuple[list[ImageItem], dict[str, dict[str, Any]]]:
+    """Up to ``n`` crops and flips (``per_photo`` drawn from each photo of ``pool``) that the model's
+    top-1 prediction puts in class ``index``, with how each was made."""
+    candidates, info = augmented(pool.items, len(pool.items) * (per_photo + 1), seed, f"predicted{index}")
+    candidates = candidates[len(pool.items):]
+    probs = predictions(bundle, [it.image for it in candidates], batch_size)
+    chosen = [it for it, p in zip(candidates, probs, strict=True) if int(np.argmax(p)) == index][:n]
+    return chosen, {it.id: info[it.id] for it in chosen}
+
+
 def class_sets(args: Any, bundle: ModelBundle, pool: Pool, cfg: VCCConfig) -> list[ClassImages]:
     out = []
     for index, items in pick_classes(args, bundle, pool):
+        if not items:  # no labelled photo: --from-predictions
+            chosen, info = predicted_as(bundle, pool, index, int(args.from_predictions), cfg.n_images, args.seed,
+                                        cfg.batch_size)
+            if not chosen:
+                raise DataError(f"none of the {int(args.from_predictions) * len(pool.items)} crops of "
+                                f"{' '.join(args.images or ['demo'])} is predicted as {bundle.class_name(index)}; "
+                                "give that class's images instead")
+            out.append(ClassImages(index, bundle.class_name(index), chosen, 0, info, "prediction"))
+            continue
         items = items[: cfg.n_images]
         n_photos = len(items)
         info: dict[str, dict] = {}
@@ -308,11 +339,12 @@ def class_sets(args: Any, bundle: ModelBundle, pool: Pool, cfg: VCCConfig) -> li
     return out
 
 
-def random_pool(pool: Pool, bundle: ModelBundle, index: int, n_augment: int, seed: int
-                ) -> tuple[list[ImageItem], dict[str, dict]]:
-    """The random images for class ``index``: the pool without images labelled with that class,
-    filled up to ``n_augment`` with crops and flips."""
-    items = [it for it, lab in zip(pool.items, labels_of(pool, bundle), strict=True) if lab != index]
+def random_pool(pool: Pool, bundle: ModelBundle, index: int, n_augment: int, seed: int,
+                exclude: set[str] | frozenset[str] = frozenset()) -> tuple[list[ImageItem], dict[str, dict]]:
+    """The random images for class ``index``: the pool without images labelled with that class (nor
+    the ids in ``exclude``), filled up to ``n_augment`` with crops and flips."""
+    items = [it for it, lab in zip(pool.items, labels_of(pool, bundle), strict=True)
+             if lab != index and it.id not in exclude]
     if n_augment and len(items) < n_augment:
         return augmented(items, n_augment, seed, "random")
     return items, {}
@@ -369,6 +401,7 @@ def fidelity_record(result: VCCResult) -> dict[str, Any]:
         layers[name] = {"eps": curves.eps.tolist(), "scales": curves.scales.tolist(),
                         "reference_norm": curves.reference_norm, "concept_ids": list(curves.concept_ids),
                         "concept": curves.concept_accuracy.tolist(), "random": curves.random_accuracy.tolist(),
+                        "auc": dict(zip(("concept", "random"), curves.auc(), strict=True)),
                         "falls_faster": curves.falls_faster()}
 
     def mean(a: np.ndarray) -> list[float] | None:
@@ -420,6 +453,7 @@ def write_class(writer: RunWriter, bundle: ModelBundle, cls: ClassImages, pool: 
     concepts = {name: len(g.layer_nodes(name)) for name in g.layers}
     entry = {"slug": cls.slug, "class_index": cls.index, "class_name": cls.name, "dir": base,
              "n_images": len(cls.items), "n_photos": cls.n_photos, "n_augmented": len(cls.items) - cls.n_photos,
+             "selected_by": cls.selected_by,
              "n_random_images": g.meta.get("n_random_images"), "layers": list(g.layers),
              "n_segments": len(segs), "n_concepts": concepts, "n_edges": len(g.edges),
              "n_significant": len(g.kept_edges()),
@@ -454,7 +488,8 @@ def run(args: Any) -> Path:
     random_src = load_pool(args.random or ["demo"])
     randoms = {}
     for c in classes:
-        items, info = random_pool(random_src, bundle, c.index, args.random_augment or 0, args.seed)
+        cut_from = {a["of"] for a in c.augment.values()} if c.selected_by == "prediction" else set()
+        items, info = random_pool(random_src, bundle, c.index, args.random_augment or 0, args.seed, cut_from)
         if len(items) < 2:
             raise DataError(f"{' '.join(args.random or ['demo'])}: {len(items)} random image(s) of classes other "
                             f"than {c.name}; CAVs and t-tests need at least 2 (pass --random, or --random-augment)")
@@ -470,14 +505,20 @@ def run(args: Any) -> Path:
                        f"{pool.spec.get('description') or pool.spec.get('source')}",
         "images": pool.spec, "random": random_src.spec,
         "classes": [{"index": c.index, "name": c.name, "n_images": len(c.items), "n_photos": c.n_photos,
-                     "n_augmented": len(c.items) - c.n_photos, "ids": [it.id for it in c.items]} for c in classes],
+                     "n_augmented": len(c.items) - c.n_photos, "selected_by": c.selected_by,
+                     "ids": [it.id for it in c.items]} for c in classes],
+        "from_predictions": getattr(args, "from_predictions", 0) or 0,
+        "selection": PREDICTED_SELECTION if any(c.selected_by == "prediction" for c in classes) else None,
         "augment": args.augment or 0, "random_augment": args.random_augment or 0,
         "augmentation": augmentation if any(c.augment for c in classes) or any(v[1] for v in randoms.values())
         else None,
         "n_random_images": {str(c.index): len(randoms[c.index][0]) for c in classes},
     }
     for c in classes:
-        if c.augment:
+        if c.selected_by == "prediction":
+            warnings.warn(f"class {c.name}: no labelled photo; its {len(c.items)} images are crops the model "
+                          f"predicts as {c.name}", stacklevel=2)
+        elif c.augment:
             warnings.warn(f"class {c.name}: {len(c.augment)} of its {len(c.items)} images are crops and flips of "
                           f"{c.n_photos} photo(s)", stacklevel=2)
     config = {"layers": layers, "vcc": cfg.to_dict(), "seed": args.seed}
@@ -495,7 +536,7 @@ def run(args: Any) -> Path:
             bars = StageBars(c.name.split(",")[0])
             try:
                 result = build_vcc(bundle, layers, images, [it.image for it in rand_items], c.index, cfg,
-                                   progress=bars)
+                                   progress=bars, n_jobs=max(1, int(getattr(args, "jobs", 1) or 1)))
             finally:
                 bars.close()
             probs = predictions(bundle, images, cfg.batch_size)

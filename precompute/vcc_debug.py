@@ -200,6 +200,7 @@ def run(args: Any) -> Path:
         for v in {v.key: v for _, t, p in plans for v in (t, p) if v is not None}.values():
             used[v.key] = {"run_id": v.run.run_id, "run_path": str(v.run.path), "slug": v.slug,
                            "class_index": v.class_index, "class_name": v.class_name, "layers": list(v.graph.layers),
+                           "selected_by": v.selected_by,
                            "graph": copy_vcc(writer, v)}
         records = []
         for n, (job, true, pred) in enumerate(progress(plans, "images", len(plans))):

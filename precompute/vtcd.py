@@ -37,6 +37,8 @@ Run layout (kind ``vtcd``)::
     tubelets.npz      u<u>_labels (V, Ts, Hs, Ws) tubelet ids, u<u>_tubelet_video, u<u>_tubelet_id,
                       u<u>_assignment, u<u>_features, u<u>_G, u<u>_H, u<u>_centroids, u<u>_inertias
     ground_truth.json (--ground-truth) {object, n_videos, best, baseline, layers, concepts}
+    ground_truth.npz  (--ground-truth) masks bool (V, T, H, W): the target object in each clip at the
+                      model's input size (the players can outline it)
     videos/NNN.mp4    the analysed clips as the model sees them (its frame count and size)
     media/<concept>/NNN.mp4  the concept in video NNN, its support highlighted, the rest dimmed
 
@@ -726,6 +728,7 @@ def run(args: Any) -> Path:
         writer.write_npz("tubelets.npz", **pack_units(result.units))
         if gt_record is not None:
             writer.write_json("ground_truth.json", gt_record)
+            writer.write_npz("ground_truth.npz", masks=masks)
         writer.remove("parts")
         summary: dict[str, Any] = {"model": label, "n_videos": len(items), "layers": len(layers),
                                    "heads": len(result.units), "n_concepts": len(names), "masks": cfg.n_masks,

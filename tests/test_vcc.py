@@ -115,6 +115,17 @@ def test_split_region_keeps_structureless_region_whole() -> None:
     assert len(pieces) == 1 and np.array_equal(pieces[0], mask) and math.isnan(score)
 
 
+def test_top_down_segments_in_parallel_equal_the_serial_ones() -> None:
+    rng = np.random.default_rng(3)
+    grids = {n: rng.normal(size=(3, 10, 10, 4)).astype(np.float32) for n in ("a", "b", "c")}
+    one = top_down_segments(grids, ["a", "b", "c"], threshold=-1.0)
+    two = top_down_segments(grids, ["a", "b", "c"], threshold=-1.0, n_jobs=2)
+    for field in ("masks", "image", "layer", "parent"):
+        assert np.array_equal(getattr(one, field), getattr(two, field)), field
+    assert np.array_equal(one.score, two.score, equal_nan=True)
+    assert (one.parent[one.layer == 2] == -1).all() and (one.layer[one.parent[one.layer < 2]] > 0).all()
+
+
 def test_top_down_segments_partition_their_parents_mask() -> None:
     bundle = tiny_bundle()
     images = blocky_images(4, 0)
@@ -418,3 +429,19 @@ def test_build_vcc_end_to_end_on_a_tiny_cnn() -> None:
     arrays = result.arrays()
     assert arrays["segment_masks"].shape == (len(result.segments), 12, 12)
     assert arrays["centroids.2"].shape == result.centroids["block2"].shape
+
+
+def test_suppression_auc_and_falls_faster() -> None:
+    from core.vcc.fidelity import SuppressionCurves
+
+    scales = np.array([0.0, 1.0, 2.0])
+    curves = SuppressionCurves("l", scales, 3 * scales, 3.0, ["l:0"], np.array([[1.0, 0.0, 0.0]]),
+                               np.array([[1.0, 1.0, 0.0], [1.0, 0.5, 0.0]]))
+    concept, random = curves.auc()
+    assert concept == pytest.approx(0.25) and random == pytest.approx((0.75 + 0.5) / 2)
+    assert curves.falls_faster()
+    same = SuppressionCurves("l", scales, scales, 1.0, ["l:0"], np.array([[1.0, 0.5, 0.0]]),
+                             np.array([[1.0, 0.5, 0.0]]))
+    assert not same.falls_faster()  # a tie is not faster
+    empty = SuppressionCurves("l", scales, scales, 1.0, [], np.zeros((0, 3)), np.array([[1.0, 0.5, 0.0]]))
+    assert np.isnan(empty.auc()[0]) and not empty.falls_faster()

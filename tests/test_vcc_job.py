@@ -5,6 +5,7 @@ one-line errors for bad input, and the failure debugger on one image and on a ru
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -226,6 +227,28 @@ def test_single_class_from_a_flat_folder_with_augmentation(tmp_path: Path, capsy
     assert list(again.shape[:2]) == aug[0]["size"]
     assert run.load_json("classes/2-blue/fidelity.json") == {"enabled": False, "scales": [0.0, 2.0]}
     assert all(e["significant"] for e in run.load_json("classes/2-blue/graph.json")["edges"])
+
+
+def test_a_class_without_photos_from_the_models_predictions(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    inp = make_inputs(tmp_path / "inputs")
+    shutil.rmtree(inp["images"] / "red")  # red now has no labelled photo; the tiny model predicts red a lot
+    rc, stdout, err = run_main(vcc_args(inp, tmp_path / "out", "--classes", "red", "--from-predictions", "3"),
+                               capsys)
+    assert rc == 0, err
+    assert "crops the model predicts as red" in err
+    run = open_run(stdout.strip().splitlines()[-1], verify=True)
+    [entry] = run.load_json("classes.json")
+    assert entry["selected_by"] == "prediction" and entry["n_photos"] == 0 and entry["n_images"] > 0
+    images = run.load_json(f"classes/{entry['slug']}/images.json")
+    assert all(im["predicted"] == 0 and im["augment"] is not None for im in images)  # crops predicted as red
+    assert {im["augment"]["of"].split("__")[0] for im in images} <= {"green", "blue"}
+    assert run.manifest["data"]["classes"][0]["selected_by"] == "prediction" and run.manifest["data"]["selection"]
+    # a reloaded crop is the image the VCC was built from
+    first = images[0]
+    assert list(vcc_job.load_origin(first["origin"], first["augment"]).shape[:2]) == first["size"]
+    rc, _, err = run_main(vcc_args(inp, tmp_path / "out2", "--classes", "purple", "--from-predictions", "2"),
+                          capsys)
+    one_line_error(rc, err, "predicted as purple")
 
 
 def test_unknown_class_exits_2_with_one_line(tmp_path: Path) -> None:

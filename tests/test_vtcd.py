@@ -411,3 +411,29 @@ def test_config_from_dict_names_unknown_settings() -> None:
     assert VTCDConfig.from_dict(VTCDConfig().to_dict()) == VTCDConfig()
     with pytest.raises(ValueError, match=r"unknown VTCD setting.*n_maskz"):
         VTCDConfig.from_dict({**VTCDConfig().to_dict(), "n_maskz": 3})
+
+
+def test_vtcd_runs_on_a_hugging_face_videomae(tmp_path) -> None:
+    """A local Hugging Face VideoMAE (separate query/key/value modules): keys of every head are found,
+    concepts discovered, and CRIS masks them (an all-concept mask changes the output)."""
+    transformers = pytest.importorskip("transformers")
+    from core.models import resolve_model
+    from core.vtcd.masking import masked_metrics
+
+    cfg = transformers.VideoMAEConfig(image_size=32, patch_size=8, num_frames=4, tubelet_size=2, hidden_size=32,
+                                      num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, num_labels=3)
+    torch.manual_seed(0)
+    transformers.VideoMAEForVideoClassification(cfg).eval().save_pretrained(tmp_path / "vmae")
+    bundle = resolve_model(f"hf:{tmp_path / 'vmae'}")
+    rng = np.random.default_rng(0)
+    videos = [rng.integers(0, 255, (4, 32, 32, 3), dtype=np.uint8) for _ in range(3)]
+    result = discover(bundle, videos, config=VTCDConfig(n_masks=8, max_concepts=4, kmeans_n_init=2))
+    assert [s.module for s in result.sites] == [f"videomae.encoder.layer.{i}.attention.attention.key" for i in (0, 1)]
+    assert [(u.layer, u.head) for u in result.units] == [(f"videomae.encoder.layer.{i}", h) for i in (0, 1)
+                                                        for h in (0, 1)]
+    assert result.n_concepts >= 4
+    units = result.concept_units()
+    x = take(prepare_videos(bundle, videos), 0)
+    none_all = masked_metrics(bundle, x, units, 0, np.array([[False] * units.n_units, [True] * units.n_units]), 0,
+                              "logit", 2)
+    assert abs(none_all[0] - none_all[1]) > 1e-6

@@ -125,6 +125,10 @@ def test_ground_truth_against_random_crops(tiny: dict[str, Path]) -> None:
     assert gt["best"]["iou"] == max(c["iou"] for c in gt["concepts"])
     assert [r["layer"] for r in gt["layers"]] == ["blocks.0", "blocks.1"]
     assert len(gt["baseline"]["units"]) == 4
+    # the object masks ship with the run, at the model's input size, for the players' outline
+    with np.load(tiny["run"] / "ground_truth.npz", allow_pickle=False) as z:
+        masks = z["masks"]
+    assert masks.dtype == bool and masks.shape == (3, 8, 32, 32) and masks.any(axis=(1, 2, 3)).all()
 
 
 def test_resume_after_a_kill_recomputes_nothing_finished(tiny: dict[str, Path], tmp_path: Path, monkeypatch,

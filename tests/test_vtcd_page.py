@@ -95,6 +95,33 @@ def test_page_renders_a_vtcd_run(root: Path, monkeypatch: pytest.MonkeyPatch) ->
     assert set(at.dataframe[0].value["layer"]) == {"blocks.1"}
 
 
+def test_ground_truth_outline_in_the_players(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = open_page(root, monkeypatch, "vtcd/a")
+    assert at.toggle(key="vt_gt").value  # run a has object masks: outlined by default
+    with_gt = players(at)[0]
+    at.toggle(key="vt_gt").set_value(False).run()
+    assert not at.exception and players(at)[0] != with_gt  # the same tiles, without the cyan outline
+    gt = json.loads((root / "vtcd" / "a" / "ground_truth.json").read_text())
+    at.button(key="vt_show_best").click().run()
+    assert not at.exception
+    assert at.selectbox(key="vt_concept").value == gt["best"]["id"] and at.toggle(key="vt_gt").value
+    b = open_page(root, monkeypatch, "vtcd/b")  # no ground truth: no toggle
+    assert not b.exception and not [t for t in b.toggle if t.key == "vt_gt"]
+
+
+def test_draw_outline_marks_only_the_border_of_the_mask() -> None:
+    frames = np.zeros((2, 16, 16, 3), np.uint8)
+    mask = np.zeros((1, 4, 4), bool)
+    mask[0, 1:3, 1:3] = True  # pixels 4..11 of the 16x16 frames, in both frames (nearest in time)
+    out = vm.draw_outline(frames, mask, line=1)
+    painted = (out == np.array(vm.GROUND_TRUTH, np.uint8)).all(-1)
+    expected = np.zeros((16, 16), bool)
+    expected[4:12, 4:12] = True
+    expected[5:11, 5:11] = False
+    assert (painted == expected[None]).all()
+    assert (frames == 0).all()  # the input is left alone
+
+
 def test_one_video_several_concepts(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     at = open_page(root, monkeypatch, "vtcd/a")
     at.radio(key="vt_mode").set_value("video").run()

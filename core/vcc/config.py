@@ -84,8 +84,8 @@ class VCCConfig:
     significance: bool = True
     p_threshold: float = 0.05
     fidelity: bool = True
-    suppression_scales: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
-    n_random_directions: int = 5
+    suppression_scales: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0, 4.0)
+    n_random_directions: int = 10
     suppression_concepts: int | None = None
     batch_size: int = 32
     seed: int = 0

@@ -51,6 +51,8 @@ class ClassVCC:
     graph_json: dict[str, Any]
     centroids: dict[str, np.ndarray]
     config: VCCConfig
+    selected_by: str = "label"
+    """How the class's images were chosen: ``label`` or ``prediction`` (crops the model predicts as it)."""
 
     @property
     def key(self) -> str:
@@ -76,7 +78,7 @@ def load_vcc(run: Run, entry: dict[str, Any]) -> ClassVCC:
     centroids = {name: arrays[f"centroids.{i}"] for i, name in enumerate(graph.layers)}
     cfg = VCCConfig.from_dict(run.manifest["config"]["vcc"])
     return ClassVCC(run, entry["slug"], int(entry["class_index"]), str(entry["class_name"]), graph, graph_json,
-                    centroids, cfg)
+                    centroids, cfg, str(entry.get("selected_by", "label")))
 
 
 def load_vccs(runs: Sequence[Run]) -> dict[int, ClassVCC]:

@@ -37,12 +37,24 @@ class SuppressionCurves:
     concept_accuracy: np.ndarray
     random_accuracy: np.ndarray
 
+    def auc(self) -> tuple[float, float]:
+        """Areas under the mean accuracy curves of the concepts and of the random directions, over the
+        scales (trapezoids, divided by the scale range: the mean accuracy over the range); NaN when a
+        side has no curve or there is a single scale."""
+        span = float(self.scales[-1] - self.scales[0]) if len(self.scales) > 1 else 0.0
+
+        def area(curves: np.ndarray) -> float:
+            if not len(curves) or span <= 0:
+                return float("nan")
+            return float(np.trapezoid(np.asarray(curves, np.float64).mean(0), self.scales) / span)
+
+        return area(self.concept_accuracy), area(self.random_accuracy)
+
     def falls_faster(self) -> bool:
-        """Whether concept suppression lowers mean accuracy more than random directions (over eps > 0)."""
-        on = self.eps > 0
-        if not on.any() or not len(self.concept_accuracy) or not len(self.random_accuracy):
-            return False
-        return float(self.concept_accuracy[:, on].mean()) < float(self.random_accuracy[:, on].mean())
+        """Whether suppressing the concepts lowers the accuracy faster than random directions: the area
+        under the concepts' mean curve is below the random directions' (:meth:`auc`)."""
+        concept, random = self.auc()
+        return bool(concept < random)
 
     def to_dict(self) -> dict[str, Any]:
         return {"layer": self.layer, "scales": self.scales.tolist(), "eps": self.eps.tolist(),

@@ -152,12 +152,13 @@ def _layer_cavs(bundle: ModelBundle, layer: str, images: Sequence[np.ndarray], s
 
 def build_vcc(bundle: ModelBundle, layers: Sequence[str], images: Sequence[np.ndarray],
               random_images: Sequence[np.ndarray], class_index: int, config: VCCConfig | None = None,
-              progress: Progress | None = None) -> VCCResult:
+              progress: Progress | None = None, n_jobs: int = 1) -> VCCResult:
     """Build the VCC of class ``class_index`` from its ``images`` (``(H, W, 3)`` uint8, any size).
 
     ``layers`` are dotted module names (sorted shallow to deep by execution); ``random_images``
     (other classes) form the pseudo-concept and the random sets of CAVs and t-tests. ``progress``
-    is called as ``progress(stage, done, total)``. The model runs in eval mode on its own device.
+    is called as ``progress(stage, done, total)``. The model runs in eval mode on its own device;
+    ``n_jobs`` processes segment the images (CPU work; the result does not depend on it).
     """
     cfg = config or VCCConfig()
     if not images:
@@ -177,7 +178,7 @@ def build_vcc(bundle: ModelBundle, layers: Sequence[str], images: Sequence[np.nd
         grids = feature_grids(bundle, x, layers, cfg.grid, cfg.batch_size)
         clock.lap("feature grids")
         segs = top_down_segments(grids, layers, cfg.split_range, cfg.silhouette_threshold, cfg.slic_compactness,
-                                 cfg.min_segment_fraction, cfg.seed, cfg.kmeans_n_init)
+                                 cfg.min_segment_fraction, cfg.seed, cfg.kmeans_n_init, n_jobs)
         del grids
         clock.lap("segmentation")
 

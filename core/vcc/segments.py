@@ -156,34 +156,60 @@ def split_region(features: np.ndarray, mask: np.ndarray, method: Literal["kmeans
     return pieces, float(best_score)
 
 
+def _image_segments(grids: list[np.ndarray], split_range: tuple[int, int], threshold: float, compactness: float,
+                    min_pixels: int, seed: int, n_init: int) -> list[list[tuple[int, np.ndarray, float]]]:
+    """One image's segments, deepest layer first: per layer a list of ``(parent, mask, score)`` with
+    ``parent`` the index into the next deeper layer's list (-1 at the deepest)."""
+    g = grids[0].shape[0]
+    out: list[list[tuple[int, np.ndarray, float]]] = []
+    for li in range(len(grids) - 1, -1, -1):
+        deepest = li == len(grids) - 1
+        parents = [(-1, np.ones((g, g), dtype=bool))] if deepest else [(p, m) for p, (_, m, _) in enumerate(out[-1])]
+        level = []
+        for pid, pmask in parents:
+            pieces, s = split_region(grids[li], pmask, "kmeans" if deepest else "slic", split_range, threshold,
+                                     compactness, min_pixels, seed, n_init)
+            level.extend((pid, m, s) for m in pieces)
+        out.append(level)
+    return out
+
+
 def top_down_segments(grids: dict[str, np.ndarray], layers: Sequence[str], split_range: tuple[int, int] = (2, 4),
                       threshold: float = 0.0, compactness: float = 0.8, min_fraction: float = 0.001,
-                      seed: int = 0, n_init: int = 4) -> Segments:
+                      seed: int = 0, n_init: int = 4, n_jobs: int = 1) -> Segments:
     """Segments of every image at every layer (eq. 5.2), deepest layer first in id order.
 
     ``grids`` maps each layer to its ``(B, G, G, C)`` feature grid; ``layers`` runs shallow to deep.
     The deepest layer's image is split with k-means, each segment of layer n+1 with maskSLIC on
-    layer n's features inside its mask.
+    layer n's features inside its mask. Images are independent: ``n_jobs`` > 1 segments them in that
+    many processes (the result is the same as with one).
     """
     layers = list(layers)
     b, g = grids[layers[0]].shape[:2]
     min_pixels = max(1, int(np.ceil(min_fraction * g * g)))
+    args = (tuple(split_range), threshold, compactness, min_pixels, seed, n_init)
+    per_image = [[np.ascontiguousarray(grids[name][i]) for name in layers] for i in range(b)]
+    if n_jobs > 1 and b > 1:
+        from joblib import Parallel, delayed
+
+        results = Parallel(n_jobs=min(n_jobs, b))(delayed(_image_segments)(gi, *args) for gi in per_image)
+    else:
+        results = [_image_segments(gi, *args) for gi in per_image]
     masks, image, layer, parent, score = [], [], [], [], []
-    full = np.ones((g, g), dtype=bool)
-    for li in range(len(layers) - 1, -1, -1):
-        name = layers[li]
-        method = "kmeans" if li == len(layers) - 1 else "slic"
-        parents = [(-1, i, full) for i in range(b)] if method == "kmeans" else \
-            [(sid, image[sid], masks[sid]) for sid in range(len(masks)) if layer[sid] == li + 1]
-        for pid, img, pmask in parents:
-            pieces, s = split_region(grids[name][img], pmask, method, split_range, threshold, compactness,
-                                     min_pixels, seed, n_init)
-            for m in pieces:
+    previous: list[list[int]] = [[] for _ in range(b)]  # global ids of each image's segments one layer deeper
+    for depth, li in enumerate(range(len(layers) - 1, -1, -1)):
+        current: list[list[int]] = []
+        for img in range(b):
+            ids = []
+            for pid, m, s in results[img][depth]:
+                ids.append(len(masks))
                 masks.append(m)
                 image.append(img)
                 layer.append(li)
-                parent.append(pid)
+                parent.append(previous[img][pid] if pid >= 0 else -1)
                 score.append(s)
+            current.append(ids)
+        previous = current
     return Segments(layers, np.stack(masks), np.asarray(image, dtype=np.int64), np.asarray(layer, dtype=np.int64),
                     np.asarray(parent, dtype=np.int64), np.asarray(score, dtype=np.float64))
 

@@ -12,6 +12,8 @@ import numpy as np
 
 HIGHLIGHT = (255, 196, 0)
 """Outline colour of a highlighted support (amber: visible on most footage)."""
+GROUND_TRUTH = (0, 230, 255)
+"""Outline colour of a ground-truth object (cyan: apart from the amber concept border)."""
 
 
 def concept_map(labels: np.ndarray, tubelet_video: np.ndarray, tubelet_id: np.ndarray,
@@ -83,6 +85,21 @@ def highlight(frames: np.ndarray, support: np.ndarray, factor: int = 1, dim: flo
     border = outline(mask, line if line is not None else max(1, factor // 2))
     out[border] = np.asarray(color, dtype=np.float32)
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+def draw_outline(frames: np.ndarray, mask: np.ndarray, color: Sequence[int] = GROUND_TRUTH,
+                 line: int | None = None) -> np.ndarray:
+    """``frames`` uint8 ``(T, H, W, 3)`` with the border of ``mask`` (bool on any ``(T', H', W')`` grid,
+    resized to the frames, nearest) drawn in ``color``; ``line`` pixels wide (default: one per 64 pixels of
+    the shorter side, at least 1)."""
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"frames must be (T, H, W, 3), got {frames.shape}")
+    big = resize_nearest(np.asarray(mask, dtype=bool), frames.shape[:3])
+    width = line if line is not None else max(1, min(frames.shape[1:3]) // 64)
+    out = frames.copy()
+    out[outline(big, width)] = np.asarray(color, dtype=np.uint8)
+    return out
 
 
 def frame_strip(frames: np.ndarray) -> np.ndarray:
