@@ -21,5 +21,5 @@ run() {  # run <seconds> <log> <command...>
 run 200 vtcd.log $py benchmarks/vtcd.py --device cuda --videos 30 --masks 4000 --batch-sizes 64 256 1024 \
   --throughput-masks 2048 --reference-masks 128 --append
 run 110 vcc4.log $py benchmarks/vcc.py --model torchvision:resnet50 --device cuda --append
-run 200 vcc_all.log $py benchmarks/vcc.py --model torchvision:resnet50 --all-blocks --images 10 --device cuda --append
+run 330 vcc_all.log $py benchmarks/vcc.py --model torchvision:resnet50 --all-blocks --images 10 --device cuda --append
 cp benchmarks/results.md "$out/results.md"

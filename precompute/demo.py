@@ -76,7 +76,7 @@ def vcc_runs(out: Path, device: str = "auto") -> list[Path]:
     as such). Then the failure debugger on the misclassified images: the rocket photo, predicted drilling
     platform, gets the VCCs of both classes."""
     run = _cli(["vcc", "--model", "efficientnet_lite0", "--images", "demo", "--classes", "missile", "Egyptian cat",
-                "espresso", "drilling platform", "--augment", "20", "--from-predictions", "200", "--n-images", "20",
+                "espresso", "drilling platform", "--augment", "20", "--from-predictions", "600", "--n-images", "20",
                 "--random", "demo", "--random-augment", "100", "--n-random-sets", "10", "--random-set-size", "20",
                 "--layers", "blocks.3", "blocks.4", "blocks.5", "conv_head", "--n-concepts", "10",
                 "--out", str(out), "--run-id", "efficientnet_lite0-photos", "--overwrite", "--device", device],

@@ -401,7 +401,8 @@ def fidelity_record(result: VCCResult) -> dict[str, Any]:
         layers[name] = {"eps": curves.eps.tolist(), "scales": curves.scales.tolist(),
                         "reference_norm": curves.reference_norm, "concept_ids": list(curves.concept_ids),
                         "concept": curves.concept_accuracy.tolist(), "random": curves.random_accuracy.tolist(),
-                        "auc": dict(zip(("concept", "random"), curves.auc(), strict=True)),
+                        "auc": {k: (v if np.isfinite(v) else None)
+                                for k, v in zip(("concept", "random"), curves.auc(), strict=True)},
                         "falls_faster": curves.falls_faster()}
 
     def mean(a: np.ndarray) -> list[float] | None:

@@ -160,6 +160,8 @@ def test_vcc_run_layout_and_files(runs: dict[str, Any]) -> None:
             assert np.asarray(d["concept"]).shape == (len([n for n in concepts if n["layer"] == layer]), 2)
             assert np.asarray(d["random"]).shape == (2, 2)
             assert len(fid["concept"][layer]) == len(fid["random"][layer]) == 2
+            assert set(d["auc"]) == {"concept", "random"} and d["falls_faster"] == (
+                d["auc"]["concept"] is not None and d["auc"]["concept"] < d["auc"]["random"])
         assert {"aps", "ls", "correlation"} <= set(fid)
         arrays = run.load_npz(f"{base}/segments.npz")
         assert arrays["segment_masks"].shape[1:] == (8, 8) and "centroids.1" in arrays
@@ -168,6 +170,17 @@ def test_vcc_run_layout_and_files(runs: dict[str, Any]) -> None:
         for im in images:  # every discovery image's prediction is recorded
             assert run.has(im["file"]) and len(im["top"]) == 5 and im["correct"] == (im["predicted"] ==
                                                                                      c["class_index"])
+
+
+def test_every_json_file_is_strict_json(runs: dict[str, Any]) -> None:
+    """No NaN or Infinity tokens (browsers and other tools reject them): missing values are null."""
+    def refuse(token: str) -> None:
+        raise AssertionError(f"non-JSON constant {token}")
+
+    files = [p for root in (runs["vcc"], runs["debug"]) for p in root.rglob("*.json")]
+    assert len(files) > 10
+    for p in files:
+        json.loads(p.read_text(), parse_constant=refuse)
 
 
 def test_graph_json_round_trips(runs: dict[str, Any]) -> None:

@@ -1,0 +1,91 @@
+"""The shipped demo runs: what the issues require of them on the real models, and that every page
+renders each of them (AppTest). Skipped where a demo is not shipped."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO = REPO / "assets" / "demo"
+APP = str(REPO / "app.py")
+TIMEOUT = 120
+
+
+def runs(kind: str) -> list[Path]:
+    return sorted(p.parent for p in (DEMO / kind).glob("*/manifest.json"))
+
+
+def open_run_page(run: Path, page: str, monkeypatch: pytest.MonkeyPatch) -> AppTest:
+    monkeypatch.setenv("CONCEPT_LENS_ARTIFACTS", str(DEMO))
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    at.selectbox(key="run_path").set_value(str(run)).run()
+    return at.switch_page(page).run()
+
+
+# -- VTCD -----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("run", runs("vtcd"), ids=lambda p: p.name)
+def test_vtcd_demo_removing_important_concepts_first_hurts_most(run: Path) -> None:
+    auc = json.loads((run / "attribution.json").read_text())["auc"]
+    assert auc["positive"] < auc["random"] < auc["negative"]
+
+
+@pytest.mark.parametrize("run", [r for r in runs("vtcd") if (r / "ground_truth.json").is_file()],
+                         ids=lambda p: p.name)
+def test_vtcd_demo_beats_the_random_crop_baseline(run: Path) -> None:
+    gt = json.loads((run / "ground_truth.json").read_text())
+    assert gt["best"]["iou"] > gt["baseline"]["best_iou"]
+
+
+@pytest.mark.parametrize("run", runs("vtcd") + runs("rosetta"), ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_concept_tubelets_page_renders_the_demo(run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = open_run_page(run, "pages/vtcd.py", monkeypatch)
+    assert not at.exception and not at.error
+    assert at.get("iframe")  # the synced player
+    if (run / "ground_truth.npz").is_file():
+        assert at.toggle(key="vt_gt").value
+
+
+# -- VCC ------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("run", runs("vcc"), ids=lambda p: p.name)
+def test_vcc_demo_concept_suppression_falls_faster_than_random(run: Path) -> None:
+    for entry in json.loads((run / "classes.json").read_text()):
+        fid = json.loads((run / entry["dir"] / "fidelity.json").read_text())
+        for layer, d in fid["layers"].items():
+            if d["concept_ids"]:  # a layer whose clusters were all pruned has nothing to suppress
+                assert d["auc"]["concept"] < d["auc"]["random"], (entry["class_name"], layer)
+
+
+@pytest.mark.parametrize("run", runs("vcc"), ids=lambda p: p.name)
+def test_connectome_page_renders_the_demo(run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = open_run_page(run, "pages/vcc.py", monkeypatch)
+    assert not at.exception and not at.error
+    assert at.get("iframe") and len(at.get("plotly_chart")) >= 2
+
+
+@pytest.mark.parametrize("run", runs("vcc-debug"), ids=lambda p: p.name)
+def test_failure_debugger_renders_the_demo_with_both_classes(run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    debug = json.loads((run / "debug.json").read_text())
+    rocket = next(r for r in debug["images"] if r["source"] == "skimage.data.rocket")
+    assert rocket["predicted_name"].startswith("drilling platform") and rocket["vcc_predicted"] is not None
+    assert 0 < rocket["share_true"] < 1  # segments side with each class
+    at = open_run_page(run, "pages/vcc_debug.py", monkeypatch)
+    assert not at.exception and not at.error
+    assert len(at.get("plotly_chart")) >= 2
+
+
+def test_every_demo_json_file_is_strict_json() -> None:
+    """No NaN or Infinity tokens in any shipped run: browsers and other tools reject them."""
+    def refuse(token: str) -> None:
+        raise AssertionError(f"non-JSON constant {token}")
+
+    for p in DEMO.rglob("*.json"):
+        if not any(part.startswith(".partial") for part in p.parts):
+            json.loads(p.read_text(), parse_constant=refuse)
