@@ -281,7 +281,7 @@ def pick_classes(args: Any, bundle: ModelBundle, pool: Pool) -> list[tuple[int, 
         if not labelled:  # a flat folder or files: all of them are the class's images
             return [(index, list(pool.items))]
         found = images_of(index)
-        if not found:
+        if not found and not getattr(args, "from_predictions", 0):
             raise missing(index)
         return [(index, found)]
     if args.classes:
