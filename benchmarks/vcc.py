@@ -28,7 +28,6 @@ import time
 import warnings
 from pathlib import Path
 
-import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,10 +73,7 @@ def main() -> None:
     warnings.simplefilter("ignore")
     device = resolve_device(args.device)
     bundle, _ = load_model(args.model, device)
-    stages = list(bundle.stages)
-    layers = every_block(bundle, stages) if args.all_blocks else default_layers(
-        bundle, False) if args.layers == 4 else [stages[i] for i in dict.fromkeys(
-            np.round(np.linspace(1, len(stages) - 1, args.layers)).astype(int).tolist())]
+    layers = every_block(bundle, list(bundle.stages)) if args.all_blocks else default_layers(bundle, False, args.layers)
 
     pool = load_pool(["demo"])
     cls = [it for it in pool.items if it.id == CLASS_PHOTO]

@@ -38,7 +38,7 @@ from benchmarks.results_table import add_row  # noqa: E402
 from core.data import synthetic  # noqa: E402
 from core.models import ModelBundle  # noqa: E402
 from core.vtcd import VTCDConfig  # noqa: E402
-from core.vtcd.features import prepare_videos, take  # noqa: E402
+from core.vtcd.features import prepare_videos  # noqa: E402
 from core.vtcd.importance import draw_masks  # noqa: E402
 from core.vtcd.masking import masked_metrics, masked_metrics_reference, prefix_module  # noqa: E402
 from core.vtcd.pipeline import cris, discover  # noqa: E402
@@ -104,7 +104,7 @@ def main() -> None:
           f"{args.masks} masks: {wall:.1f} s (" + ", ".join(f"{k} {v:.1f} s" for k, v in stages.items()) + ")")
 
     # 2. CRIS throughput on one clip
-    x = take(prepare_videos(bundle, clips), 0)
+    x = prepare_videos(bundle, clips[:1])
     units = result.concept_units()
     target = int(data["labels"][0])
     expand = prefix_module(result.sites, result.layer_order) if cfg.share_prefix else None

@@ -112,6 +112,11 @@ def load_run_json(path: str, name: str, key: str) -> Any:
     return get_run(path, key).load_json(name)
 
 
+def load_optional_json(path: str, name: str, key: str) -> Any | None:
+    """As :func:`load_run_json`, or None when the run has no file ``name`` (an optional part of a run)."""
+    return load_run_json(path, name, key) if get_run(path, key).has(name) else None
+
+
 @st.cache_data(max_entries=32, show_spinner=False)
 def load_run_npz(path: str, name: str, key: str) -> dict[str, np.ndarray]:
     """Arrays of ``name`` (an ``.npz`` without pickles) of the run at ``path``, hash-checked."""

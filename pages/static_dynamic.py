@@ -24,12 +24,9 @@ try:
     models = ui_cache.load_run_json(run["path"], "models.json", run["key"])
     layers = ui_cache.load_run_json(run["path"], "layers.json", run["key"])
     units = ui_cache.load_run_npz(run["path"], "units.npz", run["key"])
-    opened = ui_cache.get_run(run["path"], run["key"])
-    removal = ui_cache.load_run_json(run["path"], "removal.json", run["key"]) if opened.has("removal.json") else None
-    dynamics = (ui_cache.load_run_json(run["path"], "dynamics.json", run["key"])
-                if opened.has("dynamics.json") else None)
-    examples = (ui_cache.load_run_json(run["path"], "examples.json", run["key"])
-                if opened.has("examples.json") else None)
+    removal = ui_cache.load_optional_json(run["path"], "removal.json", run["key"])
+    dynamics = ui_cache.load_optional_json(run["path"], "dynamics.json", run["key"])
+    examples = ui_cache.load_optional_json(run["path"], "examples.json", run["key"])
 except RunError as e:
     st.error(str(e))
     st.stop()

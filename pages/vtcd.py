@@ -81,10 +81,8 @@ def vtcd_view(run: dict[str, Any]) -> None:
     try:
         doc = ui_cache.load_run_json(run["path"], "concepts.json", run["key"])
         opened = ui_cache.get_run(run["path"], run["key"])
-        attr = (ui_cache.load_run_json(run["path"], "attribution.json", run["key"])
-                if opened.has("attribution.json") else None)
-        gt = (ui_cache.load_run_json(run["path"], "ground_truth.json", run["key"])
-              if opened.has("ground_truth.json") else None)
+        attr = ui_cache.load_optional_json(run["path"], "attribution.json", run["key"])
+        gt = ui_cache.load_optional_json(run["path"], "ground_truth.json", run["key"])
     except RunError as e:
         st.error(str(e))
         st.stop()

@@ -55,8 +55,10 @@ at the first class without ``class.json`` (rerun the same command).
 
 from __future__ import annotations
 
+import itertools
 import sys
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -136,15 +138,15 @@ def parse_prune(value: Any) -> dict[str, float]:
     return out
 
 
-def default_layers(bundle: ModelBundle, every: bool) -> list[str]:
-    """The model's stages (``every``), or ``DEFAULT_LAYERS`` of them evenly spaced, ending at the deepest."""
+def default_layers(bundle: ModelBundle, every: bool, n: int = DEFAULT_LAYERS) -> list[str]:
+    """The model's stages (``every``), or ``n`` of them evenly spaced, ending at the deepest."""
     stages = list(bundle.stages)
     if not stages:
         raise UserError(f"{bundle.spec}: no default layers known; pass --layers (see `python -m precompute "
                         f"layers --model {bundle.spec}`)")
-    if every or len(stages) <= DEFAULT_LAYERS:
+    if every or len(stages) <= n:
         return stages
-    picks = np.round(np.linspace(1, len(stages) - 1, DEFAULT_LAYERS)).astype(int)
+    picks = np.round(np.linspace(1, len(stages) - 1, n)).astype(int)
     return [stages[i] for i in dict.fromkeys(picks.tolist())]
 
 
@@ -193,15 +195,12 @@ def load_origin(origin: dict[str, Any], augment: dict[str, Any] | None = None) -
     return image
 
 
-def augmented(items: list[ImageItem], n: int, seed: int, tag: str) -> tuple[list[ImageItem], dict[str, dict]]:
-    """``items`` filled up to ``n`` with random crops (and flips) of them, cycling over the photos."""
-    out = list(items)
-    info: dict[str, dict] = {}
-    if not items:
-        return out, info
+def crops(items: list[ImageItem], seed: int, tag: str) -> Iterator[tuple[ImageItem, dict[str, Any]]]:
+    """Endless random crops (and flips) of ``items``, cycling over the photos, each with how it was made
+    (``{of, box [y, x, h, w], flip}``); the same ``seed`` and ``tag`` give the same sequence."""
     rng = np.random.default_rng([seed, 0x5CC, sum(map(ord, tag))])
     k = 0
-    while len(out) < n:
+    while items:
         src = items[k % len(items)]
         k += 1
         h, w = src.image.shape[:2]
@@ -211,11 +210,14 @@ def augmented(items: list[ImageItem], n: int, seed: int, tag: str) -> tuple[list
         flip = bool(rng.integers(0, 2))
         image = src.image[y:y + ch, x:x + cw]
         image = np.ascontiguousarray(image[:, ::-1] if flip else image)
-        new_id = f"{src.id}~aug{k:03d}"
-        info[new_id] = {"of": src.id, "box": [y, x, ch, cw], "flip": flip}
-        out.append(ImageItem(new_id, image, f"crop {ch}x{cw} at ({y}, {x}){' flipped' if flip else ''} of "
-                             f"{src.source}", src.label))
-    return out, info
+        yield (ImageItem(f"{src.id}~aug{k:03d}", image, f"crop {ch}x{cw} at ({y}, {x}){' flipped' if flip else ''} "
+                         f"of {src.source}", src.label), {"of": src.id, "box": [y, x, ch, cw], "flip": flip})
+
+
+def augmented(items: list[ImageItem], n: int, seed: int, tag: str) -> tuple[list[ImageItem], dict[str, dict]]:
+    """``items`` filled up to ``n`` with random crops (and flips) of them, cycling over the photos."""
+    made = list(itertools.islice(crops(items, seed, tag), max(0, n - len(items))))
+    return list(items) + [it for it, _ in made], {it.id: info for it, info in made}
 
 
 def resolve_class(text: str | int, bundle: ModelBundle) -> int:
@@ -310,12 +312,18 @@ def pick_classes(args: Any, bundle: ModelBundle, pool: Pool) -> list[tuple[int, 
 def predicted_as(bundle: ModelBundle, pool: Pool, index: int, per_photo: int, n: int, seed: int,
                  batch_size: int) -> tuple[list[ImageItem], dict[str, dict[str, Any]]]:
     """Up to ``n`` crops and flips (``per_photo`` drawn from each photo of ``pool``) that the model's
-    top-1 prediction puts in class ``index``, with how each was made."""
-    candidates, info = augmented(pool.items, len(pool.items) * (per_photo + 1), seed, f"predicted{index}")
-    candidates = candidates[len(pool.items):]
-    probs = predictions(bundle, [it.image for it in candidates], batch_size)
-    chosen = [it for it, p in zip(candidates, probs, strict=True) if int(np.argmax(p)) == index][:n]
-    return chosen, {it.id: info[it.id] for it in chosen}
+    top-1 prediction puts in class ``index``, with how each was made. Crops are made and classified a
+    batch at a time (only the chosen ones are kept), stopping once ``n`` are found."""
+    made = crops(pool.items, seed, f"predicted{index}")
+    chosen: list[tuple[ImageItem, dict[str, Any]]] = []
+    left = len(pool.items) * per_photo
+    while left > 0 and len(chosen) < n:
+        batch = list(itertools.islice(made, min(batch_size, left)))
+        left -= len(batch)
+        probs = predictions(bundle, [it.image for it, _ in batch], batch_size)
+        chosen.extend(c for c, p in zip(batch, probs, strict=True) if int(np.argmax(p)) == index)
+    chosen = chosen[:n]
+    return [it for it, _ in chosen], {it.id: info for it, info in chosen}
 
 
 def class_sets(args: Any, bundle: ModelBundle, pool: Pool, cfg: VCCConfig) -> list[ClassImages]:

@@ -21,6 +21,7 @@ from streamlit.testing.v1 import AppTest  # noqa: E402
 from core import viz_static_dynamic as vsd  # noqa: E402
 from core.artifacts import RunWriter  # noqa: E402
 from core.data.videos import write_video  # noqa: E402
+from tests.page_helpers import texts  # noqa: E402
 
 APP = str(REPO / "app.py")
 PAGE = "pages/static_dynamic.py"
@@ -136,12 +137,6 @@ def open_page(root: Path, monkeypatch: pytest.MonkeyPatch) -> AppTest:
     monkeypatch.setenv("CONCEPT_LENS_ARTIFACTS", str(root))
     at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
     return at.switch_page(PAGE).run()
-
-
-def texts(at: AppTest) -> str:
-    parts = [e.value for kind in ("title", "markdown", "caption", "info", "warning", "error", "subheader")
-             for e in getattr(at, kind)]
-    return "\n".join(str(p) for p in parts)
 
 
 def charts(at: AppTest) -> list[tuple[dict[str, Any], dict[str, Any]]]:

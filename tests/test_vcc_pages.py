@@ -14,6 +14,7 @@ from streamlit.testing.v1 import AppTest
 
 from core import viz_vcc as vv
 from core.artifacts import open_run
+from tests.page_helpers import texts
 from tests.test_vcc_job import make_runs
 
 REPO = Path(__file__).resolve().parents[1]
@@ -30,12 +31,6 @@ def open_page(root: Path, page: str, monkeypatch: pytest.MonkeyPatch) -> AppTest
     monkeypatch.setenv("CONCEPT_LENS_ARTIFACTS", str(root))
     at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
     return at.switch_page(page).run()
-
-
-def texts(at: AppTest) -> str:
-    parts = [e.value for kind in ("title", "markdown", "caption", "info", "warning", "error", "subheader")
-             for e in getattr(at, kind)]
-    return "\n".join(str(p) for p in parts)
 
 
 def iframes(at: AppTest) -> list[str]:

@@ -21,6 +21,7 @@ from streamlit.testing.v1 import AppTest  # noqa: E402
 from core import viz_vtcd as vv  # noqa: E402
 from core.vtcd import media as vm  # noqa: E402
 from precompute import cli  # noqa: E402
+from tests.page_helpers import texts  # noqa: E402
 from tests.test_vtcd_job import make_tiny_ckpt, vtcd_args  # noqa: E402
 
 APP = str(REPO / "app.py")
@@ -61,12 +62,6 @@ def players(at: AppTest) -> list[str]:
 
 def tile_count(doc: str) -> int:
     return doc.count('class="tile"')
-
-
-def texts(at: AppTest) -> str:
-    parts = [e.value for kind in ("title", "markdown", "caption", "info", "warning", "error", "subheader")
-             for e in getattr(at, kind)]
-    return "\n".join(str(p) for p in parts)
 
 
 def test_page_renders_a_vtcd_run(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
