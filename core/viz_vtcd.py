@@ -37,8 +37,14 @@ COLOR_BY = {
     "top": ("importance of the head's best concept", "top_importance"),
     "concepts": ("number of concepts", "n_concepts"),
 }
-CONCEPT_COLUMNS = ["rank", "concept", "layer", "head", "importance", "± std", "occlusion", "tubelets", "videos",
-                   "coverage"]
+CONCEPT_COLUMNS = ["rank", "concept", "layer", "head", "importance", "CI low", "CI high", "released", "± std",
+                   "occlusion", "tubelets", "videos", "coverage"]
+DIAGNOSTICS = (  # (key in diagnostics.json's blocks, label, colour)
+    ("entropy", "attention entropy (1 = uniform)", "#6a1b9a"),
+    ("branch_abs", "|ΔP| attention branch removed", "#c62828"),
+    ("keys_zero_abs", "|ΔP| half the keys zeroed (as CRIS)", "#ef6c00"),
+    ("keys_removed_abs", "|ΔP| same keys removed (-inf logits)", "#1565c0"),
+)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -321,10 +327,19 @@ def grid_point(point: Mapping[str, Any]) -> tuple[str, int] | None:
 def concepts_table(concepts: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     """Concepts as rows (:data:`CONCEPT_COLUMNS`), in the given order."""
     rows = [{"rank": c.get("rank"), "concept": c["id"], "layer": c["layer"], "head": c["head"],
-             "importance": c.get("importance"), "± std": c.get("importance_std"), "occlusion": c.get("occlusion"),
+             "importance": c.get("importance"), "CI low": _interval(c)[0], "CI high": _interval(c)[1],
+             "released": c.get("importance_released"), "± std": c.get("importance_std"),
+             "occlusion": c.get("occlusion"),
              "tubelets": c.get("n_tubelets"), "videos": c.get("n_videos"), "coverage": c.get("coverage")}
             for c in concepts]
     return pd.DataFrame(rows, columns=CONCEPT_COLUMNS)
+
+
+def _interval(rec: Mapping[str, Any]) -> tuple[float | None, float | None]:
+    ci = rec.get("importance_ci")
+    if isinstance(ci, (list, tuple)) and len(ci) == 2:
+        return ci[0], ci[1]
+    return None, None
 
 
 def filter_concepts(concepts: Sequence[Mapping[str, Any]], layers: Sequence[str] | None = None,
@@ -431,6 +446,103 @@ def pruning_figure(pruning: Mapping[str, Any]) -> go.Figure:
                       title={"text": "Head pruning", "font": {"size": 14}},
                       legend={"orientation": "h", "yanchor": "top", "y": -0.24, "x": 0})
     return fig
+
+
+def top_concepts_figure(concepts: Sequence[Mapping[str, Any]], n: int = 20, level: float | None = None
+                        ) -> go.Figure:
+    """The ``n`` most important concepts with their bootstrap intervals (horizontal error bars)."""
+    ranked = [c for c in filter_concepts(concepts, sort="importance") if c.get("importance") is not None][:n]
+    names = [c["id"] for c in ranked]
+    imp = np.array([c["importance"] for c in ranked], dtype=float)
+    lo = np.array([np.nan if _interval(c)[0] is None else _interval(c)[0] for c in ranked], dtype=float)
+    hi = np.array([np.nan if _interval(c)[1] is None else _interval(c)[1] for c in ranked], dtype=float)
+    has_ci = bool(np.isfinite(lo).any())
+    fig = go.Figure(go.Scatter(
+        x=imp, y=names, mode="markers", marker={"color": POSITIVE, "size": 8},
+        error_x={"type": "data", "symmetric": False, "array": np.nan_to_num(hi - imp),
+                 "arrayminus": np.nan_to_num(imp - lo), "color": "#555", "thickness": 1.5} if has_ci else None,
+        customdata=np.stack([lo, hi], axis=1) if len(ranked) else None,
+        hovertemplate="%{y}<br>importance %{x:+.4f}" + ("<br>interval [%{customdata[0]:+.4f}, "
+                                                        "%{customdata[1]:+.4f}]" if has_ci else "")
+        + "<extra></extra>"))
+    fig.add_vline(x=0.0, line={"color": "#999", "width": 1})
+    level_text = f"{level:.0%} bootstrap interval over the masks" if has_ci and level else "no interval in this run"
+    fig.update_yaxes(autorange="reversed", title=None, tickfont={"size": 11})
+    fig.update_xaxes(title=f"CRIS importance ({level_text})")
+    fig.update_layout(height=max(260, 80 + 22 * len(ranked)), margin={"l": 10, "r": 10, "t": 40, "b": 10},
+                      title={"text": f"Top {len(ranked)} concepts", "font": {"size": 14}}, showlegend=False)
+    return fig
+
+
+def layer_figure(doc: Mapping[str, Any], diagnostics: Mapping[str, Any] | None) -> go.Figure:
+    """Left: every concept's importance per layer (the best with its interval); right (a transformer's
+    diagnostics): attention entropy and the change in P(target) under three removals, per block."""
+    layers = list(dict.fromkeys(doc["layers"]))
+    blocks = {b["layer"]: b for b in (diagnostics or {}).get("blocks", [])}
+    cols = 2 if blocks else 1
+    fig = make_subplots(rows=1, cols=cols, shared_yaxes=True, horizontal_spacing=0.04,
+                        column_widths=[0.5, 0.5] if cols == 2 else None)
+    concepts = [c for c in doc["concepts"] if c.get("importance") is not None]
+    fig.add_trace(go.Scatter(x=[c["importance"] for c in concepts], y=[c["layer"] for c in concepts],
+                             mode="markers", name="concepts", marker={"color": "rgba(110,110,110,0.45)", "size": 6},
+                             text=[c["id"] for c in concepts], hovertemplate="%{text}: %{x:+.4f}<extra></extra>"),
+                  row=1, col=1)
+    best = []
+    for layer in layers:
+        mine = [c for c in concepts if c["layer"] == layer]
+        if mine:
+            best.append(max(mine, key=lambda c: c["importance"]))
+    lo = np.array([np.nan if _interval(c)[0] is None else _interval(c)[0] for c in best], dtype=float)
+    hi = np.array([np.nan if _interval(c)[1] is None else _interval(c)[1] for c in best], dtype=float)
+    imp = np.array([c["importance"] for c in best], dtype=float)
+    fig.add_trace(go.Scatter(
+        x=imp, y=[c["layer"] for c in best], mode="markers", name="best concept of the layer",
+        marker={"color": POSITIVE, "size": 10, "symbol": "diamond"}, text=[c["id"] for c in best],
+        error_x={"type": "data", "symmetric": False, "array": np.nan_to_num(hi - imp),
+                 "arrayminus": np.nan_to_num(imp - lo), "color": POSITIVE} if np.isfinite(lo).any() else None,
+        hovertemplate="best: %{text}: %{x:+.4f}<extra></extra>"), row=1, col=1)
+    fig.add_vline(x=0.0, line={"color": "#999", "width": 1}, row=1, col=1)
+    fig.update_xaxes(title="CRIS importance", row=1, col=1)
+    if blocks:
+        for key, label, color in DIAGNOSTICS:
+            ys = [lay for lay in layers if lay in blocks and blocks[lay].get(key) is not None]
+            if not ys:
+                continue
+            fig.add_trace(go.Bar(x=[blocks[lay][key] for lay in ys], y=ys, orientation="h", name=label,
+                                 marker={"color": color}, hovertemplate="%{y}: %{x:.3f}<extra>" + label
+                                 + "</extra>"), row=1, col=2)
+        fig.update_xaxes(title="entropy / |ΔP(target)|", range=[0, 1.05], row=1, col=2)
+        fig.update_layout(barmode="group")
+    fig.update_yaxes(categoryorder="array", categoryarray=layers[::-1], row=1, col=1)
+    fig.update_layout(height=max(300, 140 + 70 * len(layers)), margin={"l": 10, "r": 10, "t": 40, "b": 10},
+                      title={"text": "Importance by layer" + (", and what each block's attention does" if blocks
+                                                              else ""), "font": {"size": 14}},
+                      legend={"orientation": "h", "yanchor": "top", "y": -0.2, "x": 0})
+    return fig
+
+
+def diagnostics_table(diagnostics: Mapping[str, Any]) -> pd.DataFrame:
+    """One row per block: entropy and the mean signed and absolute changes in P(target)."""
+    rows = [{"block": b["layer"], "entropy": b.get("entropy"), "branch removed ΔP": b.get("branch_delta"),
+             "|ΔP| branch": b.get("branch_abs"), "keys zeroed ΔP": b.get("keys_zero_delta"),
+             "keys removed (-inf) ΔP": b.get("keys_removed_delta")} for b in diagnostics.get("blocks", [])]
+    return pd.DataFrame(rows, columns=["block", "entropy", "branch removed ΔP", "|ΔP| branch", "keys zeroed ΔP",
+                                       "keys removed (-inf) ΔP"])
+
+
+def diagnostics_summary(diagnostics: Mapping[str, Any], threshold: float = 0.05) -> str | None:
+    """A sentence naming the blocks whose whole attention branch moves P(target) by less than
+    ``threshold``: their flat CRIS rankings are a property of the model, not of the masking."""
+    blocks = diagnostics.get("blocks", [])
+    idle = [b for b in blocks if b.get("branch_abs") is not None and b["branch_abs"] < threshold]
+    if not idle:
+        return None
+    names = ", ".join(b["layer"] for b in idle)
+    ents = [b["entropy"] for b in idle if b.get("entropy") is not None]
+    ent = f" (attention entropy {min(ents):.2f}-{max(ents):.2f} of the maximum)" if ents else ""
+    return (f"Removing the whole attention branch of {names}{ent} moves P(target) by at most "
+            f"{max(b['branch_abs'] for b in idle):.3f} on average: concepts there cannot matter much, whatever "
+            "the masking. Flat importances in these blocks are a property of the model, not of CRIS.")
 
 
 def ground_truth_table(gt: Mapping[str, Any]) -> pd.DataFrame:

@@ -83,6 +83,7 @@ def vtcd_view(run: dict[str, Any]) -> None:
         opened = ui_cache.get_run(run["path"], run["key"])
         attr = ui_cache.load_optional_json(run["path"], "attribution.json", run["key"])
         gt = ui_cache.load_optional_json(run["path"], "ground_truth.json", run["key"])
+        diag = ui_cache.load_optional_json(run["path"], "diagnostics.json", run["key"])
     except RunError as e:
         st.error(str(e))
         st.stop()
@@ -152,6 +153,11 @@ def vtcd_view(run: dict[str, Any]) -> None:
     table = vv.concepts_table(shown)
     st.dataframe(table, hide_index=True, width="stretch", height=min(400, 38 + 35 * max(len(table), 1)),
                  column_config={"importance": st.column_config.NumberColumn(format="%+.4f"),
+                                "CI low": st.column_config.NumberColumn(format="%+.4f"),
+                                "CI high": st.column_config.NumberColumn(format="%+.4f"),
+                                "released": st.column_config.NumberColumn(
+                                    format="%+.4f", help="the released code's estimator: mean metric over the "
+                                    "masks that keep the concept (negated for a loss)"),
                                 "± std": st.column_config.NumberColumn(format="%.4f"),
                                 "occlusion": st.column_config.NumberColumn(format="%+.4f"),
                                 "coverage": st.column_config.NumberColumn(format="percent")})
@@ -215,6 +221,36 @@ def vtcd_view(run: dict[str, Any]) -> None:
             tiles.append(composed_tile(run["path"], run["key"], vid["file"], c["unit"], c["concept"], vi,
                                        tuple(vv.concept_lines(model, c, vid["id"], f"covers {cov:.0%}")), gt_on))
         show_player(tiles, fps, "vt_pv")
+
+    # -- importance with its error, by layer ------------------------------------------------------------------
+    st.subheader("Importance, its uncertainty, and what each block does")
+    level = doc.get("ci_level")
+    i1, i2 = st.columns([2, 3])
+    with i1:
+        st.plotly_chart(vv.top_concepts_figure(concepts, 20, level), key="vt_top",
+                        config=vv.export_config(f"{run['run_id']}-top-concepts"))
+    with i2:
+        st.plotly_chart(vv.layer_figure(doc, diag), key="vt_layers_fig",
+                        config=vv.export_config(f"{run['run_id']}-layers"))
+    agreement = doc.get("rank_agreement")
+    st.caption((f"Intervals: {level:.0%} percentile bootstrap over each clip's {doc.get('bootstrap')} mask "
+                "resamplings. " if level else "This run has no bootstrap intervals. ")
+               + ("" if agreement is None else f"Our estimator (mean metric over masks keeping a concept minus "
+                  f"over masks removing it) and the released code's (over masks keeping it only) rank the "
+                  f"concepts alike: Spearman {agreement:.3f}."))
+    if diag:
+        summary = vv.diagnostics_summary(diag)
+        if summary:
+            st.info(summary)
+        st.dataframe(vv.diagnostics_table(diag), hide_index=True, width="stretch",
+                     column_config={k: st.column_config.NumberColumn(format="%+.3f" if "Δ" in k else "%.3f")
+                                    for k in ("entropy", "branch removed ΔP", "|ΔP| branch", "keys zeroed ΔP",
+                                              "keys removed (-inf) ΔP")})
+        st.caption(f"Per block, on {diag.get('n_videos')} clips: attention entropy (1 = every token attends to all "
+                   "equally), and the change in P(target) when the block's attention branch output is zeroed, "
+                   f"when the keys of a random {diag.get('rho', 0.5):.0%} of the tokens are zeroed (as CRIS "
+                   "removes a concept, and as the released code does), and when the same keys are removed from "
+                   f"the softmax instead (-inf logits), over {diag.get('n_draws')} random key sets.")
 
     # -- validation ---------------------------------------------------------------------------------------------
     st.subheader("Validation")

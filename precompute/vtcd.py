@@ -44,7 +44,7 @@ Run layout (kind ``vtcd``)::
 
 ``rosetta`` (kind ``rosetta``) reads several ``vtcd`` runs made on the same videos::
 
-    rosetta.json      {runs: [{label, run_id, path, model, n_concepts, candidates}], grid, epsilon, delta,
+    rosetta.json      {runs: [{label, run_id, path, model, n_concepts, candidates}], grid, epsilon, delta, average,
                        mean_r, survivors, tuples: [{index, d, runs, models, concepts, layers, heads,
                        importances, r, videos: [{video, id, r}], media: [[file per run] per video]}]}
     media/tNNNN/<j>-vNNN.mp4  member j of tuple NNNN in a video
@@ -56,6 +56,7 @@ scope, media per file): a killed run resumes where it stopped.
 from __future__ import annotations
 
 import math
+import sys
 import time
 import warnings
 from collections.abc import Sequence
@@ -64,11 +65,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from core.artifacts import Run, RunWriter, open_run, slug
 from core.data.labels import label_index
 from core.data.videos import fit_clip, read_video, write_video
-from core.errors import DataError, RunError, UserError
+from core.errors import DataError, LayerError, RunError, UserError
 from core.models import ModelBundle
 from core.vtcd import (
     AttributionCurves,
@@ -82,7 +84,6 @@ from core.vtcd import (
     draw_masks,
     extract_features,
     feature_sites,
-    importance_from_masks,
     masked_metrics,
     occlusion_importance,
     prepare_videos,
@@ -90,9 +91,10 @@ from core.vtcd import (
     to_common_grid,
 )
 from core.vtcd import media as vm
+from core.vtcd.diagnostics import attention_diagnostics
 from core.vtcd.features import execution_order, take
 from core.vtcd.importance import unmasked_metrics
-from core.vtcd.masking import HIGHER_IS_BETTER, prefix_module, run_masks
+from core.vtcd.masking import prefix_module, run_masks
 from core.vtcd.pipeline import cluster_head
 from core.vtcd.tubelets import segmentation_grid, upsample_features
 from precompute.common import load_model, progress, resolve_device, seed_everything
@@ -116,8 +118,15 @@ KNOBS = {
     "min_tubelet": "min_tubelet_fraction",
     "max_concepts": "max_concepts",
     "elbow_threshold": "elbow_threshold",
+    "elbow_rule": "elbow_rule",
     "kmeans_init": "kmeans_n_init",
     "cnmf_iters": "cnmf_max_iter",
+    "cnmf_tol": "cnmf_tol",
+    "assignment": "assignment",
+    "bootstrap": "bootstrap",
+    "ci_level": "ci_level",
+    "diagnostics": "diagnostics",
+    "diagnostic_draws": "diagnostic_draws",
     "masks": "n_masks",
     "head_masks": "head_masks",
     "rho": "rho",
@@ -255,6 +264,32 @@ def discover_layers(writer: RunWriter, bundle: ModelBundle, x: Any, layers: list
                       layer_order=execution_order(bundle, x, layers))
 
 
+def diagnostics_resumable(writer: RunWriter, bundle: ModelBundle, x: Any, result: VTCDResult, targets: np.ndarray,
+                          cfg: VTCDConfig) -> dict[str, Any] | None:
+    """Attention diagnostics per block (``parts/diagnostics.json``) of a transformer's analysed layers;
+    None for a model without token layers (a CNN)."""
+    name = "parts/diagnostics.json"
+    if writer.has(name):
+        return writer.read_json(name)["diagnostics"]
+    layers = list(dict.fromkeys(s.layer for s in result.sites))
+    body = None
+    try:
+        keys = feature_sites(bundle, layers, "key")
+    except LayerError:
+        keys = []
+    if keys and all(s.layout == "tokens" and s.kind == "key" for s in keys):
+        try:
+            queries = feature_sites(bundle, layers, "query")
+        except LayerError:
+            queries = None
+        with tqdm(total=len(keys), desc="attention diagnostics (blocks)", file=sys.stderr, leave=False) as bar:
+            diag = attention_diagnostics(bundle, x, keys, queries, targets, cfg.rho, cfg.diagnostic_draws,
+                                         cfg.seed, cfg.feature_batch_size, lambda done, total: bar.update(1))
+        body = diag.to_dict()
+    writer.write_json(name, {"diagnostics": body})
+    return body
+
+
 # ----------------------------------------------------------------------------------------------
 # CRIS (per video, resumable)
 
@@ -283,18 +318,39 @@ def cris_resumable(writer: RunWriter, tag: str, bundle: ModelBundle, x: Any, uni
                 vals = masked_metrics(bundle, xv, units, v, removed[v], tv, cfg.metric, cfg.batch_size, expand_at)
             writer.write_npz(name, values=vals)
         values[v] = writer.load_npz(name)["values"]
-    higher = HIGHER_IS_BETTER[cfg.metric]
-    per_video, mean = importance_from_masks(removed, values, higher)
-    return CRISResult(names=list(units.names), metric=cfg.metric, higher_is_better=higher, rho=cfg.rho,
-                      targets=targets, baseline=baseline, removed=removed, values=values,
-                      importance_per_video=per_video, importance=mean, expand_at=expand_at)
+    return CRISResult.from_record(units.names, cfg.metric, cfg.rho, targets, baseline, removed, values, expand_at,
+                                  cfg.bootstrap, cfg.ci_level, cfg.seed + salt)
 
 
 def cris_arrays(prefix: str, res: CRISResult) -> dict[str, np.ndarray]:
-    return {f"{prefix}_removed_bits": np.packbits(res.removed, axis=-1),
-            f"{prefix}_n_units": np.array(res.removed.shape[2]), f"{prefix}_values": res.values,
-            f"{prefix}_baseline": res.baseline, f"{prefix}_targets": res.targets,
-            f"{prefix}_importance_per_video": res.importance_per_video, f"{prefix}_importance": res.importance}
+    out = {f"{prefix}_removed_bits": np.packbits(res.removed, axis=-1),
+           f"{prefix}_n_units": np.array(res.removed.shape[2]), f"{prefix}_values": res.values,
+           f"{prefix}_baseline": res.baseline, f"{prefix}_targets": res.targets,
+           f"{prefix}_importance_per_video": res.importance_per_video, f"{prefix}_importance": res.importance}
+    if res.released is not None:
+        out[f"{prefix}_importance_released"] = res.released
+    if res.ci_low is not None and res.ci_high is not None:
+        out[f"{prefix}_ci_low"], out[f"{prefix}_ci_high"] = res.ci_low, res.ci_high
+    return out
+
+
+def interval_records(res: CRISResult | None) -> list[list[float | None]] | None:
+    """``[low, high]`` per unit (null where undefined), or None without a bootstrap."""
+    if res is None or res.ci_low is None or res.ci_high is None:
+        return None
+    return [[_num(lo), _num(hi)] for lo, hi in zip(res.ci_low, res.ci_high, strict=True)]
+
+
+def rank_agreement(res: CRISResult) -> float | None:
+    """Spearman correlation of our importance with the released code's estimator over the units."""
+    from scipy.stats import spearmanr
+
+    if res.released is None:
+        return None
+    ok = np.isfinite(res.importance) & np.isfinite(res.released)
+    if ok.sum() < 3:
+        return None
+    return _num(spearmanr(res.importance[ok], res.released[ok]).statistic)
 
 
 def ranks(importance: np.ndarray) -> np.ndarray:
@@ -630,6 +686,12 @@ def run(args: Any) -> Path:
         units = result.concept_units()
         expand = prefix_module(result.sites, result.layer_order) if cfg.share_prefix else None
 
+        diagnostics = None
+        if cfg.diagnostics:
+            t0 = time.perf_counter()
+            diagnostics = diagnostics_resumable(writer, bundle, x, result, targets, cfg)
+            timings["diagnostics"] = time.perf_counter() - t0
+
         t0 = time.perf_counter()
         concept_cris = cris_resumable(writer, "cris-concepts", bundle, x, units, targets, cfg.n_masks, cfg, expand, 0)
         head_cris = None
@@ -653,6 +715,7 @@ def run(args: Any) -> Path:
         cmaps = [u.concept_map() for u in result.units]
         imp = concept_cris.importance
         imp_std = np.nanstd(concept_cris.importance_per_video, axis=0) if len(targets) > 1 else np.zeros(len(imp))
+        concept_ci, head_ci = interval_records(concept_cris), interval_records(head_cris)
         rank = ranks(imp)
         occ = occ_per_video.mean(0) if occ_per_video is not None else None
         shares = flops[1]
@@ -664,6 +727,8 @@ def run(args: Any) -> Path:
                 "n_concepts": u.n_concepts, "n_tubelets": len(u.assignment), "q_elbow": u.q_elbow,
                 "silhouette": _num(u.silhouette), "cnmf_error": _num(u.cnmf_error),
                 "importance": _num(head_cris.importance[i]) if head_cris is not None else None,
+                "importance_ci": head_ci[i] if head_ci else None,
+                "importance_released": _num(head_cris.released[i]) if head_cris is not None else None,
                 "rank": int(head_rank[i]) if head_rank is not None else None,
                 "gflops_share": shares.get(i)})
         concept_records = []
@@ -682,7 +747,9 @@ def run(args: Any) -> Path:
                 rec["file"] = None
             concept_records.append({
                 "index": k, "id": name, "layer": u.layer, "head": u.head, "unit": i, "concept": q,
-                "importance": _num(imp[k]), "importance_std": _num(imp_std[k]), "rank": int(rank[k]),
+                "importance": _num(imp[k]), "importance_std": _num(imp_std[k]),
+                "importance_ci": concept_ci[k] if concept_ci else None,
+                "importance_released": _num(concept_cris.released[k]), "rank": int(rank[k]),
                 "occlusion": _num(occ[k]) if occ is not None else None,
                 "n_tubelets": len(u.members(q)), "n_videos": len(vids),
                 "coverage": float((cmaps[i] == q).mean()), "media": [], "videos": vids})
@@ -714,10 +781,14 @@ def run(args: Any) -> Path:
             "heads": {s.layer: heads if heads is not None else list(range(s.heads)) for s in result.sites},
             "n_heads": {s.layer: s.heads for s in result.sites}, "target": target, "metric": cfg.metric,
             "video_shape": list(result.video_shape), "seg_grid": list(result.seg_grid), "fps": MEDIA_FPS,
+            "ci_level": cfg.ci_level if cfg.bootstrap > 0 else None, "bootstrap": cfg.bootstrap,
+            "rank_agreement": rank_agreement(concept_cris),
             "videos": video_records, "units": unit_records, "concepts": concept_records,
             "timings": {k: round(v, 2) for k, v in timings.items()}})
         if attribution is not None:
             writer.write_json("attribution.json", attribution)
+        if diagnostics is not None:
+            writer.write_json("diagnostics.json", diagnostics)
         arrays = cris_arrays("concept", concept_cris)
         if head_cris is not None:
             arrays.update(cris_arrays("head", head_cris))
@@ -797,6 +868,9 @@ def run_rosetta(args: Any) -> Path:
         raise UserError(f"--epsilon must be in (0, 1], got {epsilon}")
     if not 0.0 <= delta < 1.0:
         raise UserError(f"--delta must be in [0, 1), got {delta}")
+    average = getattr(args, "average", None) or "all"
+    if average not in ("all", "present"):
+        raise UserError(f"--average must be 'all' or 'present', not {average!r}")
     grid = [int(g) for g in args.grid] if getattr(args, "grid", None) else \
         [max(int(d["seg_grid"][a]) for d in docs) for a in range(3)]
     media_tuples = int(getattr(args, "media_tuples", 24) if getattr(args, "media_tuples", None) is not None else 24)
@@ -809,7 +883,8 @@ def run_rosetta(args: Any) -> Path:
         taken.add(lab)
         labels.append(lab)
     config = {"runs": [{"run_id": r.run_id, "config_hash": r.manifest.get("config_hash")} for r in runs],
-              "epsilon": epsilon, "delta": delta, "grid": grid, "max_d": getattr(args, "max_d", None),
+              "epsilon": epsilon, "delta": delta, "average": average, "grid": grid,
+              "max_d": getattr(args, "max_d", None),
               "media_tuples": media_tuples, "media_videos": media_videos}
     model = [{"spec": d["model"]["spec"], "label": lab, "run": r.run_id} for r, d, lab in zip(runs, docs, labels,
                                                                                                 strict=True)]
@@ -818,7 +893,7 @@ def run_rosetta(args: Any) -> Path:
         supports = [load_supports(r, d, grid) for r, d in zip(runs, docs, strict=True)]
         importances = [np.array([np.nan if c["importance"] is None else c["importance"] for c in d["concepts"]])
                        for d in docs]
-        res = rosetta(supports, importances, epsilon, delta, getattr(args, "max_d", None))
+        res = rosetta(supports, importances, epsilon, delta, getattr(args, "max_d", None), average)
         clips: dict[tuple[int, int], np.ndarray] = {}
 
         def clip(j: int, v: int) -> np.ndarray:
@@ -862,7 +937,7 @@ def run_rosetta(args: Any) -> Path:
             "runs": [{"label": lab, "run_id": r.run_id, "path": str(r.path), "model": d["model"],
                       "n_concepts": len(d["concepts"]), "candidates": [d["concepts"][int(i)]["id"] for i in cand]}
                      for r, d, lab, cand in zip(runs, docs, labels, res.candidates, strict=True)],
-            "videos": docs[0]["videos"], "grid": grid, "epsilon": epsilon, "delta": delta,
+            "videos": docs[0]["videos"], "grid": grid, "epsilon": epsilon, "delta": delta, "average": average,
             "mean_r": {str(k): _num(v) for k, v in res.mean_r.items()},
             "survivors": {str(d): [[docs[j]["concepts"][int(i)]["id"] for i in s] for j, s in enumerate(surv)]
                           for d, surv in res.survivors.items()},

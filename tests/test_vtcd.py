@@ -29,6 +29,9 @@ from core.vtcd import (
     to_common_grid,
     video_tubelets,
 )
+from core.vtcd.cnmf import assign
+from core.vtcd.importance import bootstrap_interval, released_importance
+from core.vtcd.rosetta import pairwise_r, tuple_r
 from core.vtcd.features import prepare_videos, take
 from core.vtcd.masking import coverage_to_tokens
 from core.vtcd.tubelets import drop_small, slic_labels, tubelet_masks, upsample_features
@@ -97,12 +100,64 @@ def test_convex_nmf_same_on_float32():
 
 
 @pytest.mark.parametrize("q", [3, 5])
-def test_elbow_picks_planted_number_of_clusters(q):
+def test_elbow_stops_one_past_planted_clusters_as_the_released_code(q):
+    """On well-separated planted clusters the loop stops at the first k that no longer lowers the inertia
+    by 5%, q + 1: the released rule answers that k; the ``before`` rule answers q."""
     x, _, _ = _blobs(q, per=20, seed=q)
     chosen, inertias, km = elbow_kmeans(x, max_k=14, threshold=0.95, n_init=3)
-    assert chosen == q
+    assert chosen == q + 1
     assert len(inertias) == q + 1 and inertias[q] > 0.95 * inertias[q - 1]
-    assert len(np.unique(km)) == q
+    assert all(inertias[k] <= 0.95 * inertias[k - 1] for k in range(1, q))
+    assert len(np.unique(km)) == q + 1  # the labels of the chosen k
+    before, inertias_b, km_b = elbow_kmeans(x, max_k=14, threshold=0.95, n_init=3, rule="before")
+    assert before == q and inertias_b == inertias and len(np.unique(km_b)) == q
+
+
+def test_elbow_that_never_stops_takes_max_k_and_rejects_unknown_rules():
+    x = np.random.default_rng(0).normal(size=(40, 2)) * np.array([100.0, 1.0])  # inertia keeps falling fast
+    chosen, inertias, _ = elbow_kmeans(x, max_k=3, threshold=0.999, n_init=2)
+    assert chosen == 3 and len(inertias) == 3
+    with pytest.raises(ValueError, match="elbow rule"):
+        elbow_kmeans(x, rule="previous")
+
+
+def test_assignment_rules_read_rows_of_g_or_columns_of_h():
+    g = np.array([[0.9, 0.1], [0.4, 0.6], [0.5, 0.2]])  # (M=3, Q=2)
+    h = np.array([[0.2, 0.7, 0.9], [0.8, 0.3, 0.1]])  # (Q=2, M=3)
+    np.testing.assert_array_equal(assign(g, h, "g"), [0, 1, 0])
+    np.testing.assert_array_equal(assign(g, h, "h"), [1, 0, 0])
+    with pytest.raises(ValueError, match="assignment"):
+        assign(g, h, "x")
+
+
+def test_convex_nmf_assignment_rules_on_planted_and_overlapping_clusters():
+    x, labels, _ = _blobs(3, seed=4)
+    init = np.random.default_rng(2).integers(0, 3, len(x))
+    g_rule = convex_nmf(x, 3, init, max_iter=2000, assignment="g")
+    h_rule = convex_nmf(x, 3, init, max_iter=2000, assignment="h")
+    for res in (g_rule, h_rule):  # well-separated clusters: both rules give the planted clustering
+        for q in range(3):
+            members = labels[res.assignment == q]
+            assert len(members) == 25 and (members == members[0]).all()
+    np.testing.assert_array_equal(h_rule.assignment, h_rule.H.argmax(0))
+    # overlapping clusters: the rules disagree on some points, and "g" is not the row argmax of the
+    # column-normalised G that is returned (it reads G before the normalisation, as the updates leave it)
+    xo, _, _ = _blobs(4, per=30, spread=1.0, noise=1.0, seed=5)
+    init = np.random.default_rng(3).integers(0, 4, len(xo))
+    go = convex_nmf(xo, 4, init, max_iter=3000, tol=0.0, assignment="g")
+    ho = convex_nmf(xo, 4, init, max_iter=3000, tol=0.0, assignment="h")
+    np.testing.assert_allclose(go.G, ho.G)
+    assert (go.assignment != ho.assignment).any()
+
+
+def test_convex_nmf_tolerance_stop_gives_the_released_iteration_count_assignment():
+    """Stopping on the tolerance gives the same assignment as the released code's 10,000 updates."""
+    xo, _, _ = _blobs(4, per=30, spread=2.0, noise=1.0, seed=6)
+    init = np.random.default_rng(4).integers(0, 4, len(xo))
+    early = convex_nmf(xo, 4, init)  # defaults: at most 10,000 updates, tolerance 1e-7
+    full = convex_nmf(xo, 4, init, max_iter=10000, tol=0.0)
+    assert full.iterations == 10000 and early.iterations < 10000
+    np.testing.assert_array_equal(early.assignment, full.assignment)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -273,6 +328,46 @@ def test_importance_from_masks_known_answer():
     assert masks.mean(0).min() > 0.3 and masks.mean(0).max() < 0.7
 
 
+def test_released_estimator_and_bootstrap_interval():
+    removed = np.array([[[1, 0], [0, 1], [1, 1], [0, 0]]], bool)
+    values = np.array([[1.0, 3.0, 0.0, 4.0]])
+    # the released code's estimator: mean D over the masks that keep the unit
+    np.testing.assert_allclose(released_importance(removed, values), [3.5, 2.5])
+    np.testing.assert_allclose(released_importance(removed, values, higher_is_better=False), [-3.5, -2.5])
+    # unit 2 carries the metric (D = 1 kept, 0.2 removed, plus noise). Each mask removes exactly 3 of 6
+    # units, so a unit kept leaves the carrier removed with probability 3/5 and a unit removed with 2/5:
+    # expected importance 0.8 for the carrier and -0.8 / 5 = -0.16 for every other unit. Over repeated
+    # experiments the 90% intervals cover these about 90% of the time, and they narrow with more masks.
+    expected = np.array([-0.16, -0.16, 0.8, -0.16, -0.16, -0.16])
+    rng = np.random.default_rng(0)
+
+    def experiment(k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        r = draw_masks(k, 6, 0.5, rng)[None]
+        v = 1.0 - 0.8 * r[0, :, 2] + rng.normal(0, 0.1, k)[None]
+        low, high = bootstrap_interval(r, v, n_boot=200, level=0.9, seed=int(rng.integers(1 << 30)))
+        return low, high, importance_from_masks(r, v)[1]
+
+    covered = []
+    for _ in range(100):
+        low, high, mean = experiment(200)
+        assert (low <= mean).all() and (mean <= high).all()
+        covered.append((low < expected) & (expected < high))
+    coverage = np.mean(covered)
+    assert 0.82 < coverage < 0.96, coverage
+    widths = [float(np.mean(np.subtract(*experiment(k)[1::-1]))) for k in (200, 2000)]
+    low, high, _ = experiment(2000)
+    assert low[2] > 0.7 and high[2] < 0.9
+    # a loss flips the sign of the interval with the estimate
+    r = draw_masks(300, 6, 0.5, rng)[None]
+    v = rng.normal(size=(1, 300))
+    lo, hi = bootstrap_interval(r, v, n_boot=100, seed=3)
+    lo_loss, hi_loss = bootstrap_interval(r, v, higher_is_better=False, n_boot=100, seed=3)
+    np.testing.assert_allclose([lo_loss, hi_loss], [-hi, -lo])
+    assert widths[1] < 0.5 * widths[0]
+    nan_low, _ = bootstrap_interval(removed, values, n_boot=0)
+    assert np.isnan(nan_low).all()
+
+
 @pytest.mark.parametrize("metric", ["probability", "loss"])
 def test_batched_masks_equal_one_mask_per_forward(vit_run, metric):
     bundle, videos, res = vit_run
@@ -328,17 +423,42 @@ def test_rosetta_pairs_each_concept_of_a_run_with_its_copy(vit_run):
     _, _, res = vit_run
     sup = to_common_grid(res.supports("video"), (8, 16, 16))
     imp = np.linspace(1.0, 0.0, res.n_concepts)
-    out = rosetta([sup, sup.copy()], [imp, imp], epsilon=1.0, delta=0.15)
+    out = rosetta([sup, sup.copy()], [imp, imp], epsilon=1.0, delta=0.15, average="present")
     pairs = {(t.concepts[0], t.concepts[1]): t.r for t in out.tuples}
     for i in range(res.n_concepts):
         assert pairs[(i, i)] == pytest.approx(1.0)
         assert max(r for (a, _), r in pairs.items() if a == i) == pytest.approx(1.0)
     assert len(out.survivors[2][0]) == res.n_concepts
+    # the released average counts a video where the concept is absent as 0: R of a self-pair is the
+    # fraction of videos it appears in
+    released = rosetta([sup, sup.copy()], [imp, imp], epsilon=1.0, delta=0.0)
+    pairs = {(t.concepts[0], t.concepts[1]): t.r for t in released.tuples}
+    for i in range(res.n_concepts):
+        assert pairs[(i, i)] == pytest.approx(sup[i].any(-1).mean())
     # the epsilon filter keeps the top 15% by importance only
     top = rosetta([sup, sup], [imp, imp], epsilon=0.15, delta=0.15)
     n = int(np.ceil(0.15 * res.n_concepts))
     assert list(top.candidates[0]) == list(range(n))
     assert {t.concepts for t in top.tuples} == {(i, i) for i in range(n)}
+
+
+def test_rosetta_r_counts_a_video_where_both_concepts_are_absent_as_zero():
+    p = 6
+    a = np.zeros((1, 3, p), bool)
+    b = np.zeros((1, 3, p), bool)
+    a[0, 0, :2] = b[0, 0, :2] = True  # video 0: the same support, IoU 1
+    a[0, 1, :2] = True  # video 1: IoU |{1}| / |{0, 1, 2}| = 1/3
+    b[0, 1, 1:3] = True  # video 2: neither concept appears
+    np.testing.assert_allclose(pairwise_r(a, b), [[(1.0 + 1.0 / 3.0 + 0.0) / 3.0]])
+    np.testing.assert_allclose(pairwise_r(a, b, "present"), [[(1.0 + 1.0 / 3.0) / 2.0]])
+    assert tuple_r([a[0], b[0]]) == pytest.approx(4.0 / 9.0)
+    assert tuple_r([a[0], b[0]], "present") == pytest.approx(2.0 / 3.0)
+    # delta 0.5 lies between the two: the released rule drops the pair, the "present" rule keeps it
+    assert rosetta([a, b], [np.ones(1)] * 2, epsilon=1.0, delta=0.5).tuples == []
+    kept = rosetta([a, b], [np.ones(1)] * 2, epsilon=1.0, delta=0.5, average="present")
+    assert [(t.concepts, round(t.r, 6)) for t in kept.tuples] == [((0, 0), round(2.0 / 3.0, 6))]
+    with pytest.raises(ValueError, match="average"):
+        rosetta([a, b], [np.ones(1)] * 2, average="some")
 
 
 def test_rosetta_grows_tuples_and_drops_unmatched_concepts():

@@ -13,6 +13,7 @@ import torch
 
 from core.models.resolve import ASSETS_MODELS
 from core.vtcd import importance_from_masks
+from core.vtcd.importance import released_importance
 from precompute import cli
 
 FAST = ["--masks", "16", "--head-masks", "8", "--max-concepts", "4", "--kmeans-init", "2", "--cnmf-iters", "100",
@@ -99,9 +100,28 @@ def test_the_whole_mask_by_metric_record_is_kept(tiny: dict[str, Path]) -> None:
     assert (removed.sum(-1) == round(0.5 * n)).all()  # each mask removes rho of all concepts of all heads at once
     _, mean = importance_from_masks(removed, cris["concept_values"], higher_is_better=False)  # metric: loss
     np.testing.assert_allclose(mean, [c["importance"] for c in doc["concepts"]])
+    # the released estimator and the bootstrap interval, for concepts and heads
+    released = released_importance(removed, cris["concept_values"], higher_is_better=False)
+    np.testing.assert_allclose(cris["concept_importance_released"], released)
+    np.testing.assert_allclose([c["importance_released"] for c in doc["concepts"]], released)
+    assert doc["ci_level"] == 0.95 and doc["bootstrap"] == 200
+    for c, lo, hi in zip(doc["concepts"], cris["concept_ci_low"], cris["concept_ci_high"], strict=True):
+        assert c["importance_ci"] == pytest.approx([lo, hi]) and lo <= c["importance"] <= hi
+    assert all(len(u["importance_ci"]) == 2 for u in doc["units"]) and "head_ci_low" in cris
+    assert doc["rank_agreement"] is None or -1.0 <= doc["rank_agreement"] <= 1.0
     heads = np.unpackbits(cris["head_removed_bits"], axis=-1, count=int(cris["head_n_units"]))
     assert heads.shape == (3, 8, 4)
     assert [u["rank"] for u in doc["units"]] and sorted(u["rank"] for u in doc["units"]) == [1, 2, 3, 4]
+
+
+def test_attention_diagnostics_file(tiny: dict[str, Path]) -> None:
+    diag = json.loads((tiny["run"] / "diagnostics.json").read_text())
+    assert [b["layer"] for b in diag["blocks"]] == ["blocks.0", "blocks.1"]
+    assert diag["n_videos"] == 3 and diag["metric"] == "probability"
+    for b in diag["blocks"]:
+        assert 0.0 < b["entropy"] <= 1.0 and len(b["entropy_heads"]) == 2
+        assert b["attention_module"] == f"{b['layer']}.attn"
+        assert b["keys_removed_abs"] is not None and b["branch_abs"] >= 0.0
 
 
 def test_attribution_and_pruning_files(tiny: dict[str, Path]) -> None:
@@ -191,9 +211,18 @@ def test_rosetta_pairs_a_run_with_its_twin(tiny: dict[str, Path], capsys) -> Non
     assert cand_a == cand_b and len(cand_a) >= 1
     assert [r["label"] for r in doc["runs"]] == ["tiny-vit", "tiny-vit (b)"]
     selfpairs = {t["concepts"][0]: t for t in doc["tuples"] if t["concepts"][0] == t["concepts"][1]}
-    assert set(selfpairs) == set(cand_a)
-    for t in selfpairs.values():
-        assert t["r"] == pytest.approx(1.0) and t["d"] == 2
+    assert set(selfpairs) == set(cand_a) and doc["average"] == "all"
+    concepts = {c["id"]: c for c in json.loads((root / "vtcd" / "a" / "concepts.json").read_text())["concepts"]}
+    n_videos = len(doc["videos"])
+    for cid, t in selfpairs.items():  # a video where the concept is absent counts 0, as the released code
+        assert t["r"] == pytest.approx(concepts[cid]["n_videos"] / n_videos) and t["d"] == 2
+    assert any(t["r"] < 1.0 for t in selfpairs.values())
+    assert cli.main(["rosetta", "--runs", "a", "b", "--out", str(root), "--run-id", "twins-present",
+                     "--average", "present"]) == 0
+    present = json.loads((root / "rosetta" / "twins-present" / "rosetta.json").read_text())
+    for t in present["tuples"]:
+        if t["concepts"][0] == t["concepts"][1]:
+            assert t["r"] == pytest.approx(1.0)
     for t in doc["tuples"]:
         assert t["r"] > doc["delta"]
         for row in t["media"]:

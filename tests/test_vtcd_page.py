@@ -68,7 +68,9 @@ def test_page_renders_a_vtcd_run(root: Path, monkeypatch: pytest.MonkeyPatch) ->
     at = open_page(root, monkeypatch, "vtcd/a")
     assert not at.exception and not at.error
     assert at.title[0].value == "Concept tubelets"
-    assert [s.value for s in at.subheader] == ["Concept browser", "Players", "Validation", "Ground truth"]
+    assert [s.value for s in at.subheader] == ["Concept browser", "Players",
+                                               "Importance, its uncertainty, and what each block does",
+                                               "Validation", "Ground truth"]
     doc = json.loads((root / "vtcd" / "a" / "concepts.json").read_text())
     text = texts(at)
     assert f"{len(doc['concepts'])} concepts in 4 heads of 2 layers" in text and "3 clips" in text
@@ -78,7 +80,15 @@ def test_page_renders_a_vtcd_run(root: Path, monkeypatch: pytest.MonkeyPatch) ->
     table = at.dataframe[0].value
     mine = [c for c in doc["concepts"] if c["unit"] == top["index"]]
     assert list(table["concept"]) == [c["id"] for c in sorted(mine, key=lambda c: -c["importance"])]
-    assert len(at.get("plotly_chart")) == 4  # grid, attribution, pruning, head heatmap
+    # grid, top concepts with intervals, importance by layer beside the attention diagnostics, attribution,
+    # pruning, head heatmap
+    assert len(at.get("plotly_chart")) == 6
+    diag = json.loads((root / "vtcd" / "a" / "diagnostics.json").read_text())
+    shown = at.dataframe[1].value
+    assert list(shown["block"]) == ["blocks.0", "blocks.1"]
+    np.testing.assert_allclose(shown["entropy"], [b["entropy"] for b in diag["blocks"]])
+    assert "bootstrap" in text and "Spearman" in text
+    assert {"CI low", "CI high", "released"} <= set(at.dataframe[0].value.columns)
     html = players(at)
     assert len(html) == 1 and not URL.search(html[0])
     concept = doc["concepts"][[c["id"] for c in doc["concepts"]].index(at.selectbox(key="vt_concept").value)]
@@ -188,3 +198,23 @@ def test_filters_and_grid_click() -> None:
     assert [c["head"] for c in vv.filter_concepts(concepts, layers=["blocks.1"], min_importance=0.0)] == [0]
     assert vv.grid_point({"customdata": ["blocks.1", 2], "x": 2, "y": "blocks.1"}) == ("blocks.1", 2)
     assert vv.grid_point({"x": 1, "y": "blocks.0"}) == ("blocks.0", 1)
+
+
+def test_layer_figure_and_the_diagnostics_sentence() -> None:
+    doc = {"layers": ["blocks.0", "blocks.1"],
+           "concepts": [{"id": "blocks.0/h0/c0", "layer": "blocks.0", "importance": 0.3, "importance_ci": [0.2, 0.4]},
+                        {"id": "blocks.1/h0/c0", "layer": "blocks.1", "importance": 0.01, "importance_ci": None}]}
+    diag = {"blocks": [{"layer": "blocks.0", "entropy": 0.6, "branch_abs": 0.5, "keys_zero_abs": 0.1,
+                        "keys_removed_abs": 0.01},
+                       {"layer": "blocks.1", "entropy": 0.95, "branch_abs": 0.01, "keys_zero_abs": 0.0,
+                        "keys_removed_abs": None}]}
+    fig = vv.layer_figure(doc, diag)
+    names = [t.name for t in fig.data]
+    assert names[:2] == ["concepts", "best concept of the layer"] and len(names) == 6
+    assert list(fig.data[1].error_x.array) == pytest.approx([0.1, 0.0])  # the second layer has no interval
+    removed = next(t for t in fig.data if "-inf" in t.name)
+    assert list(removed.y) == ["blocks.0"]  # None is not drawn
+    assert len(vv.layer_figure(doc, None).data) == 2  # a CNN run: importances only
+    sentence = vv.diagnostics_summary(diag)
+    assert sentence.startswith("Removing the whole attention branch of blocks.1 (attention entropy 0.95-0.95")
+    assert vv.diagnostics_summary({"blocks": diag["blocks"][:1]}) is None

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from core.settings import from_known_fields
+from core.vtcd.cnmf import ASSIGNMENTS, ELBOW_RULES, Assignment, ElbowRule
 
 FeatureKind = Literal["key", "query", "value", "block"]
 Metric = Literal["loss", "probability", "correct", "logit"]
@@ -30,9 +31,12 @@ class VTCDConfig:
     volume are dropped.
 
     Concepts (eq. 4.2-4.3): k-means for k = 1 .. ``max_concepts`` (``kmeans_n_init`` restarts)
-    stops at the first k with inertia above ``elbow_threshold`` x the previous one; Q = k - 1 (the
-    last k that still lowered the inertia by more than 5%). Convex NMF with Q, ``cnmf_max_iter``
-    multiplicative updates, stopping when the relative error changes less than ``cnmf_tol``.
+    stops at the first k with inertia above ``elbow_threshold`` x the previous one; ``elbow_rule``
+    ``stop`` takes Q = that k (the released code), ``before`` Q = k - 1 (the last k that still lowered
+    the inertia by more than 5%). Convex NMF with Q, at most ``cnmf_max_iter`` multiplicative updates
+    (the released code's 10,000), stopping early when the relative error changes less than
+    ``cnmf_tol`` over 10 updates (0: never). A tubelet belongs to ``argmax_q G[m, q]``
+    (``assignment="g"``, the released code) or ``argmax_q H[q, m]`` (``"h"``).
 
     CRIS (eq. 4.5-4.6): ``n_masks`` masks per video, each removing ``round(rho * units)`` units
     drawn uniformly; ``head_masks`` masks per video for head importance (None: ``n_masks``; 0:
@@ -42,6 +46,14 @@ class VTCDConfig:
     ``batch_size`` masked forward passes per model call; ``share_prefix`` runs the layers before
     the first masked one once per video and repeats their output along the batch (falls back to
     repeating the input when the model's data flow does not allow it).
+
+    Uncertainty: ``bootstrap`` resamplings of each video's masks (with replacement) give a
+    ``ci_level`` percentile interval of every concept's and head's importance (0: none).
+
+    Diagnostics (transformers): per block, attention entropy, the effect of removing the attention
+    branch, and of removing ``rho`` of the keys by zeroing them (as CRIS does) against removing them
+    from the softmax (-inf logits), each over ``diagnostic_draws`` random key sets (``diagnostics``
+    off: none).
 
     Validation (4.5.5): attribution curves at ``attribution_steps`` evenly spaced removal fractions
     from 0 to 1, ``n_random_orders`` random orders, ``attribution_metric`` on the y axis (the target
@@ -62,9 +74,11 @@ class VTCDConfig:
     min_tubelet_fraction: float = 0.001
     max_concepts: int = 14
     elbow_threshold: float = 0.95
+    elbow_rule: ElbowRule = "stop"
     kmeans_n_init: int = 10
-    cnmf_max_iter: int = 1000
+    cnmf_max_iter: int = 10000
     cnmf_tol: float = 1e-7
+    assignment: Assignment = "g"
     n_masks: int = 4000
     head_masks: int | None = None
     rho: float = 0.5
@@ -73,6 +87,10 @@ class VTCDConfig:
     batch_size: int = 64
     feature_batch_size: int = 16
     share_prefix: bool = True
+    bootstrap: int = 200
+    ci_level: float = 0.95
+    diagnostics: bool = True
+    diagnostic_draws: int = 8
     attribution_steps: int = 11
     attribution_metric: Metric = "probability"
     n_random_orders: int = 5
@@ -92,6 +110,16 @@ class VTCDConfig:
             raise ValueError(f"rosetta_epsilon must be in (0, 1], got {self.rosetta_epsilon}")
         if self.max_concepts < 1 or self.n_segments < 1 or self.batch_size < 1 or self.n_masks < 0:
             raise ValueError("max_concepts, n_segments and batch_size must be >= 1, n_masks >= 0")
+        if self.assignment not in ASSIGNMENTS:
+            raise ValueError(f"assignment must be one of {ASSIGNMENTS}, not {self.assignment!r}")
+        if self.elbow_rule not in ELBOW_RULES:
+            raise ValueError(f"elbow_rule must be one of {ELBOW_RULES}, not {self.elbow_rule!r}")
+        if self.cnmf_max_iter < 1 or self.cnmf_tol < 0:
+            raise ValueError("cnmf_max_iter must be >= 1 and cnmf_tol >= 0")
+        if self.bootstrap < 0 or not 0.0 < self.ci_level < 1.0:
+            raise ValueError(f"bootstrap must be >= 0 and ci_level in (0, 1), got {self.bootstrap}, {self.ci_level}")
+        if self.diagnostic_draws < 1:
+            raise ValueError(f"diagnostic_draws must be >= 1, got {self.diagnostic_draws}")
         if not 0.0 < self.token_coverage <= 1.0:
             raise ValueError(f"token_coverage must be in (0, 1], got {self.token_coverage}")
 

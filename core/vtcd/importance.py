@@ -5,6 +5,10 @@ layer and head at once, or whole heads); the metric ``D`` of every masked forwar
 importance can be re-aggregated later: importance of unit ``i`` = mean ``D`` over the masks that keep
 ``i`` - mean ``D`` over the masks that remove ``i`` (sign flipped for a loss, so that larger is always
 more important), averaged over videos.
+
+:func:`bootstrap_interval` gives each unit's importance a percentile interval by resampling every
+video's masks with replacement; :func:`released_importance` is the released code's estimator, the mean
+``D`` over the masks that keep a unit (it ranks alike in expectation, with more variance).
 """
 
 from __future__ import annotations
@@ -29,7 +33,9 @@ class CRISResult:
     metric of each masked pass; ``baseline`` ``(V,)`` the unmasked metric; ``targets`` ``(V,)`` the class
     the metric is taken on; ``importance_per_video`` ``(V, U)`` and ``importance`` ``(U,)`` (NaN where a
     unit was never kept or never removed); ``expand_at``: the layer whose input was repeated along the
-    batch (None: the input was).
+    batch (None: the input was). ``ci_low``/``ci_high`` ``(U,)``: the bootstrap interval of
+    ``importance`` at ``ci_level`` (None: not computed); ``released`` ``(U,)``: the released code's
+    estimator (:func:`released_importance`).
     """
 
     names: list[str]
@@ -43,6 +49,26 @@ class CRISResult:
     importance_per_video: np.ndarray
     importance: np.ndarray
     expand_at: str | None = None
+    ci_low: np.ndarray | None = None
+    ci_high: np.ndarray | None = None
+    ci_level: float | None = None
+    released: np.ndarray | None = None
+
+    @classmethod
+    def from_record(cls, names: Sequence[str], metric: str, rho: float, targets: np.ndarray, baseline: np.ndarray,
+                    removed: np.ndarray, values: np.ndarray, expand_at: str | None = None, n_boot: int = 0,
+                    ci_level: float = 0.95, seed: int = 0) -> CRISResult:
+        """The result of a mask-by-metric record: importance, the released estimator and (``n_boot`` > 0)
+        the bootstrap interval."""
+        higher = HIGHER_IS_BETTER[metric]
+        per_video, mean = importance_from_masks(removed, values, higher)
+        low = high = None
+        if n_boot > 0:
+            low, high = bootstrap_interval(removed, values, higher, n_boot, ci_level, seed)
+        return cls(names=list(names), metric=metric, higher_is_better=higher, rho=rho, targets=targets,
+                   baseline=baseline, removed=removed, values=values, importance_per_video=per_video,
+                   importance=mean, expand_at=expand_at, ci_low=low, ci_high=high,
+                   ci_level=ci_level if n_boot > 0 else None, released=released_importance(removed, values, higher))
 
     def ranking(self) -> np.ndarray:
         """Unit indices, most important first (NaN last)."""
@@ -78,6 +104,57 @@ def importance_from_masks(removed: np.ndarray, values: np.ndarray,
     return per_video, mean
 
 
+def released_importance(removed: np.ndarray, values: np.ndarray, higher_is_better: bool = True) -> np.ndarray:
+    """The released code's estimator: mean ``D`` over the masks that keep each unit, averaged over videos,
+    ``(U,)`` in the metric's units (negated for a loss, so that larger is more important, as ours)."""
+    r = np.asarray(removed, dtype=bool)
+    v = np.asarray(values, dtype=np.float64)[:, :, None]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        keep = np.where(~r, v, 0.0).sum(1) / (~r).sum(1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        out = np.nanmean(keep, axis=0) if len(keep) else np.zeros(r.shape[2])
+    return out if higher_is_better else -out
+
+
+def bootstrap_interval(removed: np.ndarray, values: np.ndarray, higher_is_better: bool = True, n_boot: int = 200,
+                       level: float = 0.95, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile bootstrap interval of :func:`importance_from_masks`'s mean importance ``(U,)``.
+
+    Each replicate redraws every video's ``K`` masks with replacement (multinomial counts), recomputes
+    each video's keep-minus-remove difference and averages over videos. ``removed`` ``(V, K, U)``,
+    ``values`` ``(V, K)``. Returns (low, high), NaN where a unit has no estimate.
+    """
+    r = torch.as_tensor(np.asarray(removed, dtype=bool))
+    vals = torch.as_tensor(np.asarray(values, dtype=np.float64))
+    n_videos, k, u = r.shape
+    if n_boot < 1 or k == 0 or n_videos == 0:
+        nan = np.full(u, np.nan)
+        return nan, nan.copy()
+    gen = torch.Generator().manual_seed(int(seed))
+    total = torch.zeros(n_boot, u, dtype=torch.float64)
+    count = torch.zeros(n_boot, u, dtype=torch.float64)
+    for v in range(n_videos):
+        idx = torch.randint(0, k, (n_boot, k), generator=gen)
+        w = torch.zeros(n_boot, k, dtype=torch.float64).scatter_add_(1, idx, torch.ones(n_boot, k, dtype=torch.float64))
+        rm = r[v].double()  # (K, U)
+        wv = w * vals[v]
+        n_rm, s_rm = w @ rm, wv @ rm
+        n_keep, s_keep = w.sum(1, keepdim=True) - n_rm, wv.sum(1, keepdim=True) - s_rm
+        diff = s_keep / n_keep - s_rm / n_rm  # inf/NaN where a replicate never kept or removed the unit
+        ok = torch.isfinite(diff)
+        total += torch.where(ok, diff, 0.0)
+        count += ok.double()
+    mean = (total / count).numpy()  # NaN where no video had an estimate
+    if not higher_is_better:
+        mean = -mean
+    alpha = (1.0 - level) / 2.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        low, high = np.nanquantile(mean, [alpha, 1.0 - alpha], axis=0)
+    return low, high
+
+
 @torch.no_grad()
 def unmasked_metrics(bundle: ModelBundle, x: Inputs, targets: Sequence[int], metric: str,
                      batch_size: int = 16) -> tuple[np.ndarray, np.ndarray]:
@@ -93,13 +170,14 @@ def unmasked_metrics(bundle: ModelBundle, x: Inputs, targets: Sequence[int], met
 
 def cris_units(bundle: ModelBundle, x: Inputs, units: UnitSet, targets: Sequence[int] | None = None,
                n_masks: int = 4000, rho: float = 0.5, metric: str = "loss", batch_size: int = 64, seed: int = 0,
-               expand_at: str | None = None, salt: int = 0) -> CRISResult:
+               expand_at: str | None = None, salt: int = 0, n_boot: int = 0, ci_level: float = 0.95) -> CRISResult:
     """CRIS over ``units`` for the videos ``x`` ``(V, 3, T, H, W)`` (``units`` built for the same videos).
 
     ``targets`` ``(V,)``: the class each video's metric is taken on (default: the unmasked prediction).
     Masks of video ``v`` come from ``np.random.default_rng([seed, salt, v])``. ``expand_at``: the first
     masked layer, whose input is repeated along the batch so the layers before it run once (checked on
-    the first video against repeating the input; dropped if they differ or it fails).
+    the first video against repeating the input; dropped if they differ or it fails). ``n_boot``
+    bootstrap resamplings give the ``ci_level`` interval (seeded with ``seed + salt``).
     """
     n_videos = batch_size_of(x)
     if units.n_videos and units.n_videos != n_videos:
@@ -119,9 +197,6 @@ def cris_units(bundle: ModelBundle, x: Inputs, units: UnitSet, targets: Sequence
             values[v], expand_at = run_masks(bundle, xv, units, v, removed[v], tv, metric, batch_size, expand_at)
         else:
             values[v] = masked_metrics(bundle, xv, units, v, removed[v], tv, metric, batch_size, expand_at)
-    higher = HIGHER_IS_BETTER[metric]
-    per_video, mean = importance_from_masks(removed, values, higher)
-    return CRISResult(names=list(units.names), metric=metric, higher_is_better=higher, rho=rho, targets=targets,
-                      baseline=baseline, removed=removed, values=values, importance_per_video=per_video,
-                      importance=mean, expand_at=expand_at)
+    return CRISResult.from_record(units.names, metric, rho, targets, baseline, removed, values, expand_at, n_boot,
+                                  ci_level, seed + salt)
 

@@ -202,9 +202,10 @@ def cluster_head(features: np.ndarray, config: VTCDConfig,
     if len(features) == 0:
         raise ValueError("no tubelets to cluster: every tubelet was under min_tubelet_fraction")
     q, inertias, km_labels = elbow_kmeans(features, config.max_concepts, config.elbow_threshold,
-                                          config.kmeans_n_init, config.seed)
+                                          config.kmeans_n_init, config.seed, config.elbow_rule)
     dtype = torch.float32 if torch.device(device).type == "mps" else torch.float64
-    res = convex_nmf(features, q, km_labels, config.cnmf_max_iter, config.cnmf_tol, device, dtype, config.seed)
+    res = convex_nmf(features, q, km_labels, config.cnmf_max_iter, config.cnmf_tol, device, dtype, config.seed,
+                     config.assignment)
     used = np.unique(res.assignment)
     if len(used) < q:
         remap = np.full(q, -1, dtype=np.int32)
@@ -290,12 +291,13 @@ def cris(bundle: ModelBundle, videos: Videos, result: VTCDResult, targets: Seque
     expand = prefix_module(result.sites, result.layer_order) if cfg.share_prefix else None
     t0 = time.perf_counter()
     concepts = cris_units(bundle, x, result.concept_units(), tg, cfg.n_masks, cfg.rho, cfg.metric, cfg.batch_size,
-                          cfg.seed, expand, salt=0)
+                          cfg.seed, expand, salt=0, n_boot=cfg.bootstrap, ci_level=cfg.ci_level)
     t1 = time.perf_counter()
     heads = None
     if cfg.n_head_masks > 0:
         heads = cris_units(bundle, x, result.head_units(), tg, cfg.n_head_masks, cfg.rho, cfg.metric,
-                           cfg.batch_size, cfg.seed, concepts.expand_at if cfg.share_prefix else None, salt=1)
+                           cfg.batch_size, cfg.seed, concepts.expand_at if cfg.share_prefix else None, salt=1,
+                           n_boot=cfg.bootstrap, ci_level=cfg.ci_level)
     return VTCDImportance(concepts, heads, {"cris_concepts": t1 - t0, "cris_heads": time.perf_counter() - t1})
 
 

@@ -1,9 +1,11 @@
 """Rosetta concepts (eq. 4.7-4.8): concepts of D models whose supports overlap on the same videos.
 
 ``R`` of a tuple of concepts (one per model) is |intersection| / |union| of their supports, averaged
-over the videos where the union is not empty. Each model keeps its top ``epsilon`` concepts by
-importance; tuples grow from d = 2 to D over the models, and a concept whose every d-tuple has
-``R <= delta`` is dropped before d + 1.
+over all the videos, a video where none of the tuple's concepts appears counting as 0, as the
+released code does (``average="all"``); ``average="present"`` averages only over the videos where
+the union is not empty (this project's earlier rule, which scores sparse concepts higher). Each
+model keeps its top ``epsilon`` concepts by importance; tuples grow from d = 2 to D over the models,
+and a concept whose every d-tuple has ``R <= delta`` is dropped before d + 1.
 """
 
 from __future__ import annotations
@@ -12,10 +14,14 @@ import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+Average = Literal["all", "present"]
+AVERAGES: tuple[str, ...] = ("all", "present")
 
 
 @dataclass
@@ -41,6 +47,7 @@ class RosettaResult:
     epsilon: float
     delta: float
     candidates: list[np.ndarray]
+    average: str = "all"
     survivors: dict[int, list[np.ndarray]] = field(default_factory=dict)
     tuples: list[RosettaTuple] = field(default_factory=list)
     mean_r: dict[int, float] = field(default_factory=dict)
@@ -64,36 +71,41 @@ def top_fraction(importance: np.ndarray, epsilon: float) -> np.ndarray:
     return np.sort(np.argsort(key, kind="stable")[:n])
 
 
-def _mean_iou(inter: np.ndarray, union: np.ndarray) -> np.ndarray:
-    """Mean over the last axis (videos) of inter / union where union > 0; 0 when it is empty everywhere."""
+def mean_iou(inter: np.ndarray, union: np.ndarray, average: str = "all") -> np.ndarray:
+    """Mean over the last axis (videos) of inter / union, a video with an empty union counting as 0
+    (``average="all"``) or left out (``"present"``; 0 when the union is empty everywhere)."""
+    if average not in AVERAGES:
+        raise ValueError(f"average must be one of {AVERAGES}, not {average!r}")
     valid = union > 0
     iou = np.where(valid, inter / np.maximum(union, 1), 0.0)
-    n = valid.sum(-1)
+    n = valid.sum(-1) if average == "present" else np.full(iou.shape[:-1], iou.shape[-1])
     return np.where(n > 0, iou.sum(-1) / np.maximum(n, 1), 0.0)
 
 
-def pairwise_r(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def pairwise_r(a: np.ndarray, b: np.ndarray, average: str = "all") -> np.ndarray:
     """R of every pair: ``a`` ``(Qa, V, P)``, ``b`` ``(Qb, V, P)`` bool -> ``(Qa, Qb)``."""
     ta, tb = torch.from_numpy(a).double(), torch.from_numpy(b).double()
     inter = torch.einsum("avp,bvp->abv", ta, tb).numpy()
     union = ta.sum(-1).numpy()[:, None, :] + tb.sum(-1).numpy()[None, :, :] - inter
-    return _mean_iou(inter, union)
+    return mean_iou(inter, union, average)
 
 
-def tuple_r(supports: Sequence[np.ndarray]) -> float:
+def tuple_r(supports: Sequence[np.ndarray], average: str = "all") -> float:
     """R of one tuple of supports, each ``(V, P)`` bool."""
     inter = np.logical_and.reduce(supports).sum(-1)
     union = np.logical_or.reduce(supports).sum(-1)
-    return float(_mean_iou(inter.astype(np.float64), union.astype(np.float64)))
+    return float(mean_iou(inter.astype(np.float64), union.astype(np.float64), average))
 
 
 def rosetta(supports: Sequence[np.ndarray], importances: Sequence[np.ndarray], epsilon: float = 0.15,
-            delta: float = 0.15, max_d: int | None = None) -> RosettaResult:
+            delta: float = 0.15, max_d: int | None = None, average: str = "all") -> RosettaResult:
     """Mine Rosetta concepts across ``D = len(supports)`` models.
 
     ``supports[j]`` bool ``(Q_j, V, P)``: model ``j``'s concept supports on the same ``V`` videos and the
-    same grid (:func:`to_common_grid`); ``importances[j]`` ``(Q_j,)``.
+    same grid (:func:`to_common_grid`); ``importances[j]`` ``(Q_j,)``; ``average``: see :func:`mean_iou`.
     """
+    if average not in AVERAGES:
+        raise ValueError(f"average must be one of {AVERAGES}, not {average!r}")
     n_models = len(supports)
     if n_models < 2 or len(importances) != n_models:
         raise ValueError("Rosetta concepts need at least two models, each with supports and importances")
@@ -101,7 +113,7 @@ def rosetta(supports: Sequence[np.ndarray], importances: Sequence[np.ndarray], e
     if len(shapes) != 1:
         raise ValueError(f"supports must share videos and grid, got {sorted(shapes)}")
     candidates = [top_fraction(imp, epsilon) for imp in importances]
-    result = RosettaResult(epsilon=epsilon, delta=delta, candidates=candidates)
+    result = RosettaResult(epsilon=epsilon, delta=delta, candidates=candidates, average=average)
     pool = [c.copy() for c in candidates]
     for d in range(2, min(max_d or n_models, n_models) + 1):
         alive: list[set[int]] = [set() for _ in range(n_models)]
@@ -111,7 +123,7 @@ def rosetta(supports: Sequence[np.ndarray], importances: Sequence[np.ndarray], e
                 continue
             if d == 2:
                 i, j = models
-                r = pairwise_r(supports[i][pool[i]], supports[j][pool[j]])
+                r = pairwise_r(supports[i][pool[i]], supports[j][pool[j]], average)
                 scores.extend(r.ravel().tolist())
                 for a, b in zip(*np.nonzero(r > delta), strict=True):
                     ci, cj = int(pool[i][a]), int(pool[j][b])
@@ -120,7 +132,7 @@ def rosetta(supports: Sequence[np.ndarray], importances: Sequence[np.ndarray], e
                     alive[j].add(cj)
                 continue
             for combo in itertools.product(*(pool[m] for m in models)):
-                r_val = tuple_r([supports[m][c] for m, c in zip(models, combo, strict=True)])
+                r_val = tuple_r([supports[m][c] for m, c in zip(models, combo, strict=True)], average)
                 scores.append(r_val)
                 if r_val > delta:
                     result.tuples.append(RosettaTuple(models, tuple(int(c) for c in combo), r_val))
