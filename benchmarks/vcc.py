@@ -10,7 +10,7 @@ default (grid 28, split range 2-4, k = 25, 20 random sets of 50, adjacent layers
 
 Stages, as ``build_vcc`` times them: *forward* (the feature grids of the images and the GAP
 features of every segment image), *segmentation* (top-down maskSLIC, CPU), *concepts* (k-means
-and pruning), *CAVs* (activations of the concept members and random images, logistic CAVs),
+and pruning), *CAVs* (activations of the concept members and random images, the CAV fits),
 *gradients* (ITCAV: one backward pass per upper concept member, applied to every lower CAV),
 *fidelity* (suppression curves and APS/LS, off unless ``--fidelity``). ``--layers N`` picks N of
 the model's stages evenly (as the job does); ``--all-blocks`` takes every block of every stage

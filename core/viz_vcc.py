@@ -31,6 +31,7 @@ TRUE_COLOR = "#1f77b4"
 PRED_COLOR = "#ff7f0e"
 CONCEPT_COLOR = "#4c78a8"
 RANDOM_COLOR = "#7f7f7f"
+MATCHED_COLOR = "#e45756"
 CLASS_COLOR = "#2e7d32"
 EDGE_COLOR = (76, 120, 168)
 FADED = "#d0d0d0"
@@ -388,15 +389,37 @@ def metrics_table(series: Mapping[str, Sequence[Mapping[str, Any]]]) -> pd.DataF
     """The metrics rows of several VCCs (``label -> metrics.json``) as one table."""
     rows = [{"VCC": label, "depth": i, **row} for label, rows_ in series.items() for i, row in enumerate(rows_)]
     cols = ["VCC", "depth", "layer", "n_concepts", "n_edges", "branching_factor", "mean_edge_weight",
-            "edge_weight_variance"]
+            "edge_weight_variance", "weight_edges", "grouped_by"]
     return pd.DataFrame(rows, columns=cols)
+
+
+def _metric_edges(row: Mapping[str, Any], key: str) -> str:
+    """What a metric of a ``metrics.json`` row is computed over, for the hover text."""
+    if key in ("mean_edge_weight", "edge_weight_variance"):
+        if "weight_edges" not in row:  # runs made before the grouping was recorded: by target
+            return f"over {row.get('n_edges')} edges into the layer"
+        where = "leaving" if row.get("grouped_by", "source") == "source" else "into"
+        return f"over {row['weight_edges']} edges {where} the layer"
+    return f"{row.get('n_edges')} edges into the layer"
+
+
+def weight_grouping(series: Mapping[str, Sequence[Mapping[str, Any]]]) -> set[str]:
+    """How the chosen VCCs grouped their edge weights: ``source`` and/or ``target`` (old runs: target)."""
+    return {str(r.get("grouped_by", "target" if "weight_edges" not in r else "source"))
+            for rows in series.values() for r in rows}
 
 
 def metrics_figure(series: Mapping[str, Sequence[Mapping[str, Any]]]) -> go.Figure:
     """Graph metrics per layer (5.4.3) of several VCCs side by side: concepts, branching factor, mean
-    edge weight and edge-weight variance, one line per VCC. The x axis is the layer name when every VCC
-    has the same layers, else the relative depth (0 = the first analysed layer, 1 = the class node)."""
-    fig = make_subplots(rows=2, cols=2, subplot_titles=[t for _, t in METRICS], horizontal_spacing=0.1,
+    edge weight and edge-weight variance, one line per VCC; the weight panels say whether the edges
+    were grouped at their source layer (the default) or their target layer (:func:`weight_grouping`).
+    The x axis is the layer name when every VCC has the same layers, else the relative depth (0 = the
+    first analysed layer, 1 = the class node)."""
+    grouping = weight_grouping(series)
+    suffix = {frozenset({"source"}): " (edges by source layer)", frozenset({"target"}): " (edges by target layer)"
+              }.get(frozenset(grouping), " (edges by source or target layer: see the table)")
+    titles = [t + (suffix if k in ("mean_edge_weight", "edge_weight_variance") else "") for k, t in METRICS]
+    fig = make_subplots(rows=2, cols=2, subplot_titles=titles, horizontal_spacing=0.1,
                         vertical_spacing=0.18)
     layer_sets = {tuple(r["layer"] for r in rows) for rows in series.values()}
     same = len(layer_sets) == 1
@@ -412,9 +435,9 @@ def metrics_figure(series: Mapping[str, Sequence[Mapping[str, Any]]]) -> go.Figu
             ys = [None if v is None or (isinstance(v, float) and not math.isfinite(v)) else v for v in ys]
             fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines+markers", name=label, legendgroup=label,
                                      showlegend=m == 0, line={"color": colors[k % len(colors)]},
-                                     customdata=[[r["layer"], r.get("n_edges")] for _, r in pts],
+                                     customdata=[[r["layer"], _metric_edges(r, key)] for _, r in pts],
                                      hovertemplate=f"{label}<br>%{{customdata[0]}}<br>{title}: %{{y:.3g}}"
-                                                   "<br>edges: %{customdata[1]}<extra></extra>"),
+                                                   "<br>%{customdata[1]}<extra></extra>"),
                           row=m // 2 + 1, col=m % 2 + 1)
     fig.update_xaxes(title_text=None if same else "relative depth (0 first layer, 1 class node)",
                      type="category" if same else "linear")
@@ -423,9 +446,18 @@ def metrics_figure(series: Mapping[str, Sequence[Mapping[str, Any]]]) -> go.Figu
     return fig
 
 
+MATCHED_NAMES = {"segments": "matched random (random segment sets' centroids)",
+                 "nonnegative": "matched random (non-negative directions)"}
+
+
+def matched_name(fidelity: Mapping[str, Any]) -> str:
+    return MATCHED_NAMES.get(str(fidelity.get("matched_kind")), "matched random directions")
+
+
 def suppression_figure(fidelity: Mapping[str, Any], layers: Sequence[str] | None = None) -> go.Figure:
     """Concept suppression (5.4.2) per layer: target-class accuracy as each concept direction (thin
-    lines; their mean bold) or a random direction (grey: mean and range) is subtracted, against eps."""
+    lines; their mean bold), an isotropic random direction (grey: mean and range) or a matched random
+    direction (red, dotted: mean and range; runs made before it have none) is subtracted, against eps."""
     per_layer = fidelity.get("layers") or {}
     names = [n for n in (layers or list(per_layer)) if n in per_layer]
     cols = min(max(len(names), 1), 4)
@@ -438,6 +470,7 @@ def suppression_figure(fidelity: Mapping[str, Any], layers: Sequence[str] | None
         x = d.get("scales") or fidelity.get("scales")
         concept = np.asarray(d.get("concept") or [], dtype=float).reshape(-1, len(x))
         rand = np.asarray(d.get("random") or [], dtype=float).reshape(-1, len(x))
+        matched = np.asarray(d.get("matched") or [], dtype=float).reshape(-1, len(x))
         for i, curve in enumerate(concept):
             cid = (d.get("concept_ids") or [None] * len(concept))[i]
             fig.add_trace(go.Scatter(x=x, y=curve, mode="lines", line={"color": CONCEPT_COLOR, "width": 1},
@@ -449,8 +482,16 @@ def suppression_figure(fidelity: Mapping[str, Any], layers: Sequence[str] | None
             fig.add_trace(go.Scatter(x=[*x, *x[::-1]], y=[*hi, *lo[::-1]], fill="toself", mode="lines",
                                      fillcolor="rgba(127,127,127,0.2)", line={"width": 0}, hoverinfo="skip",
                                      showlegend=False), row=r, col=c)
-            fig.add_trace(go.Scatter(x=x, y=rand.mean(0), mode="lines+markers", name="random directions",
+            fig.add_trace(go.Scatter(x=x, y=rand.mean(0), mode="lines+markers", name="isotropic random directions",
                                      line={"color": RANDOM_COLOR, "dash": "dash", "width": 2}, legendgroup="random",
+                                     showlegend=k == 0), row=r, col=c)
+        if len(matched):
+            lo, hi = matched.min(0), matched.max(0)
+            fig.add_trace(go.Scatter(x=[*x, *x[::-1]], y=[*hi, *lo[::-1]], fill="toself", mode="lines",
+                                     fillcolor="rgba(228,87,86,0.12)", line={"width": 0}, hoverinfo="skip",
+                                     showlegend=False), row=r, col=c)
+            fig.add_trace(go.Scatter(x=x, y=matched.mean(0), mode="lines+markers", name=matched_name(fidelity),
+                                     line={"color": MATCHED_COLOR, "dash": "dot", "width": 2}, legendgroup="matched",
                                      showlegend=k == 0), row=r, col=c)
         if len(concept):
             fig.add_trace(go.Scatter(x=x, y=concept.mean(0), mode="lines+markers", name="concepts (mean)",
@@ -465,11 +506,33 @@ def suppression_figure(fidelity: Mapping[str, Any], layers: Sequence[str] | None
 
 
 def _supp_title(d: Mapping[str, Any], name: str) -> str:
-    mark = "" if d.get("falls_faster") is None else (" ✓ falls faster" if d["falls_faster"] else " ✗ not faster")
+    """The layer, then the AUCs: concepts / isotropic random / matched random (✓ where the concepts' is lower)."""
     auc = d.get("auc") or {}
-    if auc.get("concept") is not None and auc.get("random") is not None:
-        mark += f" (AUC {auc['concept']:.3f} vs {auc['random']:.3f})"
-    return f"{name}{mark}"
+    if auc.get("concept") is None:
+        return name
+    parts = [f"{auc['concept']:.3f}"]
+    for key in ("random", "matched"):
+        if auc.get(key) is not None:
+            parts.append(f"{auc[key]:.3f}{' ✓' if auc['concept'] < auc[key] else ' ✗'}")
+    return f"{name}: AUC {' / '.join(parts)}"
+
+
+def suppression_table(fidelity: Mapping[str, Any], layers: Sequence[str] | None = None) -> pd.DataFrame:
+    """Per layer the area under the mean accuracy curve (mean accuracy over the eps range) of the concepts,
+    the isotropic random directions and the matched random directions, and whether the concepts' is lower
+    than each (``None`` where a baseline is missing, as in runs made before the matched one)."""
+    per_layer = fidelity.get("layers") or {}
+    rows = []
+    for name in [n for n in (layers or list(per_layer)) if n in per_layer]:
+        d = per_layer[name]
+        auc = d.get("auc") or {}
+        c, r, m = auc.get("concept"), auc.get("random"), auc.get("matched")
+        rows.append({"layer": name, "concepts": len(d.get("concept_ids") or []), "AUC concepts": c,
+                     "AUC isotropic random": r, "AUC matched random": m,
+                     "below isotropic": None if c is None or r is None else bool(c < r),
+                     "below matched": None if c is None or m is None else bool(c < m)})
+    return pd.DataFrame(rows, columns=["layer", "concepts", "AUC concepts", "AUC isotropic random",
+                                       "AUC matched random", "below isotropic", "below matched"])
 
 
 def aps_ls_figure(fidelity: Mapping[str, Any], all_edges: bool = False) -> go.Figure:

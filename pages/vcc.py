@@ -204,8 +204,14 @@ if series:
         st.dataframe(table, hide_index=True, width="stretch")
         st.download_button("Download metrics (CSV)", table.to_csv(index=False),
                            file_name=f"{run['run_id']}-vcc-metrics.csv", mime="text/csv", on_click="ignore")
-    st.caption("Branching factor: mean number of significant incoming edges per concept; mean edge weight and "
-               "edge-weight variance over those edges, counted at the layer they point into (the class node last).")
+    grouping = vv.weight_grouping(series)
+    where = ("the significant edges leaving the layer (grouped by source layer, as the authors' analysis; the "
+             "class node has none)" if grouping == {"source"} else
+             "the significant edges pointing into the layer (grouped by target layer)" if grouping == {"target"} else
+             "the significant edges grouped by source layer for some of these VCCs and by target layer for others "
+             "(column `grouped_by`)")
+    st.caption(f"Branching factor: mean number of significant incoming edges per concept. Mean edge weight and "
+               f"edge-weight variance: over {where}.")
 else:
     st.caption("Pick at least one VCC.")
 
@@ -216,10 +222,22 @@ if not fidelity.get("enabled", True):
 else:
     st.markdown("**Concept suppression.** Each concept's direction (its centroid) is subtracted from the layer's "
                 "activations at every position, at increasing strength eps; the target-class accuracy over the "
-                "class images should fall faster than when random directions are subtracted.")
+                "class images should fall faster than when random directions are subtracted. Two baselines: "
+                "isotropic random directions, and random directions matched to the centroids (which are means of "
+                "non-negative features, so they point into the positive orthant, as random directions do not): "
+                + ("centroids of random sets of the layer's segments of the concepts' sizes."
+                   if fidelity.get("matched_kind") == "segments" else
+                   "random non-negative directions." if fidelity.get("matched_kind") == "nonnegative" else
+                   "this run has none (made before it, or with `--matched-random off`)."))
     st.plotly_chart(vv.suppression_figure(fidelity, layers), config=viz.plotly_config(f"{run['run_id']}-{slug}-"
                                                                                      "suppression"),
                     key="vcc_suppression")
+    supp = vv.suppression_table(fidelity, layers)
+    st.dataframe(supp, hide_index=True, width="stretch",
+                 column_config={k: st.column_config.NumberColumn(format="%.3f")
+                                for k in ("AUC concepts", "AUC isotropic random", "AUC matched random")})
+    st.caption("AUC: the area under the mean accuracy curve divided by the eps range (the mean accuracy over it); "
+               "lower is a faster fall. Empty cells: no concept at that layer, or no such baseline in this run.")
     every = st.toggle("APS over every edge (also those failing the t-test)", key="vcc_aps_all",
                       help="With only significant edges, a concept without a path to the class has no APS")
     st.plotly_chart(vv.aps_ls_figure(fidelity, all_edges=every),

@@ -187,6 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epsilon", type=float, help="keep each model's top fraction of concepts by importance "
                    "(default 0.15; the released code 0.075)")
     p.add_argument("--delta", type=float, help="keep tuples with R above this (default 0.15; released code 0.2)")
+    p.add_argument("--average", choices=("all", "present"), default="all",
+                   help="R averaged over all videos, one where no member appears counting 0 (default, as the "
+                   "released code), or only over the videos where one appears (present)")
     p.add_argument("--max-d", type=int, help="largest tuple size (default: the number of runs)")
     p.add_argument("--grid", type=int, nargs=3, metavar=("T", "H", "W"),
                    help="common grid of the supports (default: the finest of the runs' segmentation grids)")
@@ -229,8 +232,15 @@ def _add_vtcd_settings(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-concepts", type=int, help="elbow cap: concepts per head at most (default 14)")
     g.add_argument("--elbow-threshold", type=float, help="stop at the first k whose k-means inertia is above "
                    "this times the previous one (default 0.95)")
+    g.add_argument("--elbow-rule", choices=("stop", "before"), help="Q = the k at which the elbow loop stops "
+                   "(stop, default, as the released code) or the k before it (before)")
     g.add_argument("--kmeans-init", type=int, help="k-means restarts of the elbow (default 10)")
-    g.add_argument("--cnmf-iters", type=int, help="convex NMF iterations at most (default 1000)")
+    g.add_argument("--cnmf-iters", type=int, help="convex NMF iterations at most (default 10000, as the released "
+                   "code)")
+    g.add_argument("--cnmf-tol", type=float, help="stop convex NMF early when the relative error changes less "
+                   "than this over 10 updates (default 1e-7; 0: run every iteration)")
+    g.add_argument("--assignment", choices=("g", "h"), help="a tubelet's concept: argmax over its row of the "
+                   "convex weights G (g, default, as the released code) or over its column of H (h)")
     g.add_argument("--masks", type=int, help="CRIS masks per video (default 4000)")
     g.add_argument("--head-masks", type=int, help="CRIS masks per video for head importance (default: --masks; "
                    "0: none, no head pruning)")
@@ -244,6 +254,14 @@ def _add_vtcd_settings(p: argparse.ArgumentParser) -> None:
                    help="metric of the attribution curves (default probability)")
     g.add_argument("--attribution-steps", type=int, help="removal fractions from 0 to 1 (default 11)")
     g.add_argument("--random-orders", type=int, help="random removal orders averaged (default 5)")
+    g.add_argument("--bootstrap", type=int, help="bootstrap resamplings of the masks for the importance "
+                   "intervals (default 200; 0: none)")
+    g.add_argument("--ci-level", type=float, help="level of the importance intervals (default 0.95)")
+    g.add_argument("--diagnostics", action=argparse.BooleanOptionalAction, help="attention diagnostics per "
+                   "block of a transformer: entropy, removing the attention branch, zeroed vs removed keys "
+                   "(default on)")
+    g.add_argument("--diagnostic-draws", type=int, help="random key sets per block for the diagnostics "
+                   "(default 8)")
     g.add_argument("--batch-size", type=int, default=64, help="masked forward passes per model call (default 64)")
 
 
@@ -264,10 +282,21 @@ def _add_vcc_settings(p: argparse.ArgumentParser) -> None:
     g.add_argument("--kmeans-n-init", type=int, help="k-means restarts (default 10)")
     g.add_argument("--prune", nargs="+", metavar="KEY=VALUE", help="pruning sigmoid Y(t) parameters A, K, C, "
                    "Q, B, nu (default A=-102 K=115 C=1 Q=1 B=0.0004 nu=1)")
+    g.add_argument("--commonality", nargs="+", metavar="KEY=VALUE", help="ACE's commonality filter thresholds "
+                   "high_share, mild_share, mild_images, low_share, many_images (default 0.5 0.25 0.25 0.1 0.5; "
+                   "'off' turns the filter off)")
     g.add_argument("--max-members", type=int, help="member segments kept per concept (default 50)")
     g.add_argument("--n-exemplars", type=int, help="exemplars per concept (default 4)")
-    g.add_argument("--cav-method", choices=("logistic", "sgd"), help="CAV solver (default logistic)")
+    g.add_argument("--cav-method", choices=("svm", "logistic", "sgd"), help="CAV solver: svm (exact hinge-loss "
+                   "minimiser, the released code's objective), logistic (exact log loss) or sgd (scikit-learn "
+                   "SGDClassifier) (default svm)")
     g.add_argument("--cav-alpha", type=float, help="CAV L2 penalty (default 0.01)")
+    g.add_argument("--cav-balance", action=argparse.BooleanOptionalAction,
+                   help="balance the two classes of a CAV by truncation (default on)")
+    g.add_argument("--cav-train-fraction", type=float, help="stratified share of the rows a CAV is fitted on "
+                   "(default 0.67; 1: all)")
+    g.add_argument("--drop-prefix-tokens", action=argparse.BooleanOptionalAction,
+                   help="leave a token model's prefix (CLS) tokens out of CAVs and ITCAV gradients (default on)")
     g.add_argument("--n-random-sets", type=int, help="random sets: CAVs and t-test samples (default 20)")
     g.add_argument("--random-set-size", type=int, help="images per random set (default 50)")
     g.add_argument("--adjacent-only", action=argparse.BooleanOptionalAction,
@@ -275,12 +304,17 @@ def _add_vcc_settings(p: argparse.ArgumentParser) -> None:
     g.add_argument("--significance", action=argparse.BooleanOptionalAction,
                    help="drop edges failing the t-test (default on)")
     g.add_argument("--p-threshold", type=float, help="t-test threshold (default 0.05)")
+    g.add_argument("--metrics-group-by", choices=("source", "target"),
+                   help="layer at which edge-weight mean and variance are grouped (default source)")
     g.add_argument("--fidelity", action=argparse.BooleanOptionalAction,
                    help="concept suppression and APS vs LS validation (default on)")
     g.add_argument("--suppression-scales", type=float, nargs="+",
                    help="suppression strengths, multiples of the mean feature norm "
                    "(default 0 0.25 0.5 0.75 1 1.25 1.5 2 3 4)")
     g.add_argument("--n-random-directions", type=int, help="random directions per layer (default 10)")
+    g.add_argument("--matched-random", choices=("segments", "nonnegative", "off"),
+                   help="matched random baseline beside the isotropic one: centroids of random segment sets of "
+                   "the concepts' sizes, random non-negative directions, or none (default segments)")
     g.add_argument("--suppression-concepts", type=int, help="concepts suppressed per layer (default 0: all)")
     g.add_argument("--batch-size", type=int, default=32, help="forward batch size (default 32)")
 

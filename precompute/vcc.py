@@ -31,12 +31,17 @@ Run layout (kind ``vcc``); each class under ``classes/<slug>/``, ``<slug>`` = ``
                                       label, exemplar_files}, edges {source, target, weight,
                                       p_value, significant, values, random_values}, meta
     classes/<slug>/metrics.json       per layer (then the class node): n_concepts, n_edges,
-                                      branching_factor, mean_edge_weight, edge_weight_variance
+                                      branching_factor (incoming edges), mean_edge_weight,
+                                      edge_weight_variance, weight_edges, grouped_by (the edges the
+                                      weight statistics are over: leaving the layer by default)
     classes/<slug>/fidelity.json      {enabled, scales, eps (= scales: multiples of the layer's
                                       mean GAP norm), concept {layer: mean curve}, random {layer:
-                                      mean curve}, layers {layer: {eps (absolute), concept (m, S),
-                                      random (n, S), concept_ids, reference_norm, auc {concept,
-                                      random} (mean accuracy over the scale range), falls_faster}},
+                                      mean curve}, matched {layer: mean curve or null}, random_kind,
+                                      matched_kind, layers {layer: {eps (absolute), concept (m, S),
+                                      random (n, S), matched (n, S) or null, concept_ids,
+                                      reference_norm, auc {concept, random, matched} (mean accuracy
+                                      over the scale range; null when missing), falls_faster,
+                                      falls_faster_matched}},
                                       aps, ls, correlation, aps_all_edges, correlation_all_edges}
     classes/<slug>/segments.npz       segment_masks (N, G, G), segment_image, segment_layer,
                                       segment_parent, segment_score, segment_concept,
@@ -102,6 +107,8 @@ def config_from_args(args: Any) -> VCCConfig:
     values["seed"] = args.seed
     if "prune" in values:
         values["prune"] = parse_prune(values["prune"])
+    if "commonality" in values:
+        values["commonality"] = parse_commonality(values["commonality"])
     if values.get("suppression_concepts") == 0:
         values["suppression_concepts"] = None
     try:
@@ -110,10 +117,9 @@ def config_from_args(args: Any) -> VCCConfig:
         raise UserError(f"VCC settings: {e}") from None
 
 
-def parse_prune(value: Any) -> dict[str, float]:
-    """``--prune A=-102 K=115`` (or a mapping from a config file) as keyword arguments of PruneSigmoid."""
-    from core.vcc import PruneSigmoid
-
+def _key_values(value: Any, flag: str, known: Any) -> dict[str, float]:
+    """``KEY=VALUE`` words (or ``a=1,b=2``, or a mapping from a config file) as float keyword arguments."""
+    names = ", ".join(known)
     if isinstance(value, dict):
         items = list(value.items())
     else:
@@ -123,19 +129,37 @@ def parse_prune(value: Any) -> dict[str, float]:
                 if not kv:
                     continue
                 if "=" not in kv:
-                    raise UserError(f"--prune {kv!r}: write KEY=VALUE with KEY one of A, K, C, Q, B, nu")
+                    raise UserError(f"{flag} {kv!r}: write KEY=VALUE with KEY one of {names}")
                 k, v = kv.split("=", 1)
                 items.append((k.strip(), v))
-    known = PruneSigmoid.__dataclass_fields__
     out = {}
     for k, v in items:
         if k not in known:
-            raise UserError(f"--prune: unknown parameter {k!r}; use A, K, C, Q, B and nu")
+            raise UserError(f"{flag}: unknown parameter {k!r}; use {names}")
         try:
             out[k] = float(v)
         except (TypeError, ValueError):
-            raise UserError(f"--prune {k}={v!r}: not a number") from None
+            raise UserError(f"{flag} {k}={v!r}: not a number") from None
     return out
+
+
+def parse_prune(value: Any) -> dict[str, float]:
+    """``--prune A=-102 K=115`` (or a mapping from a config file) as keyword arguments of PruneSigmoid."""
+    from core.vcc import PruneSigmoid
+
+    return _key_values(value, "--prune", PruneSigmoid.__dataclass_fields__)
+
+
+def parse_commonality(value: Any) -> dict[str, float] | None:
+    """``--commonality high_share=0.5 ...`` as keyword arguments of :class:`core.vcc.config.Commonality`;
+    ``off`` (or ``false``/``none``, or ``false`` in a config file) turns the filter off: ``None``."""
+    from core.vcc.config import Commonality
+
+    words = [value] if isinstance(value, (str, bool)) else value
+    if isinstance(words, list) and len(words) == 1 and str(words[0]).strip().lower() in ("off", "false", "none",
+                                                                                         "no"):
+        return None
+    return _key_values(value, "--commonality", Commonality.__dataclass_fields__)
 
 
 def default_layers(bundle: ModelBundle, every: bool, n: int = DEFAULT_LAYERS) -> list[str]:
@@ -406,21 +430,28 @@ def fidelity_record(result: VCCResult) -> dict[str, Any]:
     fid = result.fidelity.to_dict()
     layers = {}
     for name, curves in result.fidelity.suppression.items():
+        matched = curves.matched_accuracy
         layers[name] = {"eps": curves.eps.tolist(), "scales": curves.scales.tolist(),
                         "reference_norm": curves.reference_norm, "concept_ids": list(curves.concept_ids),
                         "concept": curves.concept_accuracy.tolist(), "random": curves.random_accuracy.tolist(),
+                        "matched": None if matched is None else matched.tolist(),
                         "auc": {k: (v if np.isfinite(v) else None)
-                                for k, v in zip(("concept", "random"), curves.auc(), strict=True)},
-                        "falls_faster": curves.falls_faster()}
+                                for k, v in zip(("concept", "random", "matched"),
+                                                (*curves.auc(), curves.auc_matched()), strict=True)},
+                        "falls_faster": curves.falls_faster(),
+                        "falls_faster_matched": curves.falls_faster_matched()}
 
-    def mean(a: np.ndarray) -> list[float] | None:
-        return a.mean(axis=0).tolist() if len(a) else None
+    def mean(a: np.ndarray | None) -> list[float] | None:
+        return a.mean(axis=0).tolist() if a is not None and len(a) else None
 
     return {"enabled": True, "scales": list(cfg.suppression_scales), "eps": list(cfg.suppression_scales),
             "eps_unit": "multiple of the mean L2 norm of the class images' GAP features at the layer",
             "metric": "top-1 accuracy on the target class over the class images",
             "concept": {n: mean(c.concept_accuracy) for n, c in result.fidelity.suppression.items()},
             "random": {n: mean(c.random_accuracy) for n, c in result.fidelity.suppression.items()},
+            "random_kind": "isotropic: N(0, I) directions",
+            "matched": {n: mean(c.matched_accuracy) for n, c in result.fidelity.suppression.items()},
+            "matched_kind": cfg.matched_random,
             "layers": layers, **{k: fid[k] for k in ("aps", "ls", "correlation", "aps_all_edges",
                                                      "correlation_all_edges")}}
 
@@ -454,7 +485,7 @@ def write_class(writer: RunWriter, bundle: ModelBundle, cls: ClassImages, pool: 
         node["exemplar_files"] = files
     graph["meta"]["timings"] = result.timings
     writer.write_json(f"{base}/graph.json", graph)
-    writer.write_json(f"{base}/metrics.json", [m.to_dict() for m in g.metrics()])
+    writer.write_json(f"{base}/metrics.json", [m.to_dict() for m in g.metrics(result.config.metrics_group_by)])
     writer.write_json(f"{base}/fidelity.json", fidelity_record(result))
     arrays = {k: v for k, v in result.arrays().items() if not k.startswith("features.")}
     writer.write_npz(f"{base}/segments.npz", **arrays)
@@ -471,6 +502,8 @@ def write_class(writer: RunWriter, bundle: ModelBundle, cls: ClassImages, pool: 
              "timings": {k: round(v, 3) for k, v in result.timings.items()}}
     if result.fidelity is not None:
         entry["suppression_falls_faster"] = {n: c.falls_faster() for n, c in result.fidelity.suppression.items()}
+        entry["suppression_falls_faster_matched"] = {n: c.falls_faster_matched()
+                                                     for n, c in result.fidelity.suppression.items()}
         entry["aps_ls_pearson"] = result.fidelity.to_dict()["correlation"].get("pearson")
     writer.write_json(f"{base}/class.json", entry)
     return entry

@@ -14,12 +14,17 @@ Run layout (kind ``vtcd``)::
     concepts.json     {model, feature, layers, heads, target, metric, video_shape, seg_grid, fps,
                        videos: [{index, id, source, label, label_name, target, target_name, predicted,
                                  predicted_name, file}],
+                       ci_level, bootstrap, rank_agreement (Spearman of ours against the released estimator),
                        units: [{index, name, layer, head, n_concepts, n_tubelets, q_elbow, silhouette,
-                                cnmf_error, importance, rank, gflops_share}],
-                       concepts: [{index, id, layer, head, unit, concept, importance, importance_std, rank,
-                                   occlusion, n_tubelets, n_videos, coverage, media: [files],
-                                   videos: [{video, id, weight, coverage, file}]}],
+                                cnmf_error, importance, importance_ci: [low, high], importance_released, rank,
+                                gflops_share}],
+                       concepts: [{index, id, layer, head, unit, concept, importance, importance_std,
+                                   importance_ci: [low, high], importance_released, rank, occlusion, n_tubelets,
+                                   n_videos, coverage, media: [files], videos: [{video, id, weight, coverage, file}]}],
                        timings}
+    diagnostics.json  (transformers) {metric, rho, n_draws, n_videos, baseline, blocks: [{layer, attention_module,
+                       entropy, entropy_heads, branch_delta, branch_abs, keys_zero_delta, keys_zero_abs,
+                       keys_removed_delta, keys_removed_abs}]}: core.vtcd.diagnostics
     attribution.json  {metric, ranking_metric, fractions, baseline, n_random_orders,
                        positive, negative, random (the CRIS order over all concepts: the metric at each
                        fraction removed), occlusion: {positive, negative}, auc: {...},
@@ -30,7 +35,8 @@ Run layout (kind ``vtcd``)::
     cris.npz          concept_removed_bits (V, K, ceil(U/8)) uint8: np.packbits of the bool (V, K, U)
                       removal masks (unpack with np.unpackbits(a, axis=-1, count=U).astype(bool)),
                       concept_values (V, K), concept_baseline (V,), concept_targets (V,),
-                      concept_importance_per_video (V, U), concept_importance (U,); head_* the same for
+                      concept_importance_per_video (V, U), concept_importance (U,), concept_importance_released
+                      (U,), concept_ci_low / concept_ci_high (U,) (with a bootstrap); head_* the same for
                       whole heads (when head masks were drawn); occlusion_per_video (V, U)
     supports.npz      cmap_<u>: int16 (V, Ts, Hs, Ws) the concept of every voxel of unit u's segmentation
                       grid (-1: none), u indexing concepts.json's units

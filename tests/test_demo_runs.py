@@ -42,6 +42,26 @@ def test_vtcd_demo_beats_the_random_crop_baseline(run: Path) -> None:
     assert gt["best"]["iou"] > gt["baseline"]["best_iou"]
 
 
+@pytest.mark.parametrize("run", runs("vtcd"), ids=lambda p: p.name)
+def test_vtcd_demo_follows_the_released_code_with_intervals_and_diagnostics(run: Path) -> None:
+    """Made with the released code's rules and the dissertation's 4000 masks, with every importance's
+    bootstrap interval and the attention diagnostics of each block."""
+    cfg = json.loads((run / "manifest.json").read_text())["config"]["vtcd"]
+    assert (cfg["assignment"], cfg["elbow_rule"], cfg["cnmf_max_iter"], cfg["n_masks"]) == ("g", "stop", 10000, 4000)
+    doc = json.loads((run / "concepts.json").read_text())
+    for c in doc["concepts"]:
+        lo, hi = c["importance_ci"]
+        assert lo <= c["importance"] <= hi
+    diag = json.loads((run / "diagnostics.json").read_text())
+    assert [b["layer"] for b in diag["blocks"]] == doc["layers"]
+    assert all(b["keys_removed_abs"] is not None for b in diag["blocks"])
+
+
+@pytest.mark.parametrize("run", runs("rosetta"), ids=lambda p: p.name)
+def test_rosetta_demo_averages_over_all_clips(run: Path) -> None:
+    assert json.loads((run / "rosetta.json").read_text())["average"] == "all"
+
+
 @pytest.mark.parametrize("run", runs("vtcd") + runs("rosetta"), ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_concept_tubelets_page_renders_the_demo(run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     at = open_run_page(run, "pages/vtcd.py", monkeypatch)
@@ -61,6 +81,21 @@ def test_vcc_demo_concept_suppression_falls_faster_than_random(run: Path) -> Non
         for layer, d in fid["layers"].items():
             if d["concept_ids"]:  # a layer whose clusters were all pruned has nothing to suppress
                 assert d["auc"]["concept"] < d["auc"]["random"], (entry["class_name"], layer)
+
+
+@pytest.mark.parametrize("run", runs("vcc"), ids=lambda p: p.name)
+def test_vcc_demo_records_the_matched_baseline_and_the_commonality_filter(run: Path) -> None:
+    """The demo is made with the released code's defaults: both suppression baselines are stored (whichever
+    wins), and so is how many clusters each pruning rule removed per layer."""
+    for entry in json.loads((run / "classes.json").read_text()):
+        fid = json.loads((run / entry["dir"] / "fidelity.json").read_text())
+        graph = json.loads((run / entry["dir"] / "graph.json").read_text())
+        assert fid["matched_kind"] == "segments" and graph["meta"]["config"]["cav_method"] == "svm"
+        for d in fid["layers"].values():
+            has = bool(d["concept_ids"])
+            assert (d["auc"]["matched"] is not None) == has and len(d["matched"]) == (10 if has else 0)
+        assert set(graph["meta"]["pruned_by_commonality"]) == set(graph["layers"])
+        assert set(graph["meta"]["pruned_by_size"]) == set(graph["layers"])
 
 
 @pytest.mark.parametrize("run", runs("vcc"), ids=lambda p: p.name)

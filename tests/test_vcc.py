@@ -15,6 +15,7 @@ from torch import nn
 from core.data.images import preprocess_images
 from core.models import ModelBundle, Preprocessing, count_hooks
 from core.vcc import (
+    Commonality,
     Edge,
     LayerCAVs,
     Node,
@@ -185,6 +186,40 @@ def test_kmeans_concepts_recover_planted_clusters_and_prune_the_small_one() -> N
         d = np.linalg.norm(x[lc.members[c]] - lc.centroids[c], axis=1)
         assert len(lc.members[c]) == min(25, sizes[planted]) and np.all(np.diff(d) >= -1e-9)
     assert np.all(lc.labels[truth == 3] == -1)
+    assert (lc.n_pruned_size, lc.n_pruned_commonality) == (1, 0)
+
+
+def test_commonality_rule_is_aces() -> None:
+    rule = Commonality()
+    assert rule.keeps(11, 20, 100)  # more than half of its members from distinct images
+    assert not rule.keeps(10, 20, 100)
+    assert rule.keeps(26, 100, 100) and not rule.keeps(25, 100, 100)  # > 0.25 s and > 0.25 N
+    assert not rule.keeps(26, 105, 100)  # not > 0.25 s, and not > 0.5 N
+    assert rule.keeps(51, 500, 100) and not rule.keeps(50, 500, 100)  # > 0.1 s and > 0.5 N
+    assert not rule.keeps(51, 510, 100)
+    with pytest.raises(ValueError, match="high_share"):
+        Commonality(high_share=1.5)
+
+
+def test_commonality_filter_drops_a_cluster_from_too_few_images() -> None:
+    rng = np.random.default_rng(0)
+    centres = rng.normal(scale=20, size=(3, 16))
+    sizes = [40, 30, 30]
+    truth = np.repeat(np.arange(3), sizes)
+    x = centres[truth] + rng.normal(size=(len(truth), 16))
+    n_images = 20
+    image_of = rng.integers(0, n_images, size=len(truth))
+    image_of[truth == 1] = rng.integers(0, 3, size=30)  # cluster 1: 30 segments of 3 images
+    on = discover_concepts(x, n_concepts=3, max_members=25, seed=0, image_of=image_of, n_images=n_images,
+                           commonality=Commonality())
+    off = discover_concepts(x, n_concepts=3, max_members=25, seed=0, image_of=image_of, n_images=n_images)
+    assert list(off.sizes) == [40, 30, 30] and off.n_pruned_commonality == 0
+    assert list(on.sizes) == [40, 30] and on.n_pruned_commonality == 1 and on.n_pruned_size == 0
+    assert np.all(on.labels[truth == 1] == -1)
+    assert sorted(on.cluster_images) == sorted([3, len(np.unique(image_of[truth == 0])),
+                                                len(np.unique(image_of[truth == 2]))])
+    with pytest.raises(ValueError, match="image_of"):
+        discover_concepts(x, n_concepts=3, commonality=Commonality())
 
 
 # ----------------------------------------------------------------------------------------------
@@ -201,7 +236,7 @@ def test_logistic_cavs_equal_sklearn_logistic_regression() -> None:
     negs = rng.normal(size=(3, 20, d))
     x = torch.as_tensor(np.concatenate([pos, negs.reshape(-1, d)]), dtype=torch.float32)
     neg_idx = 15 + np.arange(60).reshape(3, 20)
-    got = fit_cavs(x, [np.arange(15)], neg_idx, alpha=alpha)[0].double().numpy()
+    got = fit_cavs(x, [np.arange(15)], neg_idx, alpha=alpha, method="logistic")[0].double().numpy()
     for r in range(3):
         data, y = np.concatenate([pos, negs[r]]), np.r_[np.ones(15), np.zeros(20)]
         ref = LogisticRegression(C=1 / (len(y) * alpha), tol=1e-12, max_iter=10_000).fit(data, y).coef_[0]
@@ -210,6 +245,146 @@ def test_logistic_cavs_equal_sklearn_logistic_regression() -> None:
     sgd = fit_cavs(x, [np.arange(15)], neg_idx, alpha=alpha, method="sgd")[0].double().numpy()
     assert np.all(sgd @ direction > 0)
     np.testing.assert_allclose(np.linalg.norm(sgd, axis=1), 1.0, rtol=1e-5)
+
+
+def svm_problem(rng: np.random.Generator, d: int, n_pos: int, n_neg: int, shift: float) -> tuple[np.ndarray, ...]:
+    direction = rng.normal(size=d)
+    x = np.concatenate([rng.normal(size=(n_pos, d)) + shift * direction, rng.normal(size=(n_neg, d))])
+    return x, np.r_[np.ones(n_pos), np.zeros(n_neg)], direction
+
+
+@pytest.mark.parametrize(("d", "n_pos", "n_neg", "shift"), [(300, 15, 20, 0.3), (5, 30, 25, 0.5), (40, 12, 30, 0.2)])
+def test_svm_reaches_the_exact_minimiser_of_the_hinge_objective(d: int, n_pos: int, n_neg: int, shift: float) -> None:
+    """Against LIBSVM (``SVC(kernel="linear", C=1/(alpha n))`` minimises ``1/alpha`` times the same objective)
+    run to 1e-12: the same weight and bias, and an objective no higher (to 1e-7)."""
+    from sklearn.svm import SVC
+
+    from core.vcc.itcav import hinge_objective, svm_in_span
+
+    rng = np.random.default_rng(d)
+    x, y, _ = svm_problem(rng, d, n_pos, n_neg, shift)
+    alpha = 0.01
+    beta, b = svm_in_span(torch.as_tensor(x @ x.T)[None], torch.as_tensor(y), alpha)
+    w = beta[0].numpy() @ x
+    ref = SVC(kernel="linear", C=1 / (alpha * len(y)), tol=1e-12).fit(x, y)
+    w_ref, b_ref = ref.coef_[0], float(ref.intercept_[0])
+    ours, theirs = hinge_objective(w, float(b[0]), x, y, alpha), hinge_objective(w_ref, b_ref, x, y, alpha)
+    assert ours <= theirs + 1e-7
+    assert abs(ours - theirs) < 1e-6 * max(1.0, theirs)
+    np.testing.assert_allclose(w, w_ref, rtol=1e-4, atol=1e-6 * np.abs(w_ref).max())
+    assert float(b[0]) == pytest.approx(b_ref, abs=1e-4)
+    # no feasible move of the weight lowers the objective (a first-order check of optimality)
+    for _ in range(20):
+        step = rng.normal(size=d) * 1e-4 * np.linalg.norm(w)
+        assert hinge_objective(w + step, float(b[0]), x, y, alpha) >= ours - 1e-12
+
+
+def test_svm_cavs_in_one_padded_batch_equal_one_problem_at_a_time() -> None:
+    from core.vcc.itcav import svm_in_span
+
+    rng = np.random.default_rng(1)
+    d = 50
+    x = torch.as_tensor(rng.normal(size=(70, d)) + np.r_[np.full(30, 0.5), np.zeros(40)][:, None])
+    groups = [np.arange(0, 12), np.arange(12, 30)]  # different sizes: the batch is padded
+    negatives = 30 + np.arange(40).reshape(2, 20)
+    got = fit_cavs(x, groups, negatives, alpha=0.01, method="svm").numpy()
+    for p, pos in enumerate(groups):
+        for r, neg in enumerate(negatives):
+            rows = np.concatenate([pos, neg])
+            xs = x[rows].numpy()
+            beta, _ = svm_in_span(torch.as_tensor(xs @ xs.T)[None], torch.as_tensor(np.r_[np.ones(len(pos)),
+                                                                                             np.zeros(len(neg))]), 0.01)
+            w = beta[0].numpy() @ xs
+            np.testing.assert_allclose(got[p, r], w / np.linalg.norm(w), atol=1e-8)
+
+
+def test_svm_cavs_point_like_sgdclassifier() -> None:
+    """The released code's ``SGDClassifier(alpha=0.01)`` only approaches the minimiser this solver reaches: on
+    a small well-conditioned problem (d = 10, n = 80) its direction is close (cosine 0.95-0.99), and its objective
+    is higher."""
+    from sklearn.linear_model import SGDClassifier
+
+    from core.vcc.itcav import hinge_objective, svm_in_span
+
+    rng = np.random.default_rng(0)
+    cosines = []
+    for _ in range(5):
+        x, y, direction = svm_problem(rng, 10, 40, 40, 0.5)
+        beta, b = svm_in_span(torch.as_tensor(x @ x.T)[None], torch.as_tensor(y), 0.01)
+        w = beta[0].numpy() @ x
+        sgd = SGDClassifier(alpha=0.01, random_state=0).fit(x, y)
+        cosines.append(w @ sgd.coef_[0] / np.linalg.norm(w) / np.linalg.norm(sgd.coef_[0]))
+        assert hinge_objective(w, float(b[0]), x, y, 0.01) <= hinge_objective(sgd.coef_[0], sgd.intercept_[0], x, y,
+                                                                               0.01) + 1e-9
+        assert w @ direction > 0
+    assert np.mean(cosines) > 0.95 and min(cosines) > 0.9  # measured: 0.95-0.99, mean 0.970
+
+
+def test_cav_training_rows_balance_by_truncation_and_split_67_percent() -> None:
+    from sklearn.model_selection import train_test_split
+
+    from core.vcc.itcav import training_rows
+
+    pos, neg = np.arange(100, 150), np.arange(200, 220)
+    p, n = training_rows(pos, neg, balance=True, train_fraction=0.67, rng=np.random.default_rng(0))
+    labels = np.r_[np.ones(20), np.zeros(20)]
+    train = train_test_split(np.arange(40), labels, test_size=0.33, stratify=labels, random_state=0)[2]
+    assert len(p) == int(train.sum()) == 13 and len(n) == int((1 - train).sum()) == 13  # as scikit-learn's split
+    assert set(p) <= set(pos[:20]) and set(n) <= set(neg)  # truncation keeps the first rows
+    again = training_rows(pos, neg, balance=True, train_fraction=0.67, rng=np.random.default_rng(0))
+    np.testing.assert_array_equal(p, again[0])
+    p, n = training_rows(pos, neg, balance=True)
+    np.testing.assert_array_equal(p, pos[:20])
+    np.testing.assert_array_equal(n, neg)
+    p, n = training_rows(pos, neg, balance=False)
+    assert len(p) == 50 and len(n) == 20
+    cav = fit_cavs(torch.randn(220, 8, dtype=torch.float64), [pos], neg[None], balance=True, train_fraction=0.67)
+    assert cav.shape == (1, 1, 8)
+
+
+class TinyViT(nn.Module):
+    """(B, 3, 16, 16) -> (B, 5): 4x4 patches to 16 tokens of width 6 after a CLS token; two token-wise blocks."""
+
+    num_prefix_tokens = 1
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.patch = nn.Conv2d(3, 6, 4, stride=4)
+        self.cls = nn.Parameter(torch.randn(1, 1, 6))
+        self.blocks = nn.Sequential(nn.Linear(6, 6), nn.Linear(6, 6))
+        self.head = nn.Linear(6, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t = self.patch(x).flatten(2).transpose(1, 2)
+        t = torch.cat([self.cls.expand(len(t), -1, -1), t], dim=1)
+        h = torch.relu(self.blocks[0](t))
+        t = self.blocks[1](h + h.mean(1, keepdim=True))  # the CLS token mixes into every token
+        return self.head(t[:, 0] + t[:, 1:].mean(1))
+
+
+def test_prefix_tokens_are_dropped_from_flat_activations_and_gradients() -> None:
+    torch.manual_seed(0)
+    model = TinyViT().eval()
+    bundle = ModelBundle("vit", model, Preprocessing(size=(16, 16), mean=(0.5,) * 3, std=(0.5,) * 3),
+                         class_names=[f"c{i}" for i in range(5)], stages=["blocks.0", "blocks.1"], token_grid=(4, 4),
+                         num_prefix_tokens=1)
+    x = preprocess_images(blocky_images(3, 2), bundle.preprocessing)
+    acts = flat_activations(bundle, x, "blocks.0")
+    full = flat_activations(bundle, x, "blocks.0", drop_prefix_tokens=False)
+    assert acts.shape == (3, 16 * 6) and full.shape == (3, 17 * 6)
+    torch.testing.assert_close(acts, full[:, 6:])
+    q = torch.randn(6)
+    grads = objective_gradients(bundle, x, ["blocks.0"], upper="blocks.1", centroid=q)["blocks.0"]
+    grads_full = objective_gradients(bundle, x, ["blocks.0"], upper="blocks.1", centroid=q,
+                                     drop_prefix_tokens=False)["blocks.0"]
+    assert grads.shape == (3, 16 * 6)
+    torch.testing.assert_close(grads, grads_full[:, 6:])
+    assert grads_full[:, :6].abs().sum() > 0  # the CLS token does carry gradient: dropping it is a choice
+    # a CNN has no prefix tokens: nothing changes
+    cnn = tiny_bundle()
+    xc = preprocess_images(blocky_images(2, 3), cnn.preprocessing)
+    torch.testing.assert_close(flat_activations(cnn, xc, "block1"),
+                               flat_activations(cnn, xc, "block1", drop_prefix_tokens=False))
 
 
 class Coupled(nn.Module):
@@ -358,15 +533,31 @@ def test_graph_loads_with_extra_node_keys() -> None:
     assert VCCGraph.from_dict(d) == g
 
 
-def test_graph_metrics_per_layer() -> None:
+def test_graph_metrics_per_layer_group_edge_weights_by_source() -> None:
     rows = {m.layer: m for m in small_graph().metrics()}
     assert list(rows) == ["a", "b", "class"]
-    assert rows["a"].n_concepts == 2 and math.isnan(rows["a"].branching_factor)
+    # branching factor: significant incoming edges per concept
+    assert (rows["a"].n_concepts, rows["a"].n_edges) == (2, 0) and math.isnan(rows["a"].branching_factor)
     assert (rows["b"].n_concepts, rows["b"].n_edges, rows["b"].branching_factor) == (1, 1, 1.0)
-    assert rows["b"].mean_edge_weight == pytest.approx(0.8) and rows["b"].edge_weight_variance == 0.0
     assert (rows["class"].n_edges, rows["class"].branching_factor) == (2, 2.0)
+    # edge weights: the significant edges leaving the layer (a:0 -> b:0 0.8, a:0 -> class 0.2; b:0 -> class 0.6)
+    assert rows["a"].weight_edges == 2 and rows["a"].grouped_by == "source"
+    assert rows["a"].mean_edge_weight == pytest.approx(0.5) and rows["a"].edge_weight_variance == pytest.approx(0.09)
+    assert rows["b"].weight_edges == 1 and rows["b"].mean_edge_weight == pytest.approx(0.6)
+    assert rows["b"].edge_weight_variance == 0.0
+    assert rows["class"].weight_edges == 0 and math.isnan(rows["class"].mean_edge_weight)
+    assert rows["class"].to_dict()["mean_edge_weight"] is None
+
+
+def test_graph_metrics_grouped_by_target() -> None:
+    rows = {m.layer: m for m in small_graph().metrics("target")}
+    assert math.isnan(rows["a"].mean_edge_weight) and rows["a"].weight_edges == 0
+    assert rows["b"].mean_edge_weight == pytest.approx(0.8) and rows["b"].edge_weight_variance == 0.0
     assert rows["class"].mean_edge_weight == pytest.approx(0.4)
     assert rows["class"].edge_weight_variance == pytest.approx(0.04)
+    assert (rows["class"].n_edges, rows["class"].branching_factor, rows["class"].grouped_by) == (2, 2.0, "target")
+    with pytest.raises(ValueError, match="group_by"):
+        small_graph().metrics("layer")
 
 
 def test_average_path_strength_over_paths_of_any_length() -> None:
@@ -420,6 +611,8 @@ def test_build_vcc_end_to_end_on_a_tiny_cnn() -> None:
     for name, curves in fid.suppression.items():
         assert curves.concept_accuracy.shape == (len(g.layer_nodes(name)), 2)
         assert curves.random_accuracy.shape == (2, 2)
+        assert curves.matched_kind == "segments"
+        assert curves.matched_accuracy.shape == ((2, 2) if len(g.layer_nodes(name)) else (0, 2))
         assert np.all(curves.concept_accuracy[:, 0] == curves.random_accuracy[0, 0])  # eps 0: the baseline
     assert set(fid.ls) == {n.id for n in concepts}
     assert {p[0] for p in progress} >= {"segment features", "edges"}
@@ -445,3 +638,50 @@ def test_suppression_auc_and_falls_faster() -> None:
     assert not same.falls_faster()  # a tie is not faster
     empty = SuppressionCurves("l", scales, scales, 1.0, [], np.zeros((0, 3)), np.array([[1.0, 0.5, 0.0]]))
     assert np.isnan(empty.auc()[0]) and not empty.falls_faster()
+    assert np.isnan(curves.auc_matched()) and curves.falls_faster_matched() is None
+    matched = SuppressionCurves("l", scales, scales, 1.0, ["l:0"], np.array([[1.0, 0.5, 0.0]]),
+                                np.array([[1.0, 1.0, 1.0]]), np.array([[1.0, 0.0, 0.0], [1.0, 0.5, 0.0]]), "segments")
+    assert matched.auc_matched() == pytest.approx((0.25 + 0.5) / 2)
+    assert matched.falls_faster() and not matched.falls_faster_matched()
+    d = matched.to_dict()
+    assert d["matched_kind"] == "segments" and len(d["matched_accuracy"]) == 2
+    json.dumps(curves.to_dict(), allow_nan=False)
+
+
+def test_matched_random_directions() -> None:
+    from core.vcc.fidelity import matched_directions
+
+    rng = np.random.default_rng(0)
+    feats = np.abs(rng.normal(size=(200, 8)))
+    seg = matched_directions(feats, [50, 10], 4, "segments", seed=1)
+    assert seg.shape == (4, 8) and np.all(seg >= 0)
+    # each is the mean of a random set of the given size: near the overall mean, closer for bigger sets
+    spread = np.linalg.norm(seg - feats.mean(0), axis=1)
+    assert spread[0] < spread[1] and spread[2] < spread[3]
+    np.testing.assert_array_equal(seg, matched_directions(feats, [50, 10], 4, "segments", seed=1))
+    nonneg = matched_directions(feats, [50], 6, "nonnegative")
+    assert nonneg.shape == (6, 8) and np.all(nonneg >= 0)
+    assert matched_directions(feats, [], 4, "segments").shape == (0, 8)
+    assert matched_directions(feats, [5], 4, "off").shape == (0, 8)
+    with pytest.raises(ValueError, match="matched"):
+        matched_directions(feats, [5], 4, "gaussian")
+
+
+@pytest.mark.parametrize(("key", "value", "match"), [
+    ("cav_method", "hinge", "cav_method"), ("cav_train_fraction", 0.0, "cav_train_fraction"),
+    ("cav_train_fraction", 1.5, "cav_train_fraction"), ("cav_alpha", 0.0, "cav_alpha"),
+    ("matched_random", "yes", "matched_random"), ("metrics_group_by", "layer", "metrics_group_by"),
+    ("commonality", {"low_share": -1}, "low_share")])
+def test_bad_vcc_settings_are_one_line_errors(key: str, value: object, match: str) -> None:
+    with pytest.raises(ValueError, match=match) as e:
+        VCCConfig(**{key: value})
+    assert "\n" not in str(e.value)
+
+
+def test_vcc_defaults_follow_the_released_code() -> None:
+    cfg = VCCConfig()
+    assert (cfg.cav_method, cfg.cav_alpha, cfg.cav_balance, cfg.cav_train_fraction) == ("svm", 0.01, True, 0.67)
+    assert cfg.drop_prefix_tokens and cfg.commonality == Commonality() and cfg.metrics_group_by == "source"
+    assert cfg.matched_random == "segments"
+    off = VCCConfig(commonality=None)
+    assert VCCConfig.from_dict(json.loads(json.dumps(off.to_dict()))) == off

@@ -152,6 +152,8 @@ def test_vcc_run_layout_and_files(runs: dict[str, Any]) -> None:
         metrics = run.load_json(f"{base}/metrics.json")
         assert [m["layer"] for m in metrics] == ["block1", "block2", "class"]
         assert {"n_concepts", "branching_factor", "mean_edge_weight", "edge_weight_variance"} <= set(metrics[0])
+        assert all(m["grouped_by"] == "source" for m in metrics) and metrics[-1]["weight_edges"] == 0
+        assert set(graph["meta"]["pruned_by_commonality"]) == {"block1", "block2"}
         fid = run.load_json(f"{base}/fidelity.json")
         assert fid["enabled"] and fid["eps"] == [0.0, 2.0]
         for layer in graph["layers"]:
@@ -160,8 +162,12 @@ def test_vcc_run_layout_and_files(runs: dict[str, Any]) -> None:
             assert np.asarray(d["concept"]).shape == (len([n for n in concepts if n["layer"] == layer]), 2)
             assert np.asarray(d["random"]).shape == (2, 2)
             assert len(fid["concept"][layer]) == len(fid["random"][layer]) == 2
-            assert set(d["auc"]) == {"concept", "random"} and d["falls_faster"] == (
+            assert set(d["auc"]) == {"concept", "random", "matched"} and d["falls_faster"] == (
                 d["auc"]["concept"] is not None and d["auc"]["concept"] < d["auc"]["random"])
+            has = bool(d["concept_ids"])
+            assert np.asarray(d["matched"]).shape == ((2, 2) if has else (0,))
+            assert (d["auc"]["matched"] is not None) == has and (d["falls_faster_matched"] is not None) == has
+        assert fid["matched_kind"] == "segments" and set(fid["matched"]) == set(graph["layers"])
         assert {"aps", "ls", "correlation"} <= set(fid)
         arrays = run.load_npz(f"{base}/segments.npz")
         assert arrays["segment_masks"].shape[1:] == (8, 8) and "centroids.1" in arrays
@@ -170,6 +176,32 @@ def test_vcc_run_layout_and_files(runs: dict[str, Any]) -> None:
         for im in images:  # every discovery image's prediction is recorded
             assert run.has(im["file"]) and len(im["top"]) == 5 and im["correct"] == (im["predicted"] ==
                                                                                      c["class_index"])
+
+
+def test_vcc_flags_reach_every_new_setting() -> None:
+    args = cli.parse_args(["vcc", "--model", "efficientnet_lite0", "--cav-method", "logistic", "--no-cav-balance",
+                           "--cav-train-fraction", "1", "--no-drop-prefix-tokens", "--commonality", "high_share=0.4",
+                           "many_images=0.6", "--metrics-group-by", "target", "--matched-random", "nonnegative"])
+    cfg = vcc_job.config_from_args(args)
+    assert (cfg.cav_method, cfg.cav_balance, cfg.cav_train_fraction, cfg.drop_prefix_tokens) == ("logistic", False,
+                                                                                                  1.0, False)
+    assert cfg.commonality.high_share == 0.4 and cfg.commonality.many_images == 0.6
+    assert cfg.commonality.mild_share == 0.25
+    assert (cfg.metrics_group_by, cfg.matched_random) == ("target", "nonnegative")
+    off = vcc_job.config_from_args(cli.parse_args(["vcc", "--model", "m", "--commonality", "off"]))
+    assert off.commonality is None
+    default = vcc_job.config_from_args(cli.parse_args(["vcc", "--model", "m"]))
+    assert default == vcc_job.VCCConfig()
+
+
+@pytest.mark.parametrize(("flags", "words"), [
+    (["--cav-train-fraction", "0"], ["cav_train_fraction"]), (["--commonality", "share=1"], ["--commonality", "share"]),
+    (["--commonality", "high_share=2"], ["high_share"])])
+def test_bad_new_vcc_flags_are_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFixture, flags: list[str],
+                                               words: list[str]) -> None:
+    inp = make_inputs(tmp_path / "in")
+    rc, _, err = run_main(vcc_args(inp, tmp_path / "out", "--classes", "red", *flags), capsys)
+    one_line_error(rc, err, *words)
 
 
 def test_every_json_file_is_strict_json(runs: dict[str, Any]) -> None:

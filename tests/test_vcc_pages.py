@@ -73,6 +73,34 @@ def test_pyvis_html_is_self_contained(runs: dict[str, Any]) -> None:
     assert len(edges) == sum(e["weight"] >= 0.5 for e in graph["edges"])
 
 
+def test_suppression_figure_and_table_of_a_run_without_the_matched_baseline() -> None:
+    """Runs made before the matched baseline (no ``matched`` key): the isotropic one only, empty cells."""
+    fid = {"scales": [0.0, 1.0], "layers": {"a": {"concept": [[1.0, 0.2]], "random": [[1.0, 0.8]],
+                                                   "concept_ids": ["a:0"], "auc": {"concept": 0.6, "random": 0.9},
+                                                   "falls_faster": True}}}
+    fig = vv.suppression_figure(fid, ["a"])
+    assert "isotropic random directions" in {t.name for t in fig.data}
+    assert not any("matched" in (t.name or "") for t in fig.data)
+    assert fig.layout.annotations[0].text == "a: AUC 0.600 / 0.900 ✓"
+    table = vv.suppression_table(fid, ["a"])
+    assert table.iloc[0]["AUC matched random"] is None and table.iloc[0]["below isotropic"]
+    fid["layers"]["a"].update(matched=[[1.0, 0.1]], auc={"concept": 0.6, "random": 0.9, "matched": 0.55})
+    fid["matched_kind"] = "segments"
+    assert vv.suppression_figure(fid, ["a"]).layout.annotations[0].text == "a: AUC 0.600 / 0.900 ✓ / 0.550 ✗"
+    assert not vv.suppression_table(fid, ["a"]).iloc[0]["below matched"]
+
+
+def test_metrics_figure_labels_the_edge_grouping() -> None:
+    old = [{"layer": "a", "n_concepts": 2, "n_edges": 0, "branching_factor": None, "mean_edge_weight": None,
+            "edge_weight_variance": None}]
+    new = [{**old[0], "mean_edge_weight": 0.5, "weight_edges": 2, "grouped_by": "source"}]
+    titles = lambda series: [a.text for a in vv.metrics_figure(series).layout.annotations]  # noqa: E731
+    assert "mean edge weight (edges by source layer)" in titles({"x": new})
+    assert "mean edge weight (edges by target layer)" in titles({"x": old})
+    assert "edge-weight variance (edges by source or target layer: see the table)" in titles({"x": new, "y": old})
+    assert vv.weight_grouping({"x": new, "y": old}) == {"source", "target"}
+
+
 def test_external_urls_finds_cdn_references() -> None:
     assert vv.external_urls('<script src="https://cdn.example.org/vis.js"></script>')
     assert vv.external_urls("<link rel='stylesheet' href='//cdn.example.org/vis.css'>")
@@ -110,6 +138,21 @@ def test_connectome_page_renders_a_run(runs: dict[str, Any], monkeypatch: pytest
     assert len(charts) == 3  # metrics, suppression, APS vs LS
     metrics = json.loads(charts[0].proto.spec)
     assert {t["name"] for t in metrics["data"]} == {"two · red", "two · green"}
+    titles = [a["text"] for a in metrics["layout"]["annotations"]]
+    assert "mean edge weight (edges by source layer)" in titles
+    assert "edges leaving the layer (grouped by source layer" in text
+    supp = json.loads(charts[1].proto.spec)
+    names = {t.get("name") for t in supp["data"]}
+    assert {"isotropic random directions", "matched random (random segment sets' centroids)"} <= names
+    fid = open_run(runs["vcc"]).load_json("classes/0-red/fidelity.json")
+    [table] = [d.value for d in at.dataframe if "AUC matched random" in d.value.columns]
+    assert list(table["layer"]) == ["block1", "block2"]
+    for _, row in table.iterrows():
+        auc = fid["layers"][row["layer"]]["auc"]
+        for col, key in (("AUC concepts", "concept"), ("AUC isotropic random", "random"),
+                         ("AUC matched random", "matched")):
+            missing = auc[key] is None and (row[col] is None or np.isnan(row[col]))
+            assert missing or row[col] == pytest.approx(auc[key])
     assert len(at.get("image")) >= 4  # the selected concept's exemplars over their images
 
     graph = open_run(runs["vcc"]).load_json("classes/0-red/graph.json")

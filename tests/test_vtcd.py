@@ -30,10 +30,10 @@ from core.vtcd import (
     video_tubelets,
 )
 from core.vtcd.cnmf import assign
-from core.vtcd.importance import bootstrap_interval, released_importance
-from core.vtcd.rosetta import pairwise_r, tuple_r
 from core.vtcd.features import prepare_videos, take
+from core.vtcd.importance import bootstrap_interval, released_importance
 from core.vtcd.masking import coverage_to_tokens
+from core.vtcd.rosetta import pairwise_r, tuple_r
 from core.vtcd.tubelets import drop_small, slic_labels, tubelet_masks, upsample_features
 
 PREP = Preprocessing(input="video", size=32, frames=8, mean=(0.45,) * 3, std=(0.225,) * 3)

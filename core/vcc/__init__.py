@@ -7,7 +7,7 @@
 """
 
 from core.vcc.concepts import LayerConcepts, discover_concepts, nearest_concepts
-from core.vcc.config import PruneSigmoid, VCCConfig
+from core.vcc.config import Commonality, PruneSigmoid, VCCConfig
 from core.vcc.fidelity import (
     SuppressionCurves,
     aps_ls_correlation,
@@ -22,6 +22,7 @@ from core.vcc.segments import Segments, segment_crop, segment_inputs, split_regi
 
 __all__ = [
     "CLASS_LAYER",
+    "Commonality",
     "Edge",
     "Fidelity",
     "LayerCAVs",

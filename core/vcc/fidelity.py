@@ -13,6 +13,7 @@ import torch
 from scipy import stats
 
 from core.models import ModelBundle
+from core.vcc.config import MATCHED_KINDS
 from core.vcc.forward import gap_and_logits, shifted_logits
 from core.vcc.graph import CLASS_LAYER, VCCGraph
 
@@ -26,7 +27,9 @@ class SuppressionCurves:
 
     ``eps`` ``(S,)`` absolute (``scales`` times ``reference_norm``, the mean L2 norm of the class
     images' GAP features at the layer); ``concept_accuracy`` ``(m, S)`` with ``d`` each concept's
-    centroid; ``random_accuracy`` ``(n_random, S)`` with random directions.
+    centroid; ``random_accuracy`` ``(n_random, S)`` with isotropic random directions;
+    ``matched_accuracy`` ``(n_matched, S)`` with the matched random directions
+    (:func:`matched_directions`; ``None`` when not computed), of kind ``matched_kind``.
     """
 
     layer: str
@@ -36,37 +39,78 @@ class SuppressionCurves:
     concept_ids: list[str]
     concept_accuracy: np.ndarray
     random_accuracy: np.ndarray
+    matched_accuracy: np.ndarray | None = None
+    matched_kind: str | None = None
+
+    def _area(self, curves: np.ndarray | None) -> float:
+        span = float(self.scales[-1] - self.scales[0]) if len(self.scales) > 1 else 0.0
+        if curves is None or not len(curves) or span <= 0:
+            return float("nan")
+        return float(np.trapezoid(np.asarray(curves, np.float64).mean(0), self.scales) / span)
 
     def auc(self) -> tuple[float, float]:
-        """Areas under the mean accuracy curves of the concepts and of the random directions, over the
-        scales (trapezoids, divided by the scale range: the mean accuracy over the range); NaN when a
-        side has no curve or there is a single scale."""
-        span = float(self.scales[-1] - self.scales[0]) if len(self.scales) > 1 else 0.0
+        """Areas under the mean accuracy curves of the concepts and of the isotropic random directions,
+        over the scales (trapezoids, divided by the scale range: the mean accuracy over the range); NaN
+        when a side has no curve or there is a single scale."""
+        return self._area(self.concept_accuracy), self._area(self.random_accuracy)
 
-        def area(curves: np.ndarray) -> float:
-            if not len(curves) or span <= 0:
-                return float("nan")
-            return float(np.trapezoid(np.asarray(curves, np.float64).mean(0), self.scales) / span)
-
-        return area(self.concept_accuracy), area(self.random_accuracy)
+    def auc_matched(self) -> float:
+        """:meth:`auc` of the matched random directions (NaN when there are none)."""
+        return self._area(self.matched_accuracy)
 
     def falls_faster(self) -> bool:
-        """Whether suppressing the concepts lowers the accuracy faster than random directions: the area
-        under the concepts' mean curve is below the random directions' (:meth:`auc`)."""
+        """Whether suppressing the concepts lowers the accuracy faster than isotropic random directions:
+        the area under the concepts' mean curve is below the random directions' (:meth:`auc`)."""
         concept, random = self.auc()
         return bool(concept < random)
+
+    def falls_faster_matched(self) -> bool | None:
+        """:meth:`falls_faster` against the matched random directions; ``None`` without them."""
+        matched = self.auc_matched()
+        return None if not np.isfinite(matched) else bool(self.auc()[0] < matched)
 
     def to_dict(self) -> dict[str, Any]:
         return {"layer": self.layer, "scales": self.scales.tolist(), "eps": self.eps.tolist(),
                 "reference_norm": self.reference_norm, "concept_ids": list(self.concept_ids),
-                "concept_accuracy": self.concept_accuracy.tolist(), "random_accuracy": self.random_accuracy.tolist()}
+                "concept_accuracy": self.concept_accuracy.tolist(), "random_accuracy": self.random_accuracy.tolist(),
+                "matched_accuracy": None if self.matched_accuracy is None else self.matched_accuracy.tolist(),
+                "matched_kind": self.matched_kind}
+
+
+def matched_directions(features: np.ndarray, sizes: Sequence[int], n: int, kind: str = "segments",
+                       seed: int = 0) -> np.ndarray:
+    """``n`` random directions ``(n, C)`` matched to concept centroids, which are means of non-negative
+    (post-ReLU GAP) segment features and so lie in the positive orthant, unlike isotropic ones.
+
+    ``segments``: the centroid of a random set of the layer's segment features ``features`` ``(t, C)``,
+    of size ``sizes[i % len(sizes)]`` (the concepts' cluster sizes in turn): a concept without the
+    clustering. ``nonnegative``: ``|z|`` with ``z ~ N(0, I)``, uniform over the directions of the
+    positive orthant. (Only the direction matters: suppression normalises it.) ``(0, C)`` for
+    ``off``, ``n = 0``, or ``segments`` without features or sizes.
+    """
+    if kind not in MATCHED_KINDS:
+        raise ValueError(f"matched random directions must be one of {', '.join(MATCHED_KINDS)}, not {kind!r}")
+    x = np.asarray(features, dtype=np.float64)
+    channels = x.shape[1] if x.ndim == 2 else 0
+    rng = np.random.default_rng([seed, 0x3A7C])
+    if kind == "off" or n <= 0:
+        return np.zeros((0, channels))
+    if kind == "nonnegative":
+        return np.abs(rng.normal(size=(n, channels)))
+    sizes = [int(s) for s in sizes if int(s) > 0]
+    if not len(x) or not sizes:
+        return np.zeros((0, channels))
+    return np.stack([x[rng.choice(len(x), size=min(sizes[i % len(sizes)], len(x)), replace=False)].mean(0)
+                     for i in range(n)])
 
 
 def suppression_curves(bundle: ModelBundle, layer: str, x: torch.Tensor, class_index: int,
                        directions: np.ndarray, concept_ids: Sequence[str], scales: Sequence[float],
-                       n_random: int = 5, seed: int = 0, batch_size: int = 32) -> SuppressionCurves:
-    """Suppress each concept direction (``directions`` ``(m, C)``, e.g. centroids) and ``n_random``
-    random unit directions at ``layer`` for the class images ``x`` ``(B, 3, H, W)``."""
+                       n_random: int = 5, seed: int = 0, batch_size: int = 32, matched: np.ndarray | None = None,
+                       matched_kind: str | None = None) -> SuppressionCurves:
+    """Suppress each concept direction (``directions`` ``(m, C)``, e.g. centroids), ``n_random``
+    isotropic random unit directions and each row of ``matched`` (:func:`matched_directions`; ``None``:
+    no matched baseline) at ``layer`` for the class images ``x`` ``(B, 3, H, W)``."""
     feats, logits = gap_and_logits(bundle, x, [layer], batch_size)
     ref = float(feats[layer].norm(dim=1).mean())
     scales = np.asarray(scales, dtype=np.float64)
@@ -88,9 +132,12 @@ def suppression_curves(bundle: ModelBundle, layer: str, x: torch.Tensor, class_i
             acc.append(float((out.argmax(1) == class_index).float().mean()))
         return np.asarray(acc)
 
-    concept_acc = np.stack([curve(d) for d in directions]) if len(directions) else np.zeros((0, len(eps)))
-    random_acc = np.stack([curve(d) for d in rand]) if n_random else np.zeros((0, len(eps)))
-    return SuppressionCurves(layer, scales, eps, ref, list(concept_ids), concept_acc, random_acc)
+    def curves(dirs: np.ndarray) -> np.ndarray:
+        return np.stack([curve(d) for d in dirs]) if len(dirs) else np.zeros((0, len(eps)))
+
+    matched_acc = None if matched is None else curves(np.asarray(matched))
+    return SuppressionCurves(layer, scales, eps, ref, list(concept_ids), curves(directions), curves(rand),
+                             matched_acc, matched_kind if matched is not None else None)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -139,14 +139,25 @@ def gap_and_logits(bundle: ModelBundle, x: torch.Tensor, layers: Sequence[str],
     return {n: torch.cat(v) for n, v in feats.items()}, torch.cat(logits)
 
 
+def flatten_activation(t: torch.Tensor, bundle: ModelBundle, drop_prefix_tokens: bool = True) -> torch.Tensor:
+    """An activation (or its gradient) flattened per input: ``(B, D)``. Token activations ``(B, N, C)``
+    lose their ``bundle.num_prefix_tokens`` leading (CLS, register) tokens first when
+    ``drop_prefix_tokens``, as the released code does; other layouts are flattened as they are."""
+    if drop_prefix_tokens and t.ndim == 3 and bundle.num_prefix_tokens:
+        t = t[:, bundle.num_prefix_tokens:]
+    return t.flatten(1)
+
+
 @torch.no_grad()
-def flat_activations(bundle: ModelBundle, x: torch.Tensor, layer: str, batch_size: int = 32) -> torch.Tensor:
-    """Layer activations flattened at the layer's own resolution: ``(B, D)`` float32 on the model's device."""
+def flat_activations(bundle: ModelBundle, x: torch.Tensor, layer: str, batch_size: int = 32,
+                     drop_prefix_tokens: bool = True) -> torch.Tensor:
+    """Layer activations flattened at the layer's own resolution: ``(B, D)`` float32 on the model's device
+    (:func:`flatten_activation`)."""
     module = resolve_layers(bundle.model, [layer], bundle.spec)[layer]
     store: list[torch.Tensor] = []
 
     def hook(_m: nn.Module, _i: Any, o: Any) -> None:
-        store.append(first_tensor(o).detach().flatten(1).float())
+        store.append(flatten_activation(first_tensor(o).detach(), bundle, drop_prefix_tokens).float())
         raise _Stop
 
     with hooks([(module, hook)]):
@@ -156,9 +167,10 @@ def flat_activations(bundle: ModelBundle, x: torch.Tensor, layer: str, batch_siz
 
 
 def objective_gradients(bundle: ModelBundle, x: torch.Tensor, lower: Sequence[str], upper: str | None = None,
-                        centroid: torch.Tensor | None = None,
-                        class_index: int | None = None) -> dict[str, torch.Tensor]:
-    """Per-input gradients of a deep objective with respect to shallower activations: ``{layer: (B, D)}``.
+                        centroid: torch.Tensor | None = None, class_index: int | None = None,
+                        drop_prefix_tokens: bool = True) -> dict[str, torch.Tensor]:
+    """Per-input gradients of a deep objective with respect to shallower activations: ``{layer: (B, D)}``,
+    flattened as :func:`flat_activations` flattens the activations.
 
     The objective is ``-||GAP(z_upper(x)) - centroid||_2`` (ITCAV, eq. 5.6 with the sign of
     methods.md) when ``upper`` is given, else the logit of ``class_index`` (TCAV). ``lower`` must be
@@ -200,7 +212,8 @@ def objective_gradients(bundle: ModelBundle, x: torch.Tensor, lower: Sequence[st
         grads = torch.autograd.grad(objective.sum(), [recorded[n] for n in lower], allow_unused=True)
     out = {}
     for name, g in zip(lower, grads, strict=True):
-        out[name] = (torch.zeros_like(recorded[name]) if g is None else g).detach().flatten(1).float()
+        g = torch.zeros_like(recorded[name]) if g is None else g
+        out[name] = flatten_activation(g.detach(), bundle, drop_prefix_tokens).float()
     return out
 
 

@@ -73,12 +73,18 @@ class Edge:
                    [_unnum(v) for v in d.get("values", [])], [_unnum(v) for v in d.get("random_values", [])])
 
 
+METRIC_GROUPINGS = ("source", "target")
+
+
 @dataclass
 class LayerMetrics:
-    """Graph metrics of one layer (5.4.3); edges are counted at the layer they point into.
+    """Graph metrics of one layer (5.4.3), over its significant edges.
 
-    ``branching_factor``: mean number of significant incoming edges per concept; ``mean_edge_weight``
-    and ``edge_weight_variance`` (population variance) over those edges; NaN when there are none.
+    ``n_edges`` and ``branching_factor``: the significant edges pointing into the layer, and their mean
+    number per concept (NaN at the first layer). ``mean_edge_weight`` and ``edge_weight_variance``
+    (population variance) over the ``weight_edges`` significant edges grouped at this layer by
+    ``grouped_by``: ``source`` (the default, as the released analysis: the edges leaving the layer,
+    so the class node has none) or ``target`` (the edges pointing into it); NaN when there are none.
     """
 
     layer: str
@@ -87,6 +93,8 @@ class LayerMetrics:
     branching_factor: float
     mean_edge_weight: float
     edge_weight_variance: float
+    weight_edges: int = 0
+    grouped_by: str = "source"
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -128,18 +136,23 @@ class VCCGraph:
     def outgoing(self, node_id: str, significant_only: bool = True) -> list[Edge]:
         return [e for e in self.edges if e.source == node_id and (e.significant or not significant_only)]
 
-    def metrics(self) -> list[LayerMetrics]:
-        """One row per layer, shallow to deep, then the class node's."""
+    def metrics(self, group_by: str = "source") -> list[LayerMetrics]:
+        """One row per layer, shallow to deep, then the class node's (:class:`LayerMetrics`); edge-weight
+        mean and variance grouped by the edges' ``group_by`` layer (``source`` or ``target``)."""
+        if group_by not in METRIC_GROUPINGS:
+            raise ValueError(f"group_by must be 'source' or 'target', not {group_by!r}")
         rows = []
+        kept = self.kept_edges()
         for layer in [*self.layers, CLASS_LAYER]:
             ids = {n.id for n in self.layer_nodes(layer)}
-            w = [e.weight for e in self.kept_edges() if e.target in ids]
+            incoming = [e.weight for e in kept if e.target in ids]
+            w = incoming if group_by == "target" else [e.weight for e in kept if e.source in ids]
             n = len(ids)
             mean = sum(w) / len(w) if w else float("nan")
             var = sum((v - mean) ** 2 for v in w) / len(w) if w else float("nan")
             has_incoming = layer != self.layers[0] if self.layers else False
-            bf = len(w) / n if n and has_incoming else float("nan")
-            rows.append(LayerMetrics(layer, n, len(w), bf, mean, var))
+            bf = len(incoming) / n if n and has_incoming else float("nan")
+            rows.append(LayerMetrics(layer, n, len(incoming), bf, mean, var, len(w), group_by))
         return rows
 
     def to_dict(self) -> dict[str, Any]:

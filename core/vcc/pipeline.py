@@ -20,6 +20,7 @@ from core.vcc.fidelity import (
     aps_ls_correlation,
     average_path_strength,
     logit_sums,
+    matched_directions,
     suppression_curves,
 )
 from core.vcc.forward import batches, execution_order, feature_grids, flat_activations, gap_and_logits
@@ -134,10 +135,10 @@ def _layer_cavs(bundle: ModelBundle, layer: str, images: Sequence[np.ndarray], s
     """CAVs of every concept of ``layer`` and of the pseudo-concept, against every random set."""
     member_ids = np.concatenate([n.members for n in nodes])
     acts = [flat_activations(bundle, segment_inputs(images, segs, member_ids[sl], bundle.preprocessing,
-                                                    cfg.fill_value), layer, cfg.batch_size)
+                                                    cfg.fill_value), layer, cfg.batch_size, cfg.drop_prefix_tokens)
             for sl in batches(len(member_ids), cfg.batch_size)]
     pool = np.unique(np.concatenate([pseudo, sets.ravel()]))
-    acts.append(flat_activations(bundle, x_random[pool], layer, cfg.batch_size))
+    acts.append(flat_activations(bundle, x_random[pool], layer, cfg.batch_size, cfg.drop_prefix_tokens))
     x = torch.cat(acts)
     row_of_pool = {int(p): len(member_ids) + i for i, p in enumerate(pool)}
     groups, start = [], 0
@@ -146,7 +147,8 @@ def _layer_cavs(bundle: ModelBundle, layer: str, images: Sequence[np.ndarray], s
         start += len(n.members)
     groups.append(np.array([row_of_pool[int(p)] for p in pseudo]))
     negatives = np.vectorize(lambda p: row_of_pool[int(p)])(sets)
-    cavs = fit_cavs(x, groups, negatives, cfg.cav_alpha, cfg.cav_method, cfg.seed)
+    cavs = fit_cavs(x, groups, negatives, cfg.cav_alpha, cfg.cav_method, cfg.seed, cfg.cav_balance,
+                    cfg.cav_train_fraction)
     return LayerCAVs(layer, cavs[:-1], cavs[-1])
 
 
@@ -191,7 +193,7 @@ def build_vcc(bundle: ModelBundle, layers: Sequence[str], images: Sequence[np.nd
         for name in layers:
             ids = segs.ids(name)
             lc = discover_concepts(seg_feats[name], cfg.n_concepts, cfg.prune, cfg.max_members, cfg.kmeans_n_init,
-                                   cfg.seed)
+                                   cfg.seed, segs.image[ids], len(images), cfg.commonality)
             concepts[name] = lc
             seg_concept[ids] = lc.labels
             nodes[name] = [Node(concept_id(name, c), name, c, int(lc.sizes[c]), ids[m].tolist(),
@@ -223,11 +225,13 @@ def build_vcc(bundle: ModelBundle, layers: Sequence[str], images: Sequence[np.nd
             uppers = nodes[layers[t]] if t < n else [class_node]
             for up in uppers:
                 if up.kind == "class":
-                    vals = edge_values(bundle, x, lower, class_index=class_index, batch_size=cfg.batch_size)
+                    vals = edge_values(bundle, x, lower, class_index=class_index, batch_size=cfg.batch_size,
+                                       drop_prefix_tokens=cfg.drop_prefix_tokens)
                 else:
                     xu = segment_inputs(images, segs, up.members, prep, cfg.fill_value)
                     q = torch.as_tensor(concepts[up.layer].centroids[up.index])
-                    vals = edge_values(bundle, xu, lower, upper=up.layer, centroid=q, batch_size=cfg.batch_size)
+                    vals = edge_values(bundle, xu, lower, upper=up.layer, centroid=q, batch_size=cfg.batch_size,
+                                       drop_prefix_tokens=cfg.drop_prefix_tokens)
                 for j in lower_of[t]:
                     values, rand = vals[layers[j]]
                     p = edge_pvalues(values, rand) if cfg.significance else np.full(len(values), np.nan)
@@ -248,6 +252,9 @@ def build_vcc(bundle: ModelBundle, layers: Sequence[str], images: Sequence[np.nd
                                "random_set_size": len(pseudo),
                                "segments_per_layer": {name: len(segs.ids(name)) for name in layers},
                                "min_cluster_size": {name: concepts[name].min_size for name in layers},
+                               "pruned_by_size": {name: concepts[name].n_pruned_size for name in layers},
+                               "pruned_by_commonality": {name: concepts[name].n_pruned_commonality
+                                                         for name in layers},
                                "config": cfg.to_dict()})
 
         fidelity = None
@@ -256,9 +263,14 @@ def build_vcc(bundle: ModelBundle, layers: Sequence[str], images: Sequence[np.nd
             for name in layers:
                 m = len(nodes[name]) if cfg.suppression_concepts is None else min(cfg.suppression_concepts,
                                                                                    len(nodes[name]))
+                matched = None
+                if cfg.matched_random != "off":
+                    matched = matched_directions(seg_feats[name], concepts[name].sizes[:m], cfg.n_random_directions,
+                                                 cfg.matched_random, cfg.seed)
                 suppression[name] = suppression_curves(bundle, name, x, class_index, concepts[name].centroids[:m],
                                                        [nd.id for nd in nodes[name][:m]], cfg.suppression_scales,
-                                                       cfg.n_random_directions, cfg.seed, cfg.batch_size)
+                                                       cfg.n_random_directions, cfg.seed, cfg.batch_size, matched,
+                                                       cfg.matched_random)
                 if progress:
                     progress("suppression", layers.index(name) + 1, n)
             aps = average_path_strength(graph)
