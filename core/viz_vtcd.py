@@ -530,6 +530,11 @@ def diagnostics_table(diagnostics: Mapping[str, Any]) -> pd.DataFrame:
                                        "keys removed (-inf) ΔP"])
 
 
+def _md_text(text: str) -> str:
+    """``text`` from a run, with markdown's special characters escaped (the sentence is shown as markdown)."""
+    return "".join("\\" + ch if ch in "\\`*_{}[]()<>#+!|~" else ch for ch in text)
+
+
 def diagnostics_summary(diagnostics: Mapping[str, Any], threshold: float = 0.05) -> str | None:
     """A sentence naming the blocks whose whole attention branch moves P(target) by less than
     ``threshold``: their flat CRIS rankings are a property of the model, not of the masking."""
@@ -537,7 +542,7 @@ def diagnostics_summary(diagnostics: Mapping[str, Any], threshold: float = 0.05)
     idle = [b for b in blocks if b.get("branch_abs") is not None and b["branch_abs"] < threshold]
     if not idle:
         return None
-    names = ", ".join(b["layer"] for b in idle)
+    names = ", ".join(_md_text(str(b["layer"])) for b in idle)
     ents = [b["entropy"] for b in idle if b.get("entropy") is not None]
     ent = f" (attention entropy {min(ents):.2f}-{max(ents):.2f} of the maximum)" if ents else ""
     return (f"Removing the whole attention branch of {names}{ent} moves P(target) by at most "

@@ -218,3 +218,5 @@ def test_layer_figure_and_the_diagnostics_sentence() -> None:
     sentence = vv.diagnostics_summary(diag)
     assert sentence.startswith("Removing the whole attention branch of blocks.1 (attention entropy 0.95-0.95")
     assert vv.diagnostics_summary({"blocks": diag["blocks"][:1]}) is None
+    hostile = {"blocks": [{**diag["blocks"][1], "layer": "![x](http://evil/x.png)"}]}
+    assert "\\!\\[x\\]\\(http://evil/x.png\\)" in vv.diagnostics_summary(hostile)
