@@ -22,6 +22,7 @@ import platform
 import re
 import shutil
 import socket
+import sys
 import time
 import zipfile
 from dataclasses import dataclass, field
@@ -184,6 +185,7 @@ class RunWriter:
                 "versions": package_versions(),
                 "files": {},
                 "summary": {},
+                "warnings": [],
                 "writer": _writer(),
             }
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -245,6 +247,25 @@ class RunWriter:
             shutil.rmtree(p)
         elif p.exists():
             p.unlink()
+
+    # -- warnings --------------------------------------------------------------------------
+    def warn(self, code: str, message: str, *, setting: str | None = None, layer: str | None = None,
+             figure: str | None = None) -> dict[str, Any]:
+        """Record a degenerate-result warning: printed to stderr now, kept in the manifest's ``warnings``.
+
+        ``code`` is a short stable identifier (``"vcc.empty_layer"``); ``message`` one sentence that
+        names the problem and what to change; ``setting`` the option to change (``"--n-images"``);
+        ``layer`` the layer it concerns (None: the whole run); ``figure`` the page figure it affects.
+        A warning with the same ``(code, layer)`` replaces an earlier one (a resumed job repeats them).
+        """
+        entry = {"code": code, "message": message, "setting": setting, "layer": layer, "figure": figure}
+        kept = [w for w in self.manifest.get("warnings", [])
+                if (w.get("code"), w.get("layer")) != (code, layer)]
+        self.manifest["warnings"] = [*kept, entry]
+        where = f" [{layer}]" if layer else ""
+        print(f"warning{where}: {message}", file=sys.stderr, flush=True)
+        self._write_manifest()
+        return entry
 
     def read_json(self, name: str) -> Any:
         """Read back a JSON file written earlier in this (possibly resumed) run."""
@@ -378,6 +399,13 @@ class Run:
     @property
     def summary(self) -> dict[str, Any]:
         return self.manifest["summary"]
+
+    @property
+    def warnings(self) -> list[dict[str, Any]]:
+        """Degenerate-result warnings the job recorded (see :meth:`RunWriter.warn`); [] for old runs."""
+        ws = self.manifest.get("warnings")
+        return [w for w in ws if isinstance(w, dict) and isinstance(w.get("message"), str)] \
+            if isinstance(ws, list) else []
 
     @property
     def label(self) -> str:

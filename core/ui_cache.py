@@ -86,6 +86,7 @@ def _record(e: RunEntry) -> dict[str, Any]:
         "partial": e.partial,
         "ok": e.run is not None,
         "key": e.run.fingerprint if e.run is not None else "",
+        "warnings": e.run.warnings if e.run is not None else [],
     }
 
 

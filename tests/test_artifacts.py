@@ -200,3 +200,17 @@ def test_file_names_cannot_escape_the_run(tmp_path):
         for name in ("../x.json", "/etc/x.json", "manifest.json", ".hidden"):
             with pytest.raises(ValueError):
                 w.write_json(name, 1)
+
+
+def test_warnings_are_printed_kept_in_the_manifest_and_deduplicated(tmp_path, capsys):
+    from core.artifacts import RunWriter, open_run
+
+    with RunWriter(tmp_path, "predictions", model={"spec": "m"}, data={}, config={}) as w:
+        w.warn("x.empty", "layer a kept no concepts; lower --min-cluster", setting="--min-cluster", layer="a")
+        w.warn("x.empty", "layer a kept no concepts (again)", layer="a")
+        w.warn("x.few", "only 3 images", setting="--n-images")
+        final = w.finish()
+    assert "warning [a]: layer a kept no concepts" in capsys.readouterr().err
+    ws = open_run(final).warnings
+    assert [(x["code"], x["layer"]) for x in ws] == [("x.empty", "a"), ("x.few", None)]
+    assert ws[0]["message"].endswith("(again)")
