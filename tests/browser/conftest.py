@@ -1,0 +1,176 @@
+"""Browser tests: the dashboard served by a real Streamlit server on the demo root, driven in Chromium.
+
+Uses Debian's ``chromium`` through Playwright (``executable_path``; Playwright never downloads a
+browser here). When no browser can be had the whole folder is skipped with one clear reason.
+
+Fixtures:
+- ``app_url``: base URL of a Streamlit server started once per session on ``assets/demo``
+  (``CONCEPT_LENS_BROWSER_ROOT`` overrides the root).
+- ``browser``: one Chromium per session.
+- ``page``: a fresh page per test; ``page.requests`` lists every URL it requested,
+  ``page.console_errors`` its console errors and uncaught page exceptions. After the test, any
+  request to a host other than the local server fails the test.
+- ``goto(page, path)`` / ``settle(page)``: open a dashboard page and wait until Streamlit is idle.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
+SETTLE_TIMEOUT_MS = 90_000
+
+
+def chromium_path() -> str | None:
+    """Path of a system Chromium, or None."""
+    env = os.environ.get("CONCEPT_LENS_CHROMIUM")
+    for p in ([env] if env else []) + list(CHROMIUM_CANDIDATES) + [shutil.which("chromium") or ""]:
+        if p and Path(p).is_file() and os.access(p, os.X_OK):
+            return p
+    return None
+
+
+def _skip_reason() -> str | None:
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "browser tests skipped: the playwright package is not installed (pip install -r requirements-dev.txt)"
+    if chromium_path() is None:
+        return "browser tests skipped: no system Chromium (apt-get install chromium, or set CONCEPT_LENS_CHROMIUM)"
+    return None
+
+
+def pytest_collection_modifyitems(config, items):
+    reason = _skip_reason()
+    if reason is None:
+        return
+    marker = pytest.mark.skip(reason=reason)
+    for item in items:
+        if "tests/browser" in str(item.fspath).replace(os.sep, "/"):
+            item.add_marker(marker)
+
+
+def pytest_report_header(config):
+    reason = _skip_reason()
+    return reason or f"browser tests: Chromium at {chromium_path()}"
+
+
+def pytest_terminal_summary(terminalreporter):
+    reason = _skip_reason()
+    if reason is not None:
+        terminalreporter.write_line(reason, yellow=True, bold=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def app_url(tmp_path_factory):
+    """Start ``streamlit run app.py`` on the demo root; yields ``http://127.0.0.1:PORT``."""
+    port = _free_port()
+    root = os.environ.get("CONCEPT_LENS_BROWSER_ROOT", str(REPO / "assets" / "demo"))
+    log = tmp_path_factory.mktemp("streamlit") / "server.log"
+    env = {**os.environ, "CONCEPT_LENS_ARTIFACTS": root}
+    cmd = [sys.executable, "-m", "streamlit", "run", str(REPO / "app.py"), "--server.headless", "true",
+           "--server.port", str(port), "--server.address", "127.0.0.1"]
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"streamlit exited with {proc.returncode}: {log.read_text()[-2000:]}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        pytest.fail(f"streamlit did not start in 90 s: {log.read_text()[-2000:]}")
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=chromium_path(), args=["--no-sandbox"])
+        yield b
+        b.close()
+
+
+def _streamlit_probe(url: str) -> bool:
+    """Streamlit's client first asks ``<page path>/_stcore/{health,host-config}`` and falls back to the
+    root on a 404: those 404s are how it finds its base URL, not errors."""
+    return urlparse(url).path.endswith(("/_stcore/health", "/_stcore/host-config"))
+
+
+@pytest.fixture
+def page(browser, app_url):
+    """A fresh 1600x1000 page that records requests and console errors; fails on non-local requests."""
+    context = browser.new_context(viewport={"width": 1600, "height": 1000})
+    pg = context.new_page()
+    pg.requests = []
+    pg.console_errors = []
+    pg.on("request", lambda r: pg.requests.append(r.url))
+    # "Failed to load resource" console lines duplicate the HTTP errors recorded below.
+    pg.on("console", lambda m: pg.console_errors.append(m.text)
+          if m.type == "error" and not m.text.startswith("Failed to load resource") else None)
+    pg.on("pageerror", lambda e: pg.console_errors.append(f"page error: {e}"))
+    pg.on("response", lambda r: pg.console_errors.append(f"HTTP {r.status}: {r.url}")
+          if r.status >= 400 and not _streamlit_probe(r.url) else None)
+    pg.on("requestfailed", lambda r: pg.console_errors.append(f"request failed: {r.url}"))
+    yield pg
+    context.close()
+    local = urlparse(app_url).netloc
+    foreign = sorted({urlparse(u).netloc for u in pg.requests
+                      if urlparse(u).scheme in ("http", "https", "ws", "wss") and urlparse(u).netloc != local})
+    assert not foreign, f"the page made requests to other hosts: {foreign}"
+
+
+def settle(page, timeout_ms: int = SETTLE_TIMEOUT_MS) -> None:
+    """Wait until the Streamlit app has rendered and is no longer running a script."""
+    page.wait_for_selector('[data-testid="stApp"]', timeout=timeout_ms)
+    page.wait_for_function(
+        """() => {
+            const app = document.querySelector('[data-testid="stApp"]');
+            if (!app) return false;
+            const running = document.querySelector('[data-testid="stStatusWidget"]');
+            return app.getAttribute('data-test-script-state') !== 'running' && !running;
+        }""",
+        timeout=timeout_ms,
+    )
+    page.wait_for_timeout(300)
+
+
+def goto(page, app_url: str, path: str = "") -> None:
+    """Open ``app_url/path`` and wait for it to settle."""
+    page.goto(f"{app_url}/{path.lstrip('/')}", wait_until="domcontentloaded")
+    settle(page)
+
+
+def exceptions_on_page(page) -> list[str]:
+    """Texts of Streamlit exception boxes shown on the page."""
+    return [e.inner_text() for e in page.query_selector_all('[data-testid="stException"]')]
