@@ -14,6 +14,8 @@ names the run and the problem.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import io
 import json
@@ -25,13 +27,20 @@ import socket
 import sys
 import time
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from core import run_schema
 from core.errors import RunError, UserError
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: runs are written without a lock
+    fcntl = None  # type: ignore[assignment]
 
 SCHEMA_VERSION = 1
 """Version of the manifest layout written by this code. Bump it when the layout changes."""
@@ -55,7 +64,54 @@ REQUIRED_KEYS = (
 STATUSES = ("running", "complete", "failed")
 MANIFEST = "manifest.json"
 PARTIAL_PREFIX = ".partial-"
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+"""One part of a file name, or a run id (use with ``fullmatch``)."""
+MAX_RUN_ID = 128
+"""Longest run id: it becomes a folder name, and file systems allow 255 bytes."""
+MAX_NAME = 1024
+"""Longest file name (with its folders) a manifest may list."""
+MAX_NPZ_BYTES = 4 << 30
+"""Largest total size of the arrays of one ``.npz`` a reader loads (a guard against zip bombs)."""
+LOCK = ".lock"
+_TMP_RE = re.compile(r"\..+\.tmp\d+|\.tmp\d+-.+")
+"""Temporaries of :func:`_atomic_write` and :meth:`RunWriter.writing`."""
+
+
+class DiskFullError(UserError):
+    """The disk (or quota) filled up while a run was being written; the partial run stays resumable."""
+
+
+def name_problem(name: Any) -> str | None:
+    """Why ``name`` is not a plain relative file name inside a run (None when it is one).
+
+    A name is one or more ``/``-separated parts, each of letters, digits, ``.``, ``_`` and ``-`` and not
+    starting with ``.`` or ``-``; so no absolute paths, ``..``, empty parts, backslashes or NUL.
+    """
+    if not isinstance(name, str):
+        return f"is a {type(name).__name__}, not a string"
+    if not name:
+        return "is empty"
+    if len(name) > MAX_NAME:
+        return f"is {len(name)} characters long (at most {MAX_NAME})"
+    if name.startswith("/"):
+        return "is an absolute path"
+    for part in name.split("/"):
+        if part in ("", ".", ".."):
+            return f"has a {part!r} part" if part else "has an empty part"
+        if not _NAME_RE.fullmatch(part):
+            return f"has a part {part!r} that is not plain letters, digits, '.', '_' and '-'"
+    return None
+
+
+def run_id_problem(run_id: Any) -> str | None:
+    """Why ``run_id`` cannot name a run folder (None when it can)."""
+    if not isinstance(run_id, str):
+        return f"is a {type(run_id).__name__}, not a string"
+    if len(run_id) > MAX_RUN_ID:
+        return f"is {len(run_id)} characters long (at most {MAX_RUN_ID})"
+    if not _NAME_RE.fullmatch(run_id):
+        return "must start with a letter or digit and hold only letters, digits, '.', '_' and '-'"
+    return None
 
 
 def canonical_json(obj: Any) -> str:
@@ -100,23 +156,92 @@ def slug(text: str, max_len: int = 40) -> str:
 
 
 def _check_name(name: str) -> None:
-    """Reject file names that would escape the run folder or hide from listings."""
-    parts = Path(name).parts
-    if not parts or Path(name).is_absolute() or any(not _NAME_RE.match(p) for p in parts):
-        raise ValueError(f"invalid artifact file name {name!r}")
-    if parts[-1] == MANIFEST:
+    """Reject file names that would escape the run folder or hide from listings (the readers' rule too)."""
+    problem = name_problem(name)
+    if problem:
+        raise ValueError(f"invalid artifact file name {name!r}: it {problem}")
+    if name.split("/")[-1] == MANIFEST:
         raise ValueError("manifest.json is written by the run store itself")
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary sibling and a rename."""
+    """Write ``data`` to ``path`` via a temporary sibling and a rename; on any failure the temporary goes."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+_DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+class _Lock:
+    """An exclusive ``flock`` on a lock file, holding the pid and host of its owner (POSIX only)."""
+
+    def __init__(self, path: Path, file: Any) -> None:
+        self.path = path
+        self.file = file
+
+    @classmethod
+    def take(cls, path: Path, what: str) -> _Lock | None:
+        """Lock ``path`` (created if missing) or raise UserError naming the holder of ``what``."""
+        if fcntl is None:
+            return None
+        for _ in range(20):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            f = open(path, "a+")  # noqa: SIM115 - held open for the writer's life
+            try:
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                f.seek(0)
+                holder = _read_holder(f.read())
+                f.close()
+                raise UserError(f"run {what} is being written by {holder}; wait for it or use another --run-id") \
+                    from None
+            except OSError as e:
+                f.close()
+                if e.errno in (errno.ENOLCK, errno.EOPNOTSUPP, getattr(errno, "ENOTSUP", errno.EOPNOTSUPP)):
+                    return None  # a file system without locks: write unlocked, as before
+                raise
+            try:
+                same = os.stat(path).st_ino == os.fstat(f.fileno()).st_ino
+            except FileNotFoundError:
+                same = False
+            if not same:  # the holder released and removed it between our open and flock: take the new one
+                f.close()
+                continue
+            f.seek(0)
+            f.truncate()
+            f.write(json.dumps(_writer()))
+            f.flush()
+            return cls(path, f)
+        raise UserError(f"run {what}: could not take the lock {path}; try again")
+
+    def release(self) -> None:
+        """Remove the lock file (if it is still ours) and unlock."""
+        if self.file is None:
+            return
+        with contextlib.suppress(OSError):
+            if os.stat(self.path).st_ino == os.fstat(self.file.fileno()).st_ino:
+                os.unlink(self.path)
+        self.file.close()
+        self.file = None
+
+
+def _read_holder(text: str) -> str:
+    try:
+        w = json.loads(text)
+        return f"pid {int(w['pid'])} on host {str(w['host'])[:100]}"
+    except (ValueError, TypeError, KeyError):
+        return "another process"
 
 
 def _now() -> str:
@@ -149,8 +274,10 @@ class RunWriter:
     ) -> None:
         if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", kind):
             raise ValueError(f"invalid run kind {kind!r}")
-        if run_id is not None and not _NAME_RE.match(run_id):
-            raise UserError(f"invalid run id {run_id!r}: use letters, digits, '.', '_' and '-'")
+        if run_id is not None:
+            problem = run_id_problem(run_id)
+            if problem:
+                raise UserError(f"invalid run id {str(run_id)[:80]!r}: it {problem}")
         self.kind = kind
         self.kind_dir = Path(root) / kind
         self.overwrite = overwrite
@@ -159,21 +286,42 @@ class RunWriter:
         self.dir = self.kind_dir / f"{PARTIAL_PREFIX}{self.hash[:16]}"
         self.resumed = False
         self._finished = False
+        self._locks: list[_Lock] = []
+        try:
+            with self._disk("the run's folder"):
+                self._start(model, data, config, run_id, resume)
+        except BaseException:
+            self.close()
+            raise
 
-        old = _read_json_or_none(self.dir / MANIFEST) if self.dir.exists() else None
-        if old is not None and resume and old.get("schema_version") == SCHEMA_VERSION:
+    def _start(self, model: Any, data: Any, config: dict[str, Any], run_id: str | None, resume: bool) -> None:
+        """Lock the run, check its final folder is free, and start or resume the partial folder."""
+        if run_id is not None:  # two jobs of other configs naming the same run meet here
+            self._check_final(run_id)
+            self._take_lock(self.kind_dir / f".run-{run_id}{LOCK}", f"{self.kind}/{run_id}")
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._take_lock(self.dir / LOCK, f"{self.kind}/{self.dir.name}")
+        old = _read_json_or_none(self.dir / MANIFEST)
+        if isinstance(old, dict) and resume and old.get("schema_version") == SCHEMA_VERSION \
+                and run_id_problem(old.get("run_id")) is None:
             self.manifest = old
             self.manifest.update(status="running", writer=_writer())
             self.manifest.pop("error", None)
             self.resumed = True
+            self._check_final(self.run_id)
         else:
-            if self.dir.exists():
-                shutil.rmtree(self.dir)
+            for p in self.dir.iterdir():  # start afresh, keeping the lock file we hold
+                if p.name == LOCK:
+                    continue
+                if p.is_dir() and not p.is_symlink():
+                    shutil.rmtree(p)
+                else:
+                    p.unlink()
             if run_id is None:
                 run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{slug(_model_label(model))}-{self.hash[:6]}"
             self.manifest = {
                 "schema_version": SCHEMA_VERSION,
-                "kind": kind,
+                "kind": self.kind,
                 "run_id": run_id,
                 "status": "running",
                 "created": _now(),
@@ -188,8 +336,33 @@ class RunWriter:
                 "warnings": [],
                 "writer": _writer(),
             }
-        self.dir.mkdir(parents=True, exist_ok=True)
         self._write_manifest()
+
+    def _check_final(self, run_id: str) -> None:
+        if (self.kind_dir / run_id).exists() and not self.overwrite:
+            raise UserError(f"run {self.kind_dir / run_id} already exists; choose another --run-id or pass "
+                            "--overwrite")
+
+    def _take_lock(self, path: Path, what: str) -> None:
+        lock = _Lock.take(path, what)
+        if lock is not None:
+            self._locks.append(lock)
+
+    def close(self) -> None:
+        """Release the run's locks (done by :meth:`finish`, by leaving the ``with`` block, and at exit)."""
+        while self._locks:
+            self._locks.pop().release()
+
+    @contextlib.contextmanager
+    def _disk(self, name: str) -> Iterator[None]:
+        """Turn a full disk while writing ``name`` into one line that says how to go on."""
+        try:
+            yield
+        except OSError as e:
+            if e.errno not in _DISK_FULL:
+                raise
+            raise DiskFullError(f"disk full while writing {name} in {self.dir}: free space and rerun the same "
+                                "command to resume") from None
 
     @property
     def run_id(self) -> str:
@@ -208,14 +381,30 @@ class RunWriter:
         p.parent.mkdir(parents=True, exist_ok=True)
         return p
 
+    @contextlib.contextmanager
+    def writing(self, name: str) -> Iterator[Path]:
+        """A temporary path (same suffix) to write file ``name`` to with an external writer (a video
+        encoder); it becomes ``name`` only when the block succeeds, so a failure (a full disk, a kill)
+        never leaves a half-written file that a resumed job would take as done."""
+        final = self.path(name)
+        tmp = final.with_name(f".tmp{os.getpid()}-{final.name}")
+        try:
+            with self._disk(name):
+                yield tmp
+                os.replace(tmp, final)
+        finally:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+
     def has(self, name: str) -> bool:
         """True when ``name`` was already written (by this writer or a killed earlier one)."""
         _check_name(name)
         return (self.dir / name).is_file()
 
     def write_bytes(self, name: str, data: bytes) -> Path:
-        p = self.path(name)
-        _atomic_write(p, data)
+        with self._disk(name):
+            p = self.path(name)
+            _atomic_write(p, data)
         return p
 
     def write_json(self, name: str, obj: Any) -> Path:
@@ -276,14 +465,24 @@ class RunWriter:
 
     # -- lifecycle -------------------------------------------------------------------------
     def _write_manifest(self) -> None:
-        _atomic_write(self.dir / MANIFEST, (json.dumps(self.manifest, indent=1, default=_json_default) + "\n").encode())
+        with self._disk(MANIFEST):
+            _atomic_write(self.dir / MANIFEST,
+                          (json.dumps(self.manifest, indent=1, default=_json_default) + "\n").encode())
 
     def finish(self, summary: dict[str, Any] | None = None) -> Path:
-        """Hash every file, mark the run complete and move it into place; returns its folder."""
+        """Hash every file, mark the run complete and move it into place; returns its folder.
+
+        Hidden files (the lock, temporaries of a killed job) and symlinks are not part of the run;
+        temporaries are deleted.
+        """
         files = {}
         for p in sorted(self.dir.rglob("*")):
             rel = p.relative_to(self.dir).as_posix()
-            if not p.is_file() or rel == MANIFEST or p.name.startswith("."):
+            if any(part.startswith(".") for part in rel.split("/")):
+                if _TMP_RE.fullmatch(p.name) and p.is_file() and not p.is_symlink():
+                    p.unlink()
+                continue
+            if p.is_symlink() or not p.is_file() or rel == MANIFEST or name_problem(rel):
                 continue
             files[rel] = {"sha256": sha256_file(p), "bytes": p.stat().st_size}
         self.manifest.update(
@@ -299,23 +498,35 @@ class RunWriter:
             trash = final.with_name(f".trash-{final.name}-{os.getpid()}")
             os.replace(final, trash)
         os.replace(self.dir, final)
+        for lock in self._locks:
+            if lock.path.parent == self.dir:  # it moved with the folder
+                lock.path = final / lock.path.name
+        self._finished = True
+        self.close()
         if trash is not None:
             shutil.rmtree(trash, ignore_errors=True)
-        self._finished = True
         return final
 
     def fail(self, error: BaseException) -> None:
-        """Mark the partial run failed; its files stay for the next (resuming) writer."""
+        """Mark the partial run failed; its files stay for the next (resuming) writer.
+
+        Best effort: when even that cannot be written (a full disk) the manifest stays as it was,
+        still resumable.
+        """
         self.manifest.update(status="failed", error=f"{type(error).__name__}: {error}")
         if self.dir.exists():
-            self._write_manifest()
+            with contextlib.suppress(OSError, UserError):
+                self._write_manifest()
 
     def __enter__(self) -> RunWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if exc is not None and not self._finished:
-            self.fail(exc)
+        try:
+            if exc is not None and not self._finished:
+                self.fail(exc)
+        finally:
+            self.close()
 
 
 def _writer() -> dict[str, Any]:
@@ -325,8 +536,9 @@ def _writer() -> dict[str, Any]:
 
 def _writer_gone(manifest: dict[str, Any]) -> bool:
     """True when the job that wrote a 'running' manifest on this host no longer exists."""
-    writer = manifest.get("writer") or {}
-    if writer.get("host") != socket.gethostname() or not isinstance(writer.get("pid"), int):
+    writer = manifest.get("writer")
+    if not isinstance(writer, dict) or writer.get("host") != socket.gethostname() \
+            or not isinstance(writer.get("pid"), int) or not 0 < writer["pid"] < 2**31:
         return False
     try:
         os.kill(writer["pid"], 0)
@@ -358,21 +570,56 @@ def _model_label(model: Any) -> str:
 def _read_json_or_none(path: Path) -> Any:
     try:
         return json.loads(path.read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
 
 
+def _npz_problem(path: Path) -> str | None:
+    """Why the arrays of the npz at ``path`` cannot be loaded as they are declared (None: they can).
+
+    Each member's header declares its array's shape and dtype; a member whose data is not exactly that
+    size is truncated or forged, and arrays past :data:`MAX_NPZ_BYTES` are refused before any allocation.
+    """
+    total = 0
+    with zipfile.ZipFile(path) as z:
+        for info in z.infolist():
+            with z.open(info) as f:
+                version = np.lib.format.read_magic(f)
+                read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                               (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+                if read_header is None:
+                    return f"member {info.filename} has an npy version {version} this reader does not read"
+                shape, _, dtype = read_header(f)
+                if dtype.hasobject:
+                    return None  # np.load refuses it below, naming pickles
+                nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
+                if nbytes != info.file_size - f.tell():
+                    return (f"member {info.filename} declares {nbytes} bytes of data but holds "
+                            f"{info.file_size - f.tell()}")
+                total += nbytes
+    if total > MAX_NPZ_BYTES:
+        return f"its arrays would take {total} bytes (more than the {MAX_NPZ_BYTES} this reader loads)"
+    return None
+
+
 def _load_npz(path: Path, who: str) -> dict[str, np.ndarray]:
+    """The arrays of the npz at ``path``, never unpickling; any damage is a RunError naming ``who`` and the file."""
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            return {k: npz[k] for k in npz.files}
+        problem = _npz_problem(path)
+        if problem is None:
+            with np.load(path, allow_pickle=False) as npz:
+                return {k: npz[k] for k in npz.files}
     except ValueError as e:
         if "pickle" in str(e).lower():
             raise RunError(f"{who}: {path.name} holds pickled objects; refusing to load it "
                            "(artifacts never contain pickles)") from None
-        raise RunError(f"{who}: {path.name} is not a valid npz file ({e})") from None
-    except (zipfile.BadZipFile, EOFError, OSError) as e:
-        raise RunError(f"{who}: {path.name} is unreadable or truncated ({e})") from None
+        problem = f"not a valid npz file ({e})"
+    except MemoryError:
+        problem = "too large to load"
+    except Exception as e:  # zip, zlib and npy parsers of a hostile file fail in many ways
+        problem = f"unreadable or truncated ({type(e).__name__}: {e})"
+    raise RunError(f"{who}: {path.name} is {problem}" if problem.startswith(("not ", "unreadable", "too "))
+                   else f"{who}: {path.name} is damaged: {problem}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -420,13 +667,16 @@ class Run:
         return RunError(f"run {self.path}: {problem}")
 
     def file(self, name: str) -> Path:
-        """Path of file ``name`` after checking its size and sha256 against the manifest."""
-        entry = self.manifest["files"].get(name)
+        """Path of file ``name`` after checking its size and sha256 against the manifest.
+
+        Only plain relative names inside the run folder are served: no symlinked file or folder.
+        """
+        entry = self.manifest["files"].get(name) if isinstance(name, str) else None
         if entry is None:
             names = sorted(self.manifest["files"])
             listed = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
-            raise self._err(f"has no file {name!r} (it has {listed or 'none'})")
-        p = self.path / name
+            raise self._err(f"has no file {str(name)[:200]!r} (it has {listed or 'none'})")
+        p = self._inside(name)
         if name not in self._verified:
             if not p.is_file():
                 raise self._err(f"file {name} is missing")
@@ -440,6 +690,25 @@ class Run:
             self._verified.add(name)
         return p
 
+    def _inside(self, name: str) -> Path:
+        """``path / name`` when that is a plain name whose parts are no symlinks and stay in the run."""
+        problem = name_problem(name)
+        if problem:
+            raise self._err(f"refusing file name {name[:200]!r}: it {problem}")
+        p = self.path
+        for part in name.split("/"):
+            p = p / part
+            if p.is_symlink():
+                raise self._err(f"refusing file {name}: {p.relative_to(self.path)} is a symlink "
+                                "(a run holds plain files only)")
+        try:
+            inside = p.resolve().is_relative_to(self.path.resolve())
+        except (OSError, RuntimeError):
+            inside = False
+        if not inside:
+            raise self._err(f"refusing file {name}: it lies outside the run folder")
+        return p
+
     def has(self, name: str) -> bool:
         return name in self.manifest["files"]
 
@@ -447,17 +716,41 @@ class Run:
         return sorted(n for n in self.manifest["files"] if n.startswith(prefix))
 
     def load_json(self, name: str) -> Any:
+        """The parsed JSON file ``name``, checked against the shape its run kind expects (core.run_schema)."""
         p = self.file(name)
         try:
-            return json.loads(p.read_text())
-        except ValueError as e:
-            raise self._err(f"file {name} is not valid JSON ({e})") from None
+            doc = json.loads(p.read_text())
+        except (ValueError, RecursionError) as e:
+            raise self._err(f"file {name} is not valid JSON ({str(e)[:200]})") from None
+        except OSError as e:
+            raise self._err(f"cannot read file {name} ({e})") from None
+        problem = run_schema.check(self.kind, name, doc)
+        if problem:
+            raise self._err(f"file {name} is malformed: {problem[:300]}; re-run the analysis")
+        return doc
 
     def load_npz(self, name: str) -> dict[str, np.ndarray]:
         return _load_npz(self.file(name), f"run {self.path}")
 
     def read_bytes(self, name: str) -> bytes:
-        return self.file(name).read_bytes()
+        try:
+            return self.file(name).read_bytes()
+        except OSError as e:
+            raise self._err(f"cannot read file {name} ({e})") from None
+
+    def load_image(self, name: str) -> np.ndarray:
+        """Image file ``name`` as ``(H, W, 3)`` uint8 RGB; an undecodable image is a RunError."""
+        from PIL import Image
+
+        data = self.read_bytes(name)
+        try:
+            with Image.open(io.BytesIO(data)) as im:
+                return np.asarray(im.convert("RGB"))
+        except MemoryError:
+            raise self._err(f"image {name} is too large to decode") from None
+        except Exception as e:  # PIL's decoders of a hostile file fail in many ways
+            raise self._err(f"image {name} cannot be decoded ({type(e).__name__}: {str(e)[:200]}); "
+                            "re-run the analysis") from None
 
     def verify(self) -> None:
         """Check every file's size and hash; raises :class:`RunError` on the first problem."""
@@ -474,7 +767,7 @@ def validate_manifest(manifest: Any, where: str) -> dict[str, Any]:
         raise RunError(f"run {where}: manifest.json lacks {', '.join(missing)}; "
                        "it was not written by this tool, or is damaged")
     version = manifest["schema_version"]
-    if not isinstance(version, int):
+    if not isinstance(version, int) or isinstance(version, bool):
         raise RunError(f"run {where}: schema_version {version!r} is not an integer")
     if version > SCHEMA_VERSION:
         raise RunError(f"run {where}: written with artifact schema {version}, newer than this "
@@ -482,15 +775,54 @@ def validate_manifest(manifest: Any, where: str) -> dict[str, Any]:
     if version < MIN_SCHEMA_VERSION:
         raise RunError(f"run {where}: written with artifact schema {version}, older than this "
                        f"version reads ({MIN_SCHEMA_VERSION}..{SCHEMA_VERSION}); re-run the analysis")
-    if manifest["status"] not in STATUSES:
-        raise RunError(f"run {where}: unknown status {manifest['status']!r}")
-    if manifest["status"] != "complete":
-        raise RunError(f"run {where}: status is {manifest['status']!r}, not complete; "
+    status = manifest["status"]
+    if not isinstance(status, str) or status not in STATUSES:
+        raise RunError(f"run {where}: unknown status {str(status)[:80]!r}")
+    if status != "complete":
+        raise RunError(f"run {where}: status is {status!r}, not complete; "
                        "rerun the same command to resume it")
-    files = manifest["files"]
-    if not isinstance(files, dict) or not all(isinstance(v, dict) and "sha256" in v for v in files.values()):
-        raise RunError(f"run {where}: manifest 'files' must map each file name to its sha256")
+    for key, types, what in _MANIFEST_TYPES:
+        if key in manifest and not isinstance(manifest[key], types):
+            raise RunError(f"run {where}: manifest '{key}' must be {what}, not {_json_type(manifest[key])}; "
+                           "it was not written by this tool, or is damaged")
+    problem = run_id_problem(manifest["run_id"])
+    if problem:
+        raise RunError(f"run {where}: manifest run_id {manifest['run_id'][:80]!r} {problem}")
+    if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", manifest["kind"]):
+        raise RunError(f"run {where}: manifest kind {manifest['kind'][:80]!r} is not a run kind")
+    for name, entry in manifest["files"].items():
+        problem = name_problem(name)
+        if problem or name.split("/")[-1] == MANIFEST:
+            raise RunError(f"run {where}: manifest lists the file {name[:200]!r}, which "
+                           f"{problem or 'is the manifest itself'}; a run lists only plain names inside "
+                           "its folder (refusing the run)")
+        if not (isinstance(entry, dict) and isinstance(entry.get("sha256"), str)
+                and re.fullmatch(r"[0-9a-f]{64}", entry["sha256"])):
+            raise RunError(f"run {where}: manifest 'files' entry {name!r} must hold the file's sha256")
+        if "bytes" in entry and not (isinstance(entry["bytes"], int) and not isinstance(entry["bytes"], bool)
+                                     and entry["bytes"] >= 0):
+            raise RunError(f"run {where}: manifest 'files' entry {name!r} has a bad byte count")
     return manifest
+
+
+_MANIFEST_TYPES: tuple[tuple[str, type | tuple[type, ...], str], ...] = (
+    ("kind", str, "a string"),
+    ("run_id", str, "a string"),
+    ("created", str, "a string"),
+    ("finished", (str, type(None)), "a string or null"),
+    ("model", (dict, list, str), "an object, a list or a string"),
+    ("data", (dict, list, str, type(None)), "an object, a list or a string"),
+    ("config", dict, "an object"),
+    ("versions", dict, "an object"),
+    ("files", dict, "an object mapping file names to their sha256"),
+    ("summary", dict, "an object"),
+    ("warnings", list, "a list"),
+)
+
+
+def _json_type(value: Any) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "a number",
+            float: "a number", type(None): "null"}.get(type(value), type(value).__name__)
 
 
 def open_run(path: str | Path, verify: bool = False) -> Run:
@@ -501,9 +833,11 @@ def open_run(path: str | Path, verify: bool = False) -> Run:
         raise RunError(f"run {path}: no such folder")
     if not mpath.is_file():
         raise RunError(f"run {path}: no manifest.json; not a run folder")
+    if mpath.is_symlink():
+        raise RunError(f"run {path}: manifest.json is a symlink; a run holds plain files only")
     try:
         manifest = json.loads(mpath.read_text())
-    except ValueError:
+    except (ValueError, RecursionError):
         raise RunError(f"run {path}: manifest.json is truncated or not valid JSON") from None
     except OSError as e:
         raise RunError(f"run {path}: cannot read manifest.json ({e})") from None
@@ -545,15 +879,21 @@ def list_runs(root: str | Path) -> list[RunEntry]:
                 m = _read_json_or_none(run_dir / MANIFEST)
                 m = m if isinstance(m, dict) else {}
                 status = m.get("status", "unknown")
+                status = status if status in STATUSES else "unknown"
                 if status == "running" and _writer_gone(m):
                     status = "killed"
+                error = m.get("error")
                 entries.append(RunEntry(run_dir, kind_dir.name, partial=True, partial_status=status,
-                                        error=m.get("error"), manifest=m))
+                                        error=None if error is None else str(error)[:500],
+                                        manifest=m))
                 continue
             if run_dir.name.startswith("."):
                 continue
             try:
                 run = open_run(run_dir)
+                if run.kind != kind_dir.name:  # pages pick runs by folder and read files by the manifest's kind
+                    raise RunError(f"run {run_dir}: its manifest says kind {run.kind!r}, but it lies in the "
+                                   f"{kind_dir.name!r} folder")
                 entries.append(RunEntry(run_dir, kind_dir.name, run=run, manifest=run.manifest))
             except RunError as e:
                 entries.append(RunEntry(run_dir, kind_dir.name, error=str(e)))

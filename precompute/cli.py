@@ -9,7 +9,9 @@ with status 2 and one line on stderr.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import math
 import os
 import sys
 import warnings
@@ -279,6 +281,9 @@ def _add_vcc_settings(p: argparse.ArgumentParser) -> None:
                    "(default 0.001)")
     g.add_argument("--fill-value", type=int, help="grey outside a segment in its image (default 117)")
     g.add_argument("--n-concepts", type=int, help="k-means clusters per layer (default 25)")
+    g.add_argument("--clusters-per-segments", type=float, metavar="RATIO", help="extension: k = round(segments "
+                   "at the layer x RATIO), between --min-clusters and --n-concepts (default off)")
+    g.add_argument("--min-clusters", type=int, help="fewest clusters with --clusters-per-segments (default 2)")
     g.add_argument("--kmeans-n-init", type=int, help="k-means restarts (default 10)")
     g.add_argument("--prune", nargs="+", metavar="KEY=VALUE", help="pruning sigmoid Y(t) parameters A, K, C, "
                    "Q, B, nu (default A=-102 K=115 C=1 Q=1 B=0.0004 nu=1)")
@@ -319,11 +324,93 @@ def _add_vcc_settings(p: argparse.ArgumentParser) -> None:
     g.add_argument("--batch-size", type=int, default=32, help="forward batch size (default 32)")
 
 
+# Whole-number options: (lowest, highest); None leaves that side to the analysis' own config.
+# The upper bounds keep an absurd value from filling memory or running for days before it fails.
+SEED_MAX = 2**32 - 1  # NumPy's legacy seeding takes 0 .. 2**32 - 1
+INT_BOUNDS: dict[str, tuple[int | None, int]] = {
+    "seed": (0, SEED_MAX), "data_seed": (0, SEED_MAX),
+    "batch_size": (1, 4096),
+    "clips_per_video": (1, 10_000),
+    "pairs": (2, 100_000),
+    "examples": (0, 100),
+    "removal_seeds": (1, 1000),
+    "epochs": (1, 10_000), "finetune_epochs": (0, 10_000),
+    "train_size": (1, 1_000_000), "val_size": (1, 1_000_000),
+    "frames": (1, 512), "size": (1, 1024),
+    "static_dropout_every": (1, 1_000_000),
+    "augment": (0, 100_000), "random_augment": (0, 100_000), "from_predictions": (0, 10_000),
+    "num_classes": (1, 100_000),
+    "jobs": (1, 256),
+    "paths": (1, 1000),
+    "media_videos": (0, 1000), "media_concepts": (0, 10_000), "media_tuples": (0, 10_000),
+    "max_d": (1, 64),
+    "n_images": (None, 100_000), "n_concepts": (None, 10_000), "n_random_sets": (None, 10_000),
+    "random_set_size": (None, 100_000), "n_random_directions": (None, 10_000), "max_members": (None, 100_000),
+    "n_exemplars": (None, 1000), "segments": (None, 10_000), "max_concepts": (None, 1000),
+    "masks": (None, 1_000_000), "head_masks": (None, 1_000_000), "bootstrap": (None, 100_000),
+    "random_orders": (None, 10_000), "attribution_steps": (None, 10_000), "diagnostic_draws": (None, 10_000),
+}
+GRID_MAX = 1024  # rosetta --grid: cells per axis
+
+
+def _flag(dest: str) -> str:
+    return "--lambda" if dest == "lam" else "--" + dest.replace("_", "-")
+
+
+def _check_out(value: str, flag: str) -> None:
+    """``--out`` must be a folder or not exist yet, with no file in the way above it."""
+    p = Path(value)
+    for q in (p, *p.parents):
+        if q.exists():
+            if not q.is_dir():
+                where = "" if q == p else f" ({q} is a file)"
+                raise CliError(f"{flag} {p} is not a folder{where}; give a folder for the output")
+            return
+
+
+def _validate(args: argparse.Namespace) -> None:
+    """Ranges of numbers, names and paths, checked before any model or data is loaded."""
+    values = vars(args)
+    for dest, value in values.items():
+        items = value if isinstance(value, list) else [value]
+        for v in items:
+            if isinstance(v, float) and not math.isfinite(v):
+                raise CliError(f"{_flag(dest)} must be a finite number, not {v}")
+        if dest in INT_BOUNDS and isinstance(value, int) and not isinstance(value, bool):
+            lo, hi = INT_BOUNDS[dest]
+            if (lo is not None and value < lo) or value > hi:
+                raise CliError(f"{_flag(dest)} must be {f'{lo} to {hi}' if lo is not None else f'at most {hi}'}, "
+                               f"not {value}")
+    for dest in ("lr", "finetune_lr"):
+        if values.get(dest) is not None and values[dest] <= 0:
+            raise CliError(f"{_flag(dest)} must be above 0, not {values[dest]}")
+    if values.get("weight_decay") is not None and values["weight_decay"] < 0:
+        raise CliError(f"--weight-decay must be at least 0, not {values['weight_decay']}")
+    if values.get("lam") is not None and not -1 <= values["lam"] <= 1:
+        raise CliError(f"--lambda is a threshold on per-unit correlations: it must be between -1 and 1, not {args.lam}")
+    if args.command == "rosetta" and args.grid is not None and not all(1 <= g <= GRID_MAX for g in args.grid):
+        raise CliError(f"--grid T H W must be whole numbers from 1 to {GRID_MAX}, not {' '.join(map(str, args.grid))}")
+    from precompute.common import check_folder_name
+
+    if values.get("run_id") is not None:
+        check_folder_name(args.run_id, "--run-id")
+    if args.command == "train" and args.name is not None:
+        check_folder_name(args.name, "--name")
+    if isinstance(values.get("out"), str) and args.command != "runs":
+        _check_out(args.out, "--out")
+    for dest in ("layers", "removal_layers"):
+        if values.get(dest) is not None:
+            names = _split_commas(values[dest])
+            if not names:
+                raise CliError(f"{_flag(dest)}: no layer name given (names are separated by spaces or commas)")
+            setattr(args, dest, names)
+
+
 def _load_config(path: str) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():
         raise CliError(f"config file not found: {p}")
-    text = p.read_text()
+    text = p.read_text(encoding="utf-8", errors="replace")  # not UTF-8: fails to parse below, naming the file
     try:
         if p.suffix.lower() in (".yaml", ".yml"):
             import yaml
@@ -337,6 +424,64 @@ def _load_config(path: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise CliError(f"config file {p} must hold a mapping of option names to values")
     return {str(k).replace("-", "_"): v for k, v in data.items()}
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _config_value(key: str, value: Any, action: argparse.Action, path: str) -> Any:
+    """``value`` from a config file as the command line would have given it for ``action``.
+
+    YAML and JSON already give typed values, which argparse does not convert or check for defaults:
+    each is checked against the option's type, count and choices here. A plain value for an option
+    that takes several is one item (``images: /data/cats``, not its letters).
+    """
+    where = f"config file {path}: {key}"
+    if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction, argparse.BooleanOptionalAction)):
+        if not isinstance(value, bool):
+            raise CliError(f"{where} must be true or false, not {_short(value)}")
+        return value
+    several = action.nargs not in (None, "?")
+    if several:
+        items = value if isinstance(value, list) else [value]
+        if isinstance(action.nargs, int) and len(items) != action.nargs:
+            raise CliError(f"{where} needs {action.nargs} values, not {_short(value)}")
+        if action.nargs == "+" and not items:
+            raise CliError(f"{where} needs at least one value")
+    else:
+        items = [value]
+    out = []
+    for item in items:
+        if action.type is int:
+            ok = isinstance(item, int) and not isinstance(item, bool)
+            if isinstance(item, str):
+                try:
+                    item, ok = int(item), True
+                except ValueError:
+                    ok = False
+            if not ok:
+                raise CliError(f"{where} must be a whole number{' each' if several else ''}, not {_short(value)}")
+        elif action.type is float:
+            ok = isinstance(item, (int, float)) and not isinstance(item, bool)
+            if isinstance(item, str):
+                try:
+                    item, ok = float(item), True
+                except ValueError:
+                    ok = False
+            if not ok:
+                raise CliError(f"{where} must be a number{' each' if several else ''}, not {_short(value)}")
+            item = float(item)
+        else:
+            if isinstance(item, bool) or not isinstance(item, (str, int, float)):
+                raise CliError(f"{where} must be {'text or a list of text' if several else 'text'}, "
+                               f"not {_short(value)}")
+            item = str(item)
+        if action.choices is not None and item not in action.choices:
+            raise CliError(f"{where} must be one of {', '.join(map(str, action.choices))}, not {_short(item)}")
+        out.append(item)
+    return out if several else out[0]
 
 
 def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
@@ -353,22 +498,30 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     pre.add_argument("--config")
     config_path = pre.parse_known_args(argv)[0].config
     if config_path and argv and argv[0] in _subparsers(parser):
-        config = _load_config(config_path)
+        config = {k: v for k, v in _load_config(config_path).items() if v is not None}  # `key:` alone: unset
         sub = _subparsers(parser)[argv[0]]
-        known = {a.dest for a in sub._actions}
-        unknown = sorted(set(config) - known)
+        actions: dict[str, argparse.Action] = {}
+        for a in sub._actions:  # a key is the option's dest or its long name (lambda for --lambda)
+            if a.dest in ("help", "config"):
+                continue
+            actions[a.dest] = a
+            for opt in a.option_strings:
+                if opt.startswith("--") and not opt.startswith("--no-"):
+                    actions.setdefault(opt[2:].replace("-", "_"), a)
+        if "config" in config:
+            raise CliError(f"config file {config_path}: 'config' cannot be set inside a config file "
+                           "(it would name another one); merge the two files")
+        unknown = sorted(set(config) - set(actions))
         if unknown:
             raise CliError(f"config file {config_path}: unknown key(s) {', '.join(unknown)}; "
-                           f"known: {', '.join(sorted(known - {'help', 'config'}))}")
-        sub.set_defaults(**config)
+                           f"known: {', '.join(sorted(actions))}")
+        sub.set_defaults(**{actions[k].dest: _config_value(k, v, actions[k], config_path)
+                            for k, v in config.items()})
     args = parser.parse_args(argv)
     if "model" in vars(args) and not args.model:
         raise CliError(f"--model is required (on the command line or in --config); "
                        f"see `python -m precompute {args.command} --help`")
-    if hasattr(args, "layers"):
-        args.layers = _split_commas(args.layers)
-    if getattr(args, "batch_size", 1) < 1:
-        raise CliError("--batch-size must be at least 1")
+    _validate(args)
     return args
 
 
@@ -431,6 +584,12 @@ def cmd_layers(args: argparse.Namespace) -> None:
         print(f"{'*' if n in stages else ' '} {n:<{width}}  {type(modules[n]).__name__:<24} {shape}")
 
 
+def _one_line(value: Any, limit: int = 300) -> str:
+    """``value`` as printable text on one line (names and summaries of a run are not trusted)."""
+    text = "".join(c if c.isprintable() else "?" for c in str(value))
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def cmd_runs(args: argparse.Namespace) -> None:
     from core.artifacts import list_runs
     from core.errors import RunError
@@ -440,23 +599,25 @@ def cmd_runs(args: argparse.Namespace) -> None:
         print(f"no runs under {args.root}")
         return
     for e in entries:
+        name, kind = _one_line(e.path.name, 120), _one_line(e.kind, 40)
         if e.partial:
-            print(f"incomplete  {e.kind:<16} {e.path.name:<40} status {e.partial_status}; "
+            print(f"incomplete  {kind:<16} {name:<40} status {e.partial_status}; "
                   "rerun the same command to resume")
             continue
         if e.run is None:
-            print(f"INVALID     {e.kind:<16} {e.path.name:<40} {e.error}")
+            print(f"INVALID     {kind:<16} {name:<40} {_one_line(e.error, 1000)}")
             continue
-        m = e.run.manifest
+        m = e.run.manifest  # validated by list_runs: every key has the right type
         status = "complete"
         if args.verify:
             try:
                 e.run.verify()
-            except RunError as err:
-                status = f"CORRUPT: {err}"
+            except (RunError, OSError) as err:
+                status = f"CORRUPT: {_one_line(err, 1000)}"
         model = m["model"].get("spec") if isinstance(m["model"], dict) else m["model"]
         summary = ", ".join(f"{k}={v}" for k, v in m["summary"].items() if not isinstance(v, (list, dict)))
-        print(f"{status:<11} {e.kind:<16} {m['run_id']:<40} {model}  {m['created']}  {summary}")
+        print(f"{status:<11} {kind:<16} {m['run_id']:<40} {_one_line(model, 120)}  {_one_line(m['created'], 40)}  "
+              f"{_one_line(summary)}")
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
@@ -574,6 +735,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except PermissionError as e:
         print(f"error: permission denied: {e.filename or e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        where = f" while writing {e.filename}" if e.filename else ""
+        print(f"error: disk full{where}: free space and rerun the same command to resume", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; finished parts are kept: rerun the same command to resume", file=sys.stderr)

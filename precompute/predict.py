@@ -30,9 +30,10 @@ from core.data.labels import label_index
 from core.data.videos import clips_from, preprocess_clips
 from core.errors import DataError
 from core.models import ModelBundle, bundle_gap, capture
-from precompute.common import batched, load_model, progress, resolve_device, seed_everything
+from precompute.common import batched, check_memory, load_model, progress, resolve_device, seed_everything
 
 TOP_K = 5
+MAX_SYNTHETIC_CLIPS = 100_000
 
 
 def load_images(source: list[str]) -> tuple[list[ImageItem], dict[str, Any]]:
@@ -64,7 +65,11 @@ def load_videos(
         if len(rest) > 1 or (rest and not rest[0].isdigit()):
             raise DataError(f"--videos {source!r}: write synthetic:<task> or synthetic:<task>:<number of clips>")
         n = int(rest[0]) if rest else 36
+        if not 1 <= n <= MAX_SYNTHETIC_CLIPS:
+            raise DataError(f"--videos {source!r}: the number of synthetic clips must be 1 to {MAX_SYNTHETIC_CLIPS}")
         config = synthetic.SyntheticConfig(task=task, frames=prep.frames, size=prep.size[0])
+        check_memory(n * config.frames * config.size**2 * 4, f"--videos {source} ({n} clips of {config.frames} "
+                     f"frames at {config.size}x{config.size})", "ask for fewer clips")
         data = synthetic.make_split(config, n, "test")
         names = synthetic.class_names(task)
         items = [ImageItem(f"{task}-test-{j:03d}", frames, f"synthetic {task} test split, video {j}",
@@ -86,11 +91,11 @@ def run(args: Any) -> Path:
     bundle, layers = load_model(args.model, device, args.layers)
     if bundle.preprocessing.input == "image":
         if args.videos:
-            raise DataError(f"{args.model} is an image model; give --images, not --videos")
+            raise DataError(f"{args.model} is an image model{bundle.input_hint()}; give --images, not --videos")
         items, data_spec = load_images(args.images or ["demo"])
     else:
         if args.images:
-            raise DataError(f"{args.model} is a video model; give --videos, not --images")
+            raise DataError(f"{args.model} is a video model{bundle.input_hint()}; give --videos, not --images")
         items, data_spec = load_videos(args.videos or "demo", bundle, args.clips_per_video)
     config = {"layers": layers, "batch_size": args.batch_size, "top_k": TOP_K, "seed": args.seed}
     with RunWriter(args.out, "predictions", model=bundle.describe(), data=data_spec, config=config,

@@ -48,7 +48,7 @@ from core.models import ModelBundle
 from core.static_dynamic import removal as rm
 from core.static_dynamic.features import gap_features, to_batch
 from core.static_dynamic.pairs import PairPlan, build_pair, plan_pairs
-from core.static_dynamic.scores import score_layer
+from core.static_dynamic.scores import few_pairs_warning, layer_warnings, score_layer
 from core.static_dynamic.styles import STYLE_VERSION, STYLES, stylize
 from precompute.common import batched, load_model, progress, resolve_device, seed_everything
 from precompute.predict import load_videos
@@ -77,8 +77,8 @@ class StyleCache:
             try:
                 with np.load(path, allow_pickle=False) as z:
                     return z["clip"]
-            except (OSError, ValueError, KeyError):
-                pass  # damaged cache entry: recompute it below
+            except Exception as e:  # a damaged entry (BadZipFile, truncation, ...) is rebuilt below
+                warnings.warn(f"rebuilding a damaged style cache entry {path}: {type(e).__name__}: {e}", stacklevel=2)
         out = make(clip)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
@@ -314,7 +314,8 @@ def write_examples(writer: RunWriter, source: ClipSource, plans: list[PairPlan],
         for key, frames in videos.items():
             name = f"examples/{k}-{key}.mp4"
             if not writer.has(name):
-                write_video(writer.path(name), _display(frames), fps=fps)
+                with writer.writing(name) as tmp:  # a full disk or a kill leaves no half-written clip
+                    write_video(tmp, _display(frames), fps=fps)
             files[key] = name
         out.append({"video": items[clip].id, "caption": f"{items[clip].id}: {what}", "files": files,
                     "styles": {"static": sp.style_a, "style_a": dp.style_a, "style_b": dp.style_b}})
@@ -352,7 +353,8 @@ def run(args: Any) -> Path:
     loaded = [load_model(spec, device, args.layers) for spec in specs]
     for bundle, _ in loaded:
         if bundle.preprocessing.input == "image":
-            raise DataError(f"{bundle.spec} is an image model; the static/dynamic analysis needs a video model")
+            raise DataError(f"{bundle.spec} is an image model{bundle.input_hint()}; the static/dynamic analysis "
+                            "needs a video model")
     styles, styles_folder = parse_styles(args.styles)
     first = loaded[0][0]
     items, data_spec = load_videos(args.videos or "demo", first, args.clips_per_video)
@@ -398,6 +400,10 @@ def run(args: Any) -> Path:
         models, records, units, curves = [], [], {}, []
         taken: set[str] = set()
         summary_final: dict[str, Any] = {}
+        few = few_pairs_warning(args.pairs, args.lam)
+        if few:
+            writer.warn(few["code"], few["message"], setting=few["setting"], layer=few["layer"], figure=few["figure"])
+        layer_warns: dict[tuple[str, str | None], list[tuple[str, dict[str, Any]]]] = {}
         for m, (bundle, layers) in enumerate(loaded):
             label = model_label(bundle, taken)
             source = ClipSource(bundle, clips, cache, user_styles)
@@ -408,6 +414,12 @@ def run(args: Any) -> Path:
                 units[f"s_static_{len(records)}"] = sc.s_static
                 units[f"s_dynamic_{len(records)}"] = sc.s_dynamic
                 records.append({"model": label, "layer": layer, "depth": depth, **sc.record(), "lambda": args.lam})
+                for w in layer_warnings(layer, sc):
+                    found = layer_warns.setdefault((w["code"], w["layer"]), [])
+                    found.append((label, w))
+                    message = "; ".join(f"{lab}: {x['message']}" for lab, x in found) if len(loaded) > 1 \
+                        else w["message"]
+                    writer.warn(w["code"], message, setting=w["setting"], layer=w["layer"], figure=w["figure"])
             summary_final[label] = {"layer": layers[-1], **{k: round(getattr(scored[-1], k), 4) for k in
                                     ("pct_static", "pct_dynamic", "S_static", "S_dynamic")}}
             if args.removal and bundle.spec in removable:

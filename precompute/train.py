@@ -43,7 +43,7 @@ from core.errors import UserError
 from core.models import Preprocessing, video_zoo, zoo
 from core.models.checkpoints import OPTIMIZER_JSON, OPTIMIZER_WEIGHTS, load_optimizer, save_optimizer
 from core.static_dynamic.static_dropout import StaticDropout
-from precompute.common import progress, resolve_device, seed_everything
+from precompute.common import check_folder_name, check_memory, progress, resolve_device, seed_everything
 
 MEAN = (0.45, 0.45, 0.45)
 STD = (0.225, 0.225, 0.225)
@@ -205,6 +205,8 @@ def run(args: Any) -> Path:
         raise UserError(f"--static-dropout-every must be at least 1, got {every}")
     if kind == "static" and args.frames < 2:
         raise UserError("StaticDropout shuffles frames: it needs --frames 2 or more")
+    if args.name is not None:
+        check_folder_name(args.name, "--name")
     out = Path(args.out) / (args.name or f"{arch}-{args.task}")
     if (out / zoo.CHECKPOINT_JSON).is_file() or (args.overwrite and out.is_dir()):
         if not args.overwrite:
@@ -213,8 +215,12 @@ def run(args: Any) -> Path:
 
     data_config = synthetic.SyntheticConfig(task=args.task, frames=args.frames, size=args.size,
                                             seed=args.data_seed)
-    classes = synthetic.class_names(args.task)
     with_flow = video_zoo.input_kind(arch) == "video+flow"
+    per_clip = args.frames * args.size**2 * (4 + 3 * with_flow)  # frames and masks (+ flow) in uint8
+    check_memory((args.train_size + args.val_size) * per_clip,
+                 f"{args.train_size} + {args.val_size} clips of {args.frames} frames at {args.size}x{args.size}",
+                 "lower --train-size, --val-size, --frames or --size")
+    classes = synthetic.class_names(args.task)
     cache = Path(args.cache_dir)
     train_data = load_split(data_config, args.train_size, "train", with_flow, cache)
     val_data = load_split(data_config, args.val_size, "val", with_flow, cache)

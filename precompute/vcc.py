@@ -499,7 +499,8 @@ def write_class(writer: RunWriter, bundle: ModelBundle, cls: ClassImages, pool: 
              "n_significant": len(g.kept_edges()),
              "misclassified": [r["id"] for r in records if r["correct"] is False],
              "accuracy": float(np.mean([bool(r["correct"]) for r in records])),
-             "timings": {k: round(v, 3) for k, v in result.timings.items()}}
+             "timings": {k: round(v, 3) for k, v in result.timings.items()},
+             "warnings": result.warnings}
     if result.fidelity is not None:
         entry["suppression_falls_faster"] = {n: c.falls_faster() for n, c in result.fidelity.suppression.items()}
         entry["suppression_falls_faster_matched"] = {n: c.falls_faster_matched()
@@ -507,6 +508,22 @@ def write_class(writer: RunWriter, bundle: ModelBundle, cls: ClassImages, pool: 
         entry["aps_ls_pearson"] = result.fidelity.to_dict()["correlation"].get("pearson")
     writer.write_json(f"{base}/class.json", entry)
     return entry
+
+
+def record_warnings(writer: RunWriter, entries: list[dict[str, Any]]) -> None:
+    """The warnings of the class just finished (``entries[-1]``) in the manifest: one per (code, layer),
+    naming every finished class it concerns (the writer keeps one entry per code and layer)."""
+    merged: dict[tuple[str, str | None], list[tuple[str, dict[str, Any]]]] = {}
+    for e in entries:
+        for w in e.get("warnings") or []:
+            merged.setdefault((w["code"], w.get("layer")), []).append((str(e["class_name"]).split(",")[0], w))
+    latest = {(w["code"], w.get("layer")) for w in entries[-1].get("warnings") or []}
+    for (code, layer), found in merged.items():
+        if (code, layer) not in latest:
+            continue
+        first = found[0][1]
+        message = "; ".join(f"class {name}: {w['message']}" for name, w in found)
+        writer.warn(code, message, setting=first.get("setting"), layer=layer, figure=first.get("figure"))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -519,7 +536,8 @@ def run(args: Any) -> Path:
     device = resolve_device(args.device)
     bundle, layers = load_model(args.model, device, args.layers)
     if bundle.preprocessing.input != "image":
-        raise DataError(f"{args.model} takes {bundle.preprocessing.input} input; the VCC needs an image classifier")
+        raise DataError(f"{args.model} takes {bundle.preprocessing.input} input{bundle.input_hint()}; "
+                        "the VCC needs an image classifier")
     if not args.layers:
         layers = default_layers(bundle, args.all_layers)
     from core.vcc.forward import execution_order
@@ -536,11 +554,6 @@ def run(args: Any) -> Path:
             raise DataError(f"{' '.join(args.random or ['demo'])}: {len(items)} random image(s) of classes other "
                             f"than {c.name}; CAVs and t-tests need at least 2 (pass --random, or --random-augment)")
         randoms[c.index] = (items, info)
-    n_random = min(len(v[0]) for v in randoms.values())
-    if n_random < 2 * cfg.random_set_size:
-        warnings.warn(f"{n_random} random images for {cfg.n_random_sets} random sets of {cfg.random_set_size}: "
-                      f"the sets get {min(cfg.random_set_size, n_random // 2)} images each and overlap",
-                      stacklevel=2)
     augmentation = AUGMENTATION.format(lo=AUGMENT_SCALE[0], hi=AUGMENT_SCALE[1])
     data = {
         "description": f"{len(classes)} class{'es' if len(classes) != 1 else ''} of "
@@ -571,6 +584,7 @@ def run(args: Any) -> Path:
             marker = f"classes/{c.slug}/class.json"
             if writer.has(marker):
                 entries.append(writer.read_json(marker))
+                record_warnings(writer, entries)
                 continue
             writer.remove(f"classes/{c.slug}")  # files of an attempt that was killed part way
             images = [it.image for it in c.items]
@@ -583,6 +597,7 @@ def run(args: Any) -> Path:
                 bars.close()
             probs = predictions(bundle, images, cfg.batch_size)
             entries.append(write_class(writer, bundle, c, pool, result, probs))
+            record_warnings(writer, entries)
             writer.write_json("classes.json", entries)
         writer.write_json("classes.json", entries)
         summary = {"n_classes": len(entries), "classes": [e["class_name"].split(",")[0] for e in entries],

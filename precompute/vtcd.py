@@ -101,7 +101,7 @@ from core.vtcd.diagnostics import attention_diagnostics
 from core.vtcd.features import execution_order, take
 from core.vtcd.importance import unmasked_metrics
 from core.vtcd.masking import prefix_module, run_masks
-from core.vtcd.pipeline import cluster_head
+from core.vtcd.pipeline import cluster_head, degenerate_warnings
 from core.vtcd.tubelets import segmentation_grid, upsample_features
 from precompute.common import load_model, progress, resolve_device, seed_everything
 from precompute.predict import load_videos
@@ -408,7 +408,8 @@ def attribution_resumable(writer: RunWriter, bundle: ModelBundle, x: Any, result
     scopes: list[tuple[str, np.ndarray | None]] = [("all", None)]
     layers = list(dict.fromkeys(s.layer for s in result.sites))
     if len(layers) > 1:
-        scopes += [(layer, result.concepts_of_layer(layer)) for layer in layers]
+        scopes += [(layer, result.concepts_of_layer(layer)) for layer in layers
+                   if len(result.concepts_of_layer(layer))]
     records = []
     for i, (scope, members) in enumerate(progress(scopes, "attribution curves", len(scopes))):
         name = f"parts/attribution-{i:02d}.json"
@@ -523,7 +524,8 @@ def top_videos(unit: HeadConcepts, cmap: np.ndarray, q: int) -> list[dict[str, A
 
 def write_clip(writer: RunWriter, name: str, frames: np.ndarray, crf: int = MEDIA_CRF) -> str:
     if not writer.has(name):
-        write_video(writer.path(name), np.ascontiguousarray(frames), fps=MEDIA_FPS, crf=crf)
+        with writer.writing(name) as tmp:  # a full disk or a kill leaves no half-written clip
+            write_video(tmp, np.ascontiguousarray(frames), fps=MEDIA_FPS, crf=crf)
     return name
 
 
@@ -652,7 +654,8 @@ def run(args: Any) -> Path:
     cfg = build_config(args)
     bundle, layers = load_model(args.model, device, args.layers)
     if bundle.preprocessing.input == "image":
-        raise DataError(f"{bundle.spec} is an image model; VTCD needs a video model (a video transformer)")
+        raise DataError(f"{bundle.spec} is an image model{bundle.input_hint()}; VTCD needs a video model "
+                        "(a video transformer)")
     heads = parse_heads(getattr(args, "heads", None))
     sites = feature_sites(bundle, layers, cfg.feature, cfg.channel_blocks)
     if heads is not None:
@@ -685,6 +688,9 @@ def run(args: Any) -> Path:
         x = prepare_videos(bundle, clips)
         result = discover_layers(writer, bundle, x, layers, heads, cfg)
         timings["discover"] = time.perf_counter() - t0
+        if not result.units:
+            raise DataError(f"no concept in any layer: every tubelet is under --min-tubelet "
+                            f"{cfg.min_tubelet_fraction:g} of the volume; lower it or use fewer --segments")
         predictions = result.predictions
         targets = target_classes(target, labels, predictions)
         result.targets = targets
@@ -705,6 +711,8 @@ def run(args: Any) -> Path:
             head_cris = cris_resumable(writer, "cris-heads", bundle, x, result.head_units(), targets, cfg.n_head_masks,
                                        cfg, concept_cris.expand_at if cfg.share_prefix else None, 1)
         timings["cris"] = time.perf_counter() - t0
+        for w in degenerate_warnings(result, concept_cris, head_cris):
+            writer.warn(w["code"], w["message"], setting=w["setting"], layer=w["layer"], figure=w["figure"])
 
         t0 = time.perf_counter()
         attribution, occ_per_video = None, None

@@ -249,3 +249,94 @@ def test_hf_missing_folder(tmp_path):
 def test_dummy_input_shapes(lite0):
     assert lite0.dummy_input(2).shape == (2, 3, 224, 224)
     assert np.isclose(lite0.preprocessing.mean[0], 0.5)
+
+
+# -- input kind of a user's model (issue 11, item 10) ----------------------------------------------
+
+_CONV3D = '''
+from torch import nn
+def build():
+    return nn.Sequential(nn.Conv3d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool3d(1), nn.Flatten(),
+                         nn.Linear(4, 3))
+'''
+
+_FRAMEWISE_THEN_3D = '''
+import torch
+from torch import nn
+class Net(nn.Module):
+    """A 2-D stem applied to every frame, then a 3-D conv: (B, 3, T, H, W) only."""
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 4, 3, padding=1)
+        self.temporal = nn.Conv3d(4, 4, 3, padding=1)
+        self.fc = nn.Linear(4, 3)
+    def forward(self, x):
+        b, c, t, h, w = x.shape
+        y = self.stem(x.transpose(1, 2).reshape(b * t, c, h, w))
+        y = y.reshape(b, t, 4, h, w).transpose(1, 2)
+        return self.fc(self.temporal(y).mean(dim=(2, 3, 4)))
+def build():
+    return Net()
+'''
+
+_CONV2D = '''
+from torch import nn
+def build():
+    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))
+'''
+
+_LINEAR_ONLY = '''
+from torch import nn
+def build():
+    return nn.Sequential(nn.Linear(7, 3))
+'''
+
+
+def _py(tmp_path, name: str, text: str) -> str:
+    path = tmp_path / f"{name}.py"
+    path.write_text(textwrap.dedent(text))
+    return f"py:{path}:build"
+
+
+def test_py_conv3d_model_without_model_spec_is_a_video_model(tmp_path):
+    bundle = resolve_model(_py(tmp_path, "my_model", _CONV3D) + "#size=16,frames=4")
+    assert bundle.preprocessing.input == "video" and bundle.preprocessing.frames == 4
+    assert bundle(bundle.dummy_input(2)).shape == (2, 3)
+    assert "Conv3d" in bundle.describe()["info"]["input_kind"]
+
+
+def test_py_framewise_model_is_told_by_a_probe(tmp_path):
+    bundle = resolve_model(_py(tmp_path, "framewise", _FRAMEWISE_THEN_3D) + "#size=16")
+    assert bundle.preprocessing.input == "video"
+    assert "probe" in bundle.extra["input_kind"]
+
+
+def test_py_conv2d_model_stays_an_image_model(tmp_path):
+    bundle = resolve_model(_py(tmp_path, "image", _CONV2D))
+    assert bundle.preprocessing.input == "image"
+
+
+def test_declared_input_wins_over_inference(tmp_path):
+    spec = _py(tmp_path, "my_model", _CONV3D)
+    assert resolve_model(spec + "#input=image").preprocessing.input == "image"
+    assert "input_kind" not in resolve_model(spec + "#input=video").extra
+
+
+def test_ambiguous_model_says_how_to_declare(tmp_path):
+    bundle = resolve_model(_py(tmp_path, "odd", _LINEAR_ONLY))
+    assert bundle.preprocessing.input == "image"  # the old default, but flagged as a guess
+    hint = bundle.input_hint()
+    assert "#input=video" in hint and "MODEL_SPEC" in hint
+
+
+def test_torchscript_conv3d_model_is_a_video_model(tmp_path, tiny_video_net):
+    path = tmp_path / "tiny.pt"
+    torch.jit.save(torch.jit.trace(tiny_video_net, torch.randn(1, 3, 4, 8, 8)), str(path))
+    bundle = resolve_model(f"torchscript:{path}#size=8,frames=4")
+    assert bundle.preprocessing.input == "video"
+
+
+def test_timm_model_is_an_image_model():
+    with pytest.warns(UserWarning, match="random weights"):
+        bundle = resolve_model("timm:resnet10t")
+    assert bundle.preprocessing.input == "image" and "Conv2d" in bundle.extra["input_kind"]

@@ -685,3 +685,85 @@ def test_vcc_defaults_follow_the_released_code() -> None:
     assert cfg.matched_random == "segments"
     off = VCCConfig(commonality=None)
     assert VCCConfig.from_dict(json.loads(json.dumps(off.to_dict()))) == off
+
+
+# ----------------------------------------------------------------------------------------------
+# Batched concept suppression (issue 11, item 12)
+
+
+def loop_suppression_curves(bundle: ModelBundle, layer: str, x: torch.Tensor, class_index: int,
+                            directions: np.ndarray, scales: list[float], n_random: int, seed: int, batch_size: int,
+                            matched: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """The per-item loop suppression_curves ran before it was batched: one pass per (direction, eps)."""
+    from core.vcc.forward import gap_and_logits, shifted_logits
+
+    feats, logits = gap_and_logits(bundle, x, [layer], batch_size)
+    eps = np.asarray(scales, dtype=np.float64) * float(feats[layer].norm(dim=1).mean())
+    base = float((logits.argmax(1) == class_index).float().mean())
+    rand = np.random.default_rng(seed).normal(size=(n_random, feats[layer].shape[1]))
+
+    def curve(d: np.ndarray) -> np.ndarray:
+        norm = np.linalg.norm(d)
+        unit = torch.as_tensor(d / norm if norm > 0 else d, dtype=torch.float32)
+        return np.asarray([base if e == 0 else float((shifted_logits(bundle, x, layer, -float(e) * unit, batch_size)
+                                                      .argmax(1) == class_index).float().mean()) for e in eps])
+
+    def curves(dirs: np.ndarray) -> np.ndarray:
+        return np.stack([curve(d) for d in dirs]) if len(dirs) else np.zeros((0, len(eps)))
+
+    return curves(directions), curves(rand), None if matched is None else curves(matched)
+
+
+class SkipCat(nn.Module):
+    """A DenseNet-like skip: ``block1``'s input is concatenated with its output (the expanded pass fails)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.ReLU())
+        self.block1 = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1), nn.ReLU())
+        self.head = nn.Linear(16, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.stem(x)
+        return self.head(torch.cat([s, self.block1(s)], 1).mean((2, 3)))
+
+
+@pytest.mark.parametrize(("model", "layer", "batch_size"), [("tiny", "block1", 7), ("tiny", "stem", 64),
+                                                            ("tiny", "block2", 1), ("skip", "block1", 5)])
+def test_batched_suppression_equals_the_per_item_loop(model: str, layer: str, batch_size: int) -> None:
+    from core.vcc.fidelity import suppression_curves
+
+    torch.manual_seed(1)
+    bundle = tiny_bundle() if model == "tiny" else bundle_of(SkipCat())
+    x = preprocess_images(blocky_images(6, 3), bundle.preprocessing)
+    logits = bundle.model(x)
+    cls = int(logits.argmax(1).mode().values)  # a class the images are (mostly) put in: curves that move
+    channels = dict(bundle.model.named_modules())[layer][0].out_channels
+    rng = np.random.default_rng(2)
+    directions = rng.normal(size=(3, channels)).astype(np.float32)
+    directions[1] = 0.0  # a zero direction stays a zero shift
+    matched = np.abs(rng.normal(size=(2, channels)))
+    scales = [0.0, 1.0, 4.0, 16.0, 64.0]
+    got = suppression_curves(bundle, layer, x, cls, directions, ["a", "b", "c"], scales, 3, 4, batch_size, matched,
+                             "nonnegative")
+    want = loop_suppression_curves(bundle, layer, x, cls, directions, scales, 3, 4, batch_size, matched)
+    np.testing.assert_array_equal(got.concept_accuracy, want[0])
+    np.testing.assert_array_equal(got.random_accuracy, want[1])
+    np.testing.assert_array_equal(got.matched_accuracy, want[2])
+    assert len(np.unique(np.concatenate([want[0], want[1], want[2]]))) > 1  # the curves are not all flat
+    assert count_hooks(bundle.model) == 0
+
+
+def test_batched_suppression_runs_few_passes() -> None:
+    """Each pass carries up to batch_size shifted copies of one image's activation."""
+    from core.vcc.forward import shifted_correct
+
+    bundle = tiny_bundle()
+    x = preprocess_images(blocky_images(4, 5), bundle.preprocessing)
+    calls = []
+    bundle.model.stem.register_forward_hook(lambda _m, i, _o: calls.append(len(i[0])))
+    shifts = torch.randn(40, 16)
+    counts = shifted_correct(bundle, x, "block1", shifts, 1, batch_size=16)
+    assert counts.shape == (40,) and counts.min() >= 0 and counts.max() <= 4
+    # probe (1 image + 2 repeated), then 3 passes of 1 image per image (40 shifts / 16), the first reused
+    assert calls == [1, 2] + [1] * (4 * 3 - 1)

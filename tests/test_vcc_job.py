@@ -178,6 +178,31 @@ def test_vcc_run_layout_and_files(runs: dict[str, Any]) -> None:
                                                                                      c["class_index"])
 
 
+def test_vcc_degenerate_results_are_warnings_in_the_manifest(runs: dict[str, Any]) -> None:
+    """5 images a class (of the 50 asked for) and 8 random images for 3 sets of 3: both are recorded,
+    once per code, naming every class, beside each class's own list in class.json."""
+    run = open_run(runs["vcc"])
+    got = {(w["code"], w["layer"]): w for w in run.warnings}
+    few = got[("vcc.few_images", None)]
+    assert few["message"].startswith("class red: 5 images of the class") and "; class green: 5 images" in few[
+        "message"]
+    assert few["setting"] == "--n-images" and few["figure"] == "graph"
+    assert "--random" in got[("vcc.random_overlap", None)]["message"]
+    for c in run.load_json("classes.json"):
+        assert {w["code"] for w in c["warnings"]} >= {"vcc.few_images", "vcc.random_overlap"}
+
+
+def test_vcc_empty_layers_are_printed_and_recorded(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    inp = make_inputs(tmp_path / "inputs")
+    rc, _, err = run_main(vcc_args(inp, tmp_path / "runs", "--target-class", "red", "--run-id", "empty",
+                                   "--prune", "A=1000", "K=1000", "--no-fidelity"), capsys)
+    assert rc == 0, err
+    assert "warning [block2]: class red: block2 has no concept" in err
+    run = open_run(tmp_path / "runs" / "vcc" / "empty")
+    empty = {w["layer"] for w in run.warnings if w["code"] == "vcc.empty_layer"}
+    assert empty == {"block1", "block2"}
+
+
 def test_vcc_flags_reach_every_new_setting() -> None:
     args = cli.parse_args(["vcc", "--model", "efficientnet_lite0", "--cav-method", "logistic", "--no-cav-balance",
                            "--cav-train-fraction", "1", "--no-drop-prefix-tokens", "--commonality", "high_share=0.4",

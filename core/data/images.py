@@ -50,18 +50,29 @@ def to_rgb_uint8(array: np.ndarray, name: str = "image") -> np.ndarray:
 
 
 def load_image(path: str | Path) -> np.ndarray:
-    """Read an image file as ``(H, W, 3)`` uint8; a clear :class:`DataError` if it cannot."""
+    """Read an image file as ``(H, W, 3)`` uint8; a clear :class:`DataError` if it cannot.
+
+    An image over PIL's decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``, about 89
+    megapixels) is refused before it is decoded, also in the range where PIL itself only warns.
+    """
+    import warnings
+
     from PIL import Image, UnidentifiedImageError
 
     p = Path(path)
     if not p.is_file():
         raise DataError(f"image not found: {p}")
     try:
-        with Image.open(p) as im:
-            im.load()
-            if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-                return to_rgb_uint8(np.asarray(im, dtype=np.float64) / max(np.asarray(im).max(), 1), str(p))
-            return np.asarray(im.convert("RGB"))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(p) as im:
+                im.load()
+                if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+                    return to_rgb_uint8(np.asarray(im, dtype=np.float64) / max(np.asarray(im).max(), 1), str(p))
+                return np.asarray(im.convert("RGB"))
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise DataError(f"cannot read image {p}: it is a possible decompression bomb ({e}); to read it, raise "
+                        "PIL.Image.MAX_IMAGE_PIXELS or make the image smaller") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise DataError(f"cannot read image {p}: {e}") from None
 

@@ -16,8 +16,13 @@ Any spec may end with ``#key=value,...`` to set or override its preprocessing an
 ``mean=0.5/0.5/0.5``, ``std=...``, ``classes=<file with one name per line>``,
 ``grid=8x14x14`` (token grid), ``prefix=1`` (number of CLS-like tokens).
 
+When neither ``#input=`` nor a ``py:`` file's ``MODEL_SPEC`` declares the input kind of a ``py:``,
+``torchscript:`` or ``timm:`` model, it is inferred (:func:`infer_input_kind`): a 3-D convolution
+(or pooling, batch norm) before any 2-D one means video clips, 2-D layers only mean images, and
+otherwise a probe forward with a tiny clip and a tiny image tells which one the model takes.
+
 Weights files are read without unpickling code: ``.safetensors``, or ``.pth``/``.pt``/``.bin``
-through ``torch.load(weights_only=True)``.
+through ``torch.load(weights_only=True)``; ``hf:`` folders must hold safetensors.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import json
+import math
+import re
 import sys
 import warnings
 from collections.abc import Callable
@@ -105,11 +112,83 @@ def resolve_model(spec: str, device: str | torch.device = "cpu") -> ModelBundle:
                 raise ModelSpecError(f"model spec {spec!r}: nothing after '{source}:'")
             bundle = loader(rest)
     bundle.spec = spec
-    _apply_options(bundle, options)
+    _apply_options(bundle, options)  # first: a probe of the input kind runs at the size and frames given
+    if bundle.input_note == UNDECLARED:
+        bundle.input_note = None
+        if "input" not in options:
+            _infer_input(bundle)
     bundle.model.eval()
     for param in bundle.model.parameters():  # ScriptModules lack requires_grad_()
         param.requires_grad_(False)
     return bundle.to(device)
+
+
+# ----------------------------------------------------------------------------------------------
+# Input kind of a model that does not declare it
+# ----------------------------------------------------------------------------------------------
+
+UNDECLARED = "undeclared"  # a loader's ModelBundle.input_note when the input kind is still to be inferred
+_SPATIAL = re.compile(r"(?:Lazy)?(?:Conv|ConvTranspose|BatchNorm|InstanceNorm|MaxPool|AvgPool|AdaptiveAvgPool|"
+                      r"AdaptiveMaxPool|LPPool|FractionalMaxPool)([23])d")
+PROBE_MAX_PARAMS = 300_000_000  # larger models are not run just to find their input kind
+
+
+def _layer_class(module: nn.Module) -> str:
+    # Scripted and traced modules keep their Python class name in ``original_name``.
+    return getattr(module, "original_name", None) or type(module).__name__
+
+
+@torch.no_grad()
+def _runs_on(model: nn.Module, shape: tuple[int, ...]) -> bool:
+    """Whether ``model`` accepts a zero batch of ``shape`` (any failure counts as no)."""
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model(torch.zeros(shape, device=device))
+    except Exception:
+        return False
+    return True
+
+
+def infer_input_kind(model: nn.Module, prep: Preprocessing) -> tuple[str | None, str]:
+    """The input kind a model takes, ``"image"`` or ``"video"`` (``None``: cannot be told), and how
+    that was found, for messages and the manifest.
+
+    A 3-D convolution, pooling or batch norm (a tubelet embedding included) registered before any
+    2-D one means clips ``(B, 3, T, H, W)``. Otherwise a probe forward (in eval mode, of zeros) with
+    one clip of ``prep.frames or 16`` frames at ``prep.size`` tells: a model with 2-D layers only
+    on which the clip fails is an image model (this fails at its first layer: cheap); else the
+    model must run on exactly one of a clip and an image ``(1, 3, H, W)``.
+    """
+    layers = [(int(m.group(1)), name) for name in map(_layer_class, model.modules())
+              if (m := _SPATIAL.fullmatch(name))]
+    dims = [d for d, _ in layers]
+    if dims and dims[0] == 3:
+        return "video", f"inferred from its first convolution-like layer, a {layers[0][1]}, which is 3-D"
+    if sum(p.numel() for p in model.parameters()) > PROBE_MAX_PARAMS:
+        return None, "its input kind was not declared, and it is too large to be probed"
+    model.eval()
+    h, w = prep.size
+    clip_ok = _runs_on(model, (1, 3, prep.frames or 16, h, w))
+    if not clip_ok and dims and 3 not in dims:
+        return "image", f"inferred from its layers: 2-D only (the first is a {layers[0][1]}), and a clip fails"
+    image_ok = _runs_on(model, (1, 3, h, w))
+    if clip_ok != image_ok:
+        kind = "video" if clip_ok else "image"
+        return kind, (f"inferred by a probe: a {h}x{w} {kind} input runs through it and "
+                      f"{'an image' if clip_ok else 'a clip'} does not")
+    return None, (f"its input kind was not declared and could not be inferred ({'both' if clip_ok else 'neither'} "
+                  f"a {h}x{w} image and a clip run through it), so it is taken as an image model")
+
+
+def _infer_input(bundle: ModelBundle) -> None:
+    kind, how = infer_input_kind(bundle.model, bundle.preprocessing)
+    bundle.input_note = how
+    bundle.extra["input_kind"] = how
+    if kind is not None and kind != bundle.preprocessing.input:
+        frames = bundle.preprocessing.frames if kind != "image" else None
+        bundle.preprocessing = Preprocessing(**{**bundle.preprocessing.to_dict(), "input": kind, "frames": frames})
 
 
 # ----------------------------------------------------------------------------------------------
@@ -142,9 +221,18 @@ def _floats(value: str, key: str) -> tuple[float, float, float]:
         vals = tuple(float(v) for v in value.split("/"))
     except ValueError:
         vals = ()
-    if len(vals) != 3:
-        raise ModelSpecError(f"model option {key}={value!r} needs three numbers like 0.5/0.5/0.5")
+    if len(vals) != 3 or not all(math.isfinite(v) for v in vals) or (key == "std" and min(vals) <= 0):
+        raise ModelSpecError(f"model option {key}={value!r} needs three finite numbers like 0.5/0.5/0.5"
+                             + (", each above 0" if key == "std" else ""))
     return vals  # type: ignore[return-value]
+
+
+def _positive(values: tuple[int, ...], key: str, value: str, count: int | None = None,
+              low: int = 1) -> tuple[int, ...]:
+    if not values or (count is not None and len(values) != count) or any(v < low for v in values):
+        what = f"{count} whole numbers" if count else "whole numbers"
+        raise ModelSpecError(f"model option {key}={value!r} needs {what} of at least {low}")
+    return values
 
 
 def _apply_options(bundle: ModelBundle, options: dict[str, str]) -> None:
@@ -154,9 +242,12 @@ def _apply_options(bundle: ModelBundle, options: dict[str, str]) -> None:
         changes["input"] = options["input"]
     if "size" in options:
         size = _ints(options["size"], "size")
+        if len(size) not in (1, 2):
+            raise ModelSpecError(f"model option size={options['size']!r} needs one side or HxW, like 224 or 112x112")
+        size = _positive(size, "size", options["size"])
         changes["size"] = (size[0], size[-1])
     if "frames" in options:
-        changes["frames"] = _ints(options["frames"], "frames")[0]
+        changes["frames"] = _positive(_ints(options["frames"], "frames"), "frames", options["frames"], 1)[0]
     if "mean" in options:
         changes["mean"] = _floats(options["mean"], "mean")
     if "std" in options:
@@ -165,14 +256,17 @@ def _apply_options(bundle: ModelBundle, options: dict[str, str]) -> None:
         try:
             bundle.preprocessing = Preprocessing(**{**p.to_dict(), **changes})
         except ValueError as e:
-            raise ModelSpecError(f"model spec {bundle.spec!r}: {e}") from None
+            raise ModelSpecError(f"model spec {bundle.spec!r}: option {e}") from None
     if "classes" in options:
         path = _existing(options["classes"], "class-names file")
         bundle.class_names = [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
     if "grid" in options:
-        bundle.token_grid = _ints(options["grid"], "grid")
+        grid = _ints(options["grid"], "grid")
+        if len(grid) not in (2, 3):
+            raise ModelSpecError(f"model option grid={options['grid']!r} needs HxW or TxHxW, like 14x14 or 8x14x14")
+        bundle.token_grid = _positive(grid, "grid", options["grid"])
     if "prefix" in options:
-        bundle.num_prefix_tokens = _ints(options["prefix"], "prefix")[0]
+        bundle.num_prefix_tokens = _positive(_ints(options["prefix"], "prefix"), "prefix", options["prefix"], 1, 0)[0]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -201,7 +295,8 @@ def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
         try:
             state = load_file(str(path))
         except Exception as e:
-            raise ModelSpecError(f"cannot read weights {path}: {e}") from None
+            raise ModelSpecError(f"cannot read weights {path} (damaged or not a safetensors file): "
+                                 f"{(str(e).splitlines() or [type(e).__name__])[0]}") from None
     else:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
@@ -220,6 +315,15 @@ def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
 
 
 def _load_weights(model: nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
+    own = model.state_dict()
+    # load_state_dict would raise a many-line RuntimeError on these
+    wrong = [k for k, v in state.items() if k in own and tuple(own[k].shape) != tuple(v.shape)]
+    if wrong:
+        key = wrong[0]
+        more = f" (and {len(wrong) - 1} more tensor(s))" if len(wrong) > 1 else ""
+        raise ModelSpecError(f"weights {path} do not fit the architecture: {key} is {tuple(state[key].shape)} in "
+                             f"the file but {tuple(own[key].shape)} in the model{more}; check the architecture and "
+                             "its settings (e.g. the number of classes)")
     result = model.load_state_dict(state, strict=False)
     problems = []
     if result.missing_keys:
@@ -305,12 +409,13 @@ def _load_efficientnet_lite(name: str) -> ModelBundle:
 
 
 def _load_checkpoint(folder: Path) -> ModelBundle:
-    from safetensors.torch import load_file
-
     meta = zoo.read_checkpoint_meta(folder)
-    model = zoo.build(meta["architecture"], meta.get("kwargs", {}))
+    kwargs = meta.get("kwargs", {})
+    if not isinstance(kwargs, dict):
+        raise ModelSpecError(f"{folder / zoo.CHECKPOINT_JSON}: 'kwargs' must be an object, not {type(kwargs).__name__}")
+    model = zoo.build(meta["architecture"], kwargs, where=str(folder))
     weights = folder / zoo.CHECKPOINT_WEIGHTS
-    _load_weights(model, load_file(str(weights)), weights)
+    _load_weights(model, load_state_dict_file(weights), weights)
     prep = meta.get("preprocessing", {})
     try:
         preprocessing = Preprocessing(**prep)
@@ -413,6 +518,7 @@ def _load_timm(rest: str) -> ModelBundle:
         token_grid=grid,
         num_prefix_tokens=prefix,
         extra={"weights": str(weights) if weights else None},
+        input_note=UNDECLARED,
     )
 
 
@@ -429,6 +535,7 @@ def _load_torchscript(rest: str) -> ModelBundle:
         description=f"TorchScript {path.name} (output only; set #input=... etc. for its preprocessing)",
         stages=default_stages(model),
         hookable=False,
+        input_note=UNDECLARED,
     )
 
 
@@ -473,7 +580,24 @@ def _load_py(rest: str) -> ModelBundle:
         stages=info.get("stages") or default_stages(model),
         token_grid=tuple(grid) if grid else None,
         num_prefix_tokens=int(info.get("num_prefix_tokens", 0)),
+        input_note=None if "input" in info else UNDECLARED,
     )
+
+
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
+
+
+def _refuse_pickled_weights(folder: Path) -> None:
+    """A Hugging Face folder whose weights are only pickles (``pytorch_model.bin``): refused, since
+    unpickling a file from elsewhere can run its code."""
+    if folder.is_dir() and not any(folder.glob("*.safetensors")):
+        pickled = sorted(p.name for p in folder.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES)
+        if pickled:
+            raise ModelSpecError(
+                f"{folder}: only safetensors are loaded, and its weights are pickle files ({', '.join(pickled)}); "
+                "convert with `transformers` where you trust the file: AutoModel.from_pretrained(folder)"
+                ".save_pretrained(new_folder, safe_serialization=True), or the Hugging Face 'convert to "
+                "safetensors' space")
 
 
 def _load_hf(rest: str) -> ModelBundle:
@@ -487,26 +611,36 @@ def _load_hf(rest: str) -> ModelBundle:
         config = transformers.AutoConfig.from_pretrained(str(folder), local_files_only=True)
     except (OSError, ValueError) as e:
         raise ModelSpecError(f"{folder} is not a Hugging Face checkpoint: {str(e).splitlines()[0]}") from None
+    _refuse_pickled_weights(folder)
     video = hasattr(config, "num_frames")
     auto = (transformers.AutoModelForVideoClassification if video
             else transformers.AutoModelForImageClassification)
     try:
-        model = auto.from_pretrained(str(folder), local_files_only=True)
+        model = auto.from_pretrained(str(folder), local_files_only=True, use_safetensors=True)
     except (OSError, ValueError) as e:
         raise ModelSpecError(f"cannot load {folder}: {str(e).splitlines()[0]}") from None
 
     pre: dict[str, Any] = {}
     pre_path = folder / "preprocessor_config.json"
     if pre_path.is_file():
-        pre = json.loads(pre_path.read_text())
+        try:
+            pre = json.loads(pre_path.read_text())
+        except (OSError, ValueError) as e:
+            raise ModelSpecError(f"{pre_path} is not readable JSON: {e}") from None
+        if not isinstance(pre, dict):
+            raise ModelSpecError(f"{pre_path} must hold a JSON object")
     image_size = getattr(config, "image_size", 224)
     size = pre.get("crop_size") or pre.get("size") or image_size
     if isinstance(size, dict):
         size = (size.get("height") or size.get("shortest_edge"), size.get("width") or size.get("shortest_edge"))
     frames = getattr(config, "num_frames", None)
-    prep = Preprocessing("video" if video else "image", size,
-                         pre.get("image_mean", IMAGENET_MEAN), pre.get("image_std", IMAGENET_STD),
-                         frames=frames)
+    try:
+        prep = Preprocessing("video" if video else "image", size,
+                             pre.get("image_mean", IMAGENET_MEAN), pre.get("image_std", IMAGENET_STD),
+                             frames=frames)
+    except (TypeError, ValueError, IndexError) as e:
+        raise ModelSpecError(f"{folder}: bad preprocessing in its config ({e}); set it with #size=...,mean=...,"
+                             "std=... after fixing preprocessor_config.json") from None
     patch = getattr(config, "patch_size", 16)
     tubelet = getattr(config, "tubelet_size", 1)
     h, w = prep.size

@@ -39,14 +39,19 @@ def register(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn
     return deco
 
 
-def build(architecture: str, kwargs: dict[str, Any]) -> nn.Module:
+def build(architecture: str, kwargs: dict[str, Any], where: str = "") -> nn.Module:
+    """``architecture(**kwargs)``; a constructor that rejects the kwargs is a :class:`ModelSpecError`
+    (naming ``where``, e.g. the checkpoint folder, when given)."""
+    at = f"{where}: " if where else ""
     if architecture not in ARCHITECTURES:
-        raise ModelSpecError(f"unknown architecture {architecture!r}; known: "
+        raise ModelSpecError(f"{at}unknown architecture {architecture!r}; known: "
                              f"{', '.join(sorted(ARCHITECTURES)) or 'none'}")
     try:
         return ARCHITECTURES[architecture](**kwargs)
-    except TypeError as e:
-        raise ModelSpecError(f"architecture {architecture!r} rejects its kwargs: {e}") from None
+    except (TypeError, ValueError, RuntimeError, IndexError, KeyError) as e:
+        first = (str(e).splitlines() or [""])[0]
+        raise ModelSpecError(f"{at}architecture {architecture!r} rejects its kwargs {kwargs}: "
+                             f"{type(e).__name__}: {first}") from None
 
 
 def read_checkpoint_meta(folder: Path) -> dict[str, Any]:

@@ -123,3 +123,40 @@ def score_layer(za_static: np.ndarray, zb_static: np.ndarray, za_dynamic: np.nda
         **{f"n_{c}": int(n) for c, n in zip(CATEGORIES, counts, strict=True)},
         s_static=s_static, s_dynamic=s_dynamic,
     )
+
+
+MIN_PAIRS = 100
+"""Fewer pairs per factor than this is warned about: a per-unit score is a correlation over the pairs,
+whose standard error near the threshold ``lambda`` is about ``(1 - lambda^2) / sqrt(N - 1)`` (0.075
+at ``lambda = 0.5`` and N = 100, 0.14 at N = 30), so units within that of ``lambda`` change category
+from one draw of pairs to the next."""
+
+
+def _warning(code: str, message: str, setting: str | None, layer: str | None, figure: str | None
+             ) -> dict[str, str | None]:
+    return {"code": code, "message": message, "setting": setting, "layer": layer, "figure": figure}
+
+
+def few_pairs_warning(n_pairs: int, lam: float = 0.5, min_pairs: int = MIN_PAIRS) -> dict[str, str | None] | None:
+    """A ``static_dynamic.few_pairs`` warning (``{code, message, setting, layer, figure}``) when ``n_pairs``
+    pairs per factor are fewer than ``min_pairs``; else None."""
+    if n_pairs >= min_pairs:
+        return None
+    se = (1.0 - lam ** 2) / np.sqrt(max(n_pairs - 1, 1))
+    return _warning("static_dynamic.few_pairs",
+                    f"{n_pairs} pairs per factor: each unit's score is a correlation over the pairs, with a standard "
+                    f"error of about {se:.2f} near lambda = {lam:g}, so units near the threshold change category "
+                    f"between draws; use at least {min_pairs} pairs (--pairs, and more clips with --videos)",
+                    "--pairs", None, "units")
+
+
+def layer_warnings(layer: str, scores: LayerScores) -> list[dict[str, str | None]]:
+    """Degenerate results of one layer: every unit dead (constant over all the pairs, so the layer and
+    unit scores are NaN), as ``{code, message, setting, layer, figure}`` dicts."""
+    if scores.n_units and scores.n_dead == scores.n_units:
+        return [_warning("static_dynamic.dead_layer",
+                         f"every one of the {scores.n_units} units of {layer} is constant over the pairs, so the "
+                         "layer has no static/dynamic score (NaN); pick another layer (--layers), check that the "
+                         "model's weights are loaded, or use more varied clips (--videos)", "--layers", layer,
+                         "layers")]
+    return []

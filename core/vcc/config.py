@@ -84,7 +84,10 @@ class VCCConfig:
     the GAP'd segment features of a layer, clusters under ``prune(t)`` members dropped, and with
     ``commonality`` (:class:`Commonality`, ``None``: off) also clusters whose members come from too few
     distinct images (ACE's rule, as the released code applies it); each concept keeps ``max_members``
-    members nearest its centroid, the first ``n_exemplars`` shown.
+    members nearest its centroid, the first ``n_exemplars`` shown. Extension (off by default, not in
+    methods.md): with ``clusters_per_segments`` set, a layer with ``t`` segments gets
+    ``k = clamp(round(t * clusters_per_segments), min_clusters, n_concepts)`` clusters instead of
+    ``n_concepts``, so that a small class is not split into clusters too small to survive ``prune``.
 
     Edges (eq. 5.6-5.7): CAVs from ``cav_method`` with penalty ``cav_alpha``: ``svm`` the exact
     minimiser of the objective of the released code's ``SGDClassifier(alpha)`` (hinge loss, a linear
@@ -121,6 +124,8 @@ class VCCConfig:
     min_segment_fraction: float = 0.001
     fill_value: int = 117
     n_concepts: int = 25
+    clusters_per_segments: float | None = None
+    min_clusters: int = 2
     kmeans_n_init: int = 10
     prune: PruneSigmoid = field(default_factory=PruneSigmoid)
     commonality: Commonality | None = field(default_factory=Commonality)
@@ -167,9 +172,20 @@ class VCCConfig:
             raise ValueError(f"cav_train_fraction must be in (0, 1], got {self.cav_train_fraction}")
         if self.significance and self.n_random_sets < 2:
             raise ValueError("the t-test needs at least 2 random sets (n_random_sets); or turn significance off")
-        for name in ("grid", "n_concepts", "max_members", "n_random_sets", "random_set_size", "batch_size"):
+        if self.clusters_per_segments is not None and not 0.0 < float(self.clusters_per_segments) <= 1.0:
+            raise ValueError(f"clusters_per_segments must be in (0, 1], got {self.clusters_per_segments}")
+        for name in ("grid", "n_concepts", "min_clusters", "max_members", "n_random_sets", "random_set_size",
+                     "batch_size"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+
+    def clusters_for(self, n_segments: int) -> int:
+        """k-means clusters for a layer of ``n_segments`` segments: ``n_concepts``, or with
+        ``clusters_per_segments`` ``clamp(round(n_segments * ratio), min_clusters, n_concepts)``."""
+        if self.clusters_per_segments is None:
+            return self.n_concepts
+        return max(min(self.min_clusters, self.n_concepts),
+                   min(round(n_segments * self.clusters_per_segments), self.n_concepts))
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

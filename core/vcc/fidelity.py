@@ -14,7 +14,7 @@ from scipy import stats
 
 from core.models import ModelBundle
 from core.vcc.config import MATCHED_KINDS
-from core.vcc.forward import gap_and_logits, shifted_logits
+from core.vcc.forward import gap_and_logits, shifted_correct
 from core.vcc.graph import CLASS_LAYER, VCCGraph
 
 # ----------------------------------------------------------------------------------------------
@@ -120,24 +120,24 @@ def suppression_curves(bundle: ModelBundle, layer: str, x: torch.Tensor, class_i
     channels = feats[layer].shape[1]
     rand = rng.normal(size=(n_random, channels))
 
-    def curve(d: np.ndarray) -> np.ndarray:
+    # Every (direction, eps != 0) pair is one shift; all of them run in a few batched passes.
+    groups = [np.asarray(directions).reshape(-1, channels), rand,
+              np.zeros((0, channels)) if matched is None else np.asarray(matched).reshape(-1, channels)]
+    units = []
+    for d in (d for g in groups for d in g):
         norm = np.linalg.norm(d)
-        unit = torch.as_tensor(d / norm if norm > 0 else d, dtype=torch.float32)
-        acc = []
-        for e in eps:
-            if e == 0:
-                acc.append(base)
-                continue
-            out = shifted_logits(bundle, x, layer, -float(e) * unit, batch_size)
-            acc.append(float((out.argmax(1) == class_index).float().mean()))
-        return np.asarray(acc)
-
-    def curves(dirs: np.ndarray) -> np.ndarray:
-        return np.stack([curve(d) for d in dirs]) if len(dirs) else np.zeros((0, len(eps)))
-
-    matched_acc = None if matched is None else curves(np.asarray(matched))
-    return SuppressionCurves(layer, scales, eps, ref, list(concept_ids), curves(directions), curves(rand),
-                             matched_acc, matched_kind if matched is not None else None)
+        units.append(torch.as_tensor(d / norm if norm > 0 else d, dtype=torch.float32))
+    todo = [(k, s) for k in range(len(units)) for s, e in enumerate(eps) if e != 0]
+    acc = np.full((len(units), len(eps)), base)
+    if todo:
+        shifts = torch.stack([-float(eps[s]) * units[k] for k, s in todo])
+        correct = shifted_correct(bundle, x, layer, shifts, class_index, batch_size)
+        for (k, s), c in zip(todo, correct.tolist(), strict=True):
+            acc[k, s] = float(np.float32(c) / np.float32(len(x)))  # as a float32 mean over the images
+    sizes = np.cumsum([0, *(len(g) for g in groups)])
+    concept_acc, random_acc, matched_acc = (acc[sizes[i]:sizes[i + 1]] for i in range(3))
+    return SuppressionCurves(layer, scales, eps, ref, list(concept_ids), concept_acc, random_acc,
+                             None if matched is None else matched_acc, matched_kind if matched is not None else None)
 
 
 # ----------------------------------------------------------------------------------------------

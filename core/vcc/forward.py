@@ -240,3 +240,68 @@ def shifted_logits(bundle: ModelBundle, x: torch.Tensor, layer: str, shift: torc
         for sl in batches(len(x), batch_size):
             out.append(bundle(x[sl].to(bundle.device)).float().cpu())
     return torch.cat(out)
+
+
+def _shifts_hook(shifts: torch.Tensor, bundle: ModelBundle) -> Callable[..., Any]:
+    """A hook adding row ``k`` of ``shifts`` ``(n, C)`` to sample ``k`` of the layer's activation at every
+    position; an activation of batch 1 broadcasts to ``n`` shifted copies."""
+    def hook(_m: nn.Module, _i: Any, o: Any) -> Any:
+        t = first_tensor(o)
+        d = shifts.to(t.device, t.dtype)
+        ones = [1] * (t.ndim - 2)
+        if t.ndim == 2 or t.ndim == 3 or bundle.channels_last:
+            d = d.view(len(d), *ones, -1)  # (B, C), tokens (B, N, C), channels-last maps
+        else:
+            d = d.view(len(d), -1, *ones)
+        return _replace_first(o, t + d)
+    return hook
+
+
+def _correct(logits: torch.Tensor, class_index: int) -> np.ndarray:
+    return (logits.argmax(1) == class_index).cpu().numpy().astype(np.int64)
+
+
+@torch.no_grad()
+def shifted_correct(bundle: ModelBundle, x: torch.Tensor, layer: str, shifts: torch.Tensor, class_index: int,
+                    batch_size: int = 32) -> np.ndarray:
+    """For each shift ``shifts[k]`` ``(C,)`` added to ``layer``'s activation at every position, how many of
+    the images ``x`` ``(B, 3, H, W)`` the model puts in ``class_index``: ``(n,)`` int.
+
+    Equal to running :func:`shifted_logits` once per shift, in far fewer passes: each pass runs one
+    image up to ``layer`` once and carries up to ``batch_size`` shifted copies of its activation
+    from there on (so no pass holds more than ``batch_size`` activations past the layer). When the
+    model's data flow does not allow that (a tensor from before the layer joins one after it other
+    than by broadcasting), checked on the first image against repeating the input, every pass
+    repeats the inputs instead: ``batch_size`` (image, shift) pairs per pass.
+    """
+    module = resolve_layers(bundle.model, [layer], bundle.spec)[layer]
+    n = len(shifts)
+    counts = np.zeros(n, dtype=np.int64)
+    if n == 0 or len(x) == 0:
+        return counts
+
+    def run(inputs: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        with hooks([(module, _shifts_hook(rows, bundle))]):
+            return bundle(inputs.to(bundle.device)).float().cpu()
+
+    expand = True
+    first = shifts[: min(n, batch_size)]
+    try:
+        out = run(x[:1], first)
+        probe = min(2, len(first))
+        ref = run(x[:1].expand(probe, *x.shape[1:]), first[:probe])
+        expand = out.shape == (len(first), ref.shape[1]) and torch.allclose(out[:probe], ref, rtol=1e-4, atol=1e-4)
+    except RuntimeError:  # e.g. a skip connection concatenated with the expanded activation
+        expand = False
+    if expand:
+        for i in range(len(x)):
+            for sl in batches(n, batch_size):
+                logits = out if i == 0 and sl.start == 0 else run(x[i:i + 1], shifts[sl])
+                counts[sl] += _correct(logits, class_index)
+        return counts
+    pairs = np.stack(np.meshgrid(np.arange(len(x)), np.arange(n), indexing="ij"), -1).reshape(-1, 2)
+    for sl in batches(len(pairs), batch_size):
+        img, k = torch.as_tensor(pairs[sl, 0]), torch.as_tensor(pairs[sl, 1])
+        counts += np.bincount(pairs[sl, 1], weights=_correct(run(x[img], shifts[k]), class_index),
+                              minlength=n).astype(np.int64)
+    return counts

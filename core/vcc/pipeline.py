@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -70,6 +71,10 @@ class VCCResult:
       layer (-1: its cluster was pruned); ``segment_logits`` ``(N,)`` the class logit of each segment image.
     - ``concepts``: per layer the raw clustering (sizes of pruned clusters, ``Y(t)``).
     - ``timings``: seconds per stage.
+    - ``warnings``: degenerate results, each ``{code, message, setting, layer, figure}`` (what a job
+      passes to :meth:`core.artifacts.RunWriter.warn`; the codes are listed in the README).
+    - ``kept_images``: indices (into the images given) of the images used; images whose logits or
+      activations are not finite are left out (with a ``vcc.nonfinite`` warning).
     """
 
     graph: VCCGraph
@@ -82,6 +87,8 @@ class VCCResult:
     fidelity: Fidelity | None
     config: VCCConfig
     timings: dict[str, float] = field(default_factory=dict)
+    warnings: list[dict[str, Any]] = field(default_factory=list)
+    kept_images: list[int] = field(default_factory=list)
 
     def arrays(self) -> dict[str, np.ndarray]:
         """Every array of the result, flat, for one ``.npz``; per-layer arrays are keyed by the layer's
@@ -152,6 +159,31 @@ def _layer_cavs(bundle: ModelBundle, layer: str, images: Sequence[np.ndarray], s
     return LayerCAVs(layer, cavs[:-1], cavs[-1])
 
 
+def _warning(code: str, message: str, setting: str | None, layer: str | None = None,
+             figure: str | None = None) -> dict[str, Any]:
+    return {"code": code, "message": message, "setting": setting, "layer": layer, "figure": figure}
+
+
+def _finite_rows(bundle: ModelBundle, x: torch.Tensor, layers: Sequence[str], batch_size: int) -> np.ndarray:
+    """``(B,)`` bool: the inputs whose logits and GAP activations at ``layers`` are all finite."""
+    feats, logits = gap_and_logits(bundle, x, layers, batch_size)
+    ok = torch.isfinite(logits).all(1)
+    for f in feats.values():
+        ok &= torch.isfinite(f).all(1)
+    return ok.numpy()
+
+
+def _image_key(image: np.ndarray) -> bytes:
+    a = np.ascontiguousarray(image)
+    return hashlib.sha256(repr((a.shape, str(a.dtype))).encode() + a.tobytes()).digest()
+
+
+def _empty_concepts(channels: int) -> LayerConcepts:
+    """The concepts of a layer without any usable segment."""
+    none = np.zeros(0, dtype=np.int64)
+    return LayerConcepts(np.zeros((0, channels), np.float32), [], none, none, np.zeros(0), 0.0, none, none)
+
+
 def build_vcc(bundle: ModelBundle, layers: Sequence[str], images: Sequence[np.ndarray],
               random_images: Sequence[np.ndarray], class_index: int, config: VCCConfig | None = None,
               progress: Progress | None = None, n_jobs: int = 1) -> VCCResult:
@@ -175,6 +207,27 @@ def build_vcc(bundle: ModelBundle, layers: Sequence[str], images: Sequence[np.nd
         layers = execution_order(bundle, layers)
         prep = bundle.preprocessing
         x = preprocess_images(images, prep)
+        warns: list[dict[str, Any]] = []
+        n_given = len(images)
+        ok = _finite_rows(bundle, x, layers, cfg.batch_size)
+        kept = np.flatnonzero(ok)
+        if not len(kept):
+            raise DataError(f"every image of the class gives NaN or infinite logits or activations on {bundle.spec} "
+                            "(at the output or at a selected layer); check the model's weights and the images")
+        if len(kept) < n_given:
+            bad = np.flatnonzero(~ok)
+            warns.append(_warning(
+                "vcc.nonfinite", f"{len(bad)} of the {n_given} class images (index {', '.join(map(str, bad[:10]))}) "
+                "give NaN or infinite logits or activations and were left out; check the model's weights, or "
+                "remove those images from --images", "--images", figure="graph"))
+            images = [images[i] for i in kept]
+            x = x[torch.as_tensor(kept)]
+        if len(images) < cfg.n_images:
+            warns.append(_warning(
+                "vcc.few_images", f"{len(images)} images of the class, fewer than the {cfg.n_images} asked for: "
+                "concepts are clusters of segments across images, and with few images most clusters fall under "
+                "the pruning size and layers may end empty; use more images (--n-images, or --augment to add "
+                "crops and flips)", "--n-images", figure="graph"))
 
         # Top-down segments (eq. 5.1-5.3)
         grids = feature_grids(bundle, x, layers, cfg.grid, cfg.batch_size)
@@ -190,21 +243,65 @@ def build_vcc(bundle: ModelBundle, layers: Sequence[str], images: Sequence[np.nd
         concepts: dict[str, LayerConcepts] = {}
         seg_concept = np.full(len(segs), -1, dtype=np.int64)
         nodes: dict[str, list[Node]] = {}
+        n_clusters: dict[str, int] = {}
+        usable: dict[str, np.ndarray] = {}
         for name in layers:
             ids = segs.ids(name)
-            lc = discover_concepts(seg_feats[name], cfg.n_concepts, cfg.prune, cfg.max_members, cfg.kmeans_n_init,
-                                   cfg.seed, segs.image[ids], len(images), cfg.commonality)
+            finite = np.isfinite(seg_feats[name]).all(1) & np.isfinite(seg_logits[ids])
+            use = ids[finite]
+            usable[name] = seg_feats[name][finite]
+            if len(use) < len(ids):
+                warns.append(_warning(
+                    "vcc.nonfinite_segments", f"{len(ids) - len(use)} of the {len(ids)} segment images at {name} give "
+                    "NaN or infinite features or logits and were left out of the concepts; check the model's "
+                    "weights (a different --fill-value changes the segment images)", "--fill-value", name, "graph"))
+            n_clusters[name] = cfg.clusters_for(len(use))
+            if len(use):
+                lc = discover_concepts(usable[name], n_clusters[name], cfg.prune, cfg.max_members,
+                                       cfg.kmeans_n_init, cfg.seed, segs.image[use], len(images), cfg.commonality)
+            else:
+                lc = _empty_concepts(seg_feats[name].shape[1])
             concepts[name] = lc
-            seg_concept[ids] = lc.labels
-            nodes[name] = [Node(concept_id(name, c), name, c, int(lc.sizes[c]), ids[m].tolist(),
-                                ids[m[: cfg.n_exemplars]].tolist()) for c, m in enumerate(lc.members)]
+            seg_concept[use] = lc.labels
+            nodes[name] = [Node(concept_id(name, c), name, c, int(lc.sizes[c]), use[m].tolist(),
+                                use[m[: cfg.n_exemplars]].tolist()) for c, m in enumerate(lc.members)]
+            if not lc.centroids.shape[0]:
+                k = int(np.sum(lc.cluster_sizes > 0))
+                ratio = "" if cfg.clusters_per_segments is not None else ", or --clusters-per-segments 0.1"
+                warns.append(_warning(
+                    "vcc.empty_layer", f"{name} has no concept: all {k} clusters of its {len(use)} segments were "
+                    f"pruned ({lc.n_pruned_size} under the minimum size Y({len(use)}) = {lc.min_size:.1f} members, "
+                    f"{lc.n_pruned_commonality} by the commonality filter), so it has no nodes or edges; use more "
+                    f"images (--n-images, --augment), fewer clusters (--n-concepts{ratio}) or a lower pruning "
+                    "curve (--prune)", "--n-images", name, "graph"))
         class_node = Node(class_node_id(class_index), CLASS_LAYER, class_index, len(images), kind="class",
                           label=bundle.class_name(class_index))
         clock.lap("concepts")
 
         # Edges (eq. 5.6-5.7)
         x_random = preprocess_images(random_images, prep)
+        rok = _finite_rows(bundle, x_random, layers, cfg.batch_size)
+        if not rok.all():
+            warns.append(_warning(
+                "vcc.nonfinite_random", f"{int((~rok).sum())} of the {len(rok)} random images give NaN or infinite "
+                "logits or activations and were left out of the random sets; check them (--random)", "--random",
+                figure="graph"))
+            x_random = x_random[torch.as_tensor(np.flatnonzero(rok))]
         pseudo, sets = random_sets(len(x_random), cfg.n_random_sets, cfg.random_set_size, cfg.seed)
+        if len(pseudo) < cfg.random_set_size or len(np.unique(sets)) < sets.size:
+            warns.append(_warning(
+                "vcc.random_overlap", f"{len(x_random)} random images for a pseudo-concept and {cfg.n_random_sets} "
+                f"random sets of {cfg.random_set_size}: the sets get {len(pseudo)} images each and share images "
+                f"(disjoint sets need {(cfg.n_random_sets + 1) * cfg.random_set_size}), so the t-test's samples are "
+                "not independent; pass more random images (--random, --random-augment) or fewer or smaller sets "
+                "(--n-random-sets, --random-set-size)", "--random", figure="graph"))
+        class_keys = {_image_key(im) for im in images}
+        shared = [i for i, im in enumerate(random_images) if rok[i] and _image_key(im) in class_keys]
+        if shared:
+            warns.append(_warning(
+                "vcc.random_has_class_images", f"{len(shared)} of the random images are also images of the class: "
+                "the random sets overlap the concept sets, which pulls the CAVs and edge weights toward chance; "
+                "pass random images of other classes (--random)", "--random", figure="graph"))
         n = len(layers)
         targets = list(range(1, n + 1))  # layer indices; n is the class node
         lower_of = {t: ([t - 1] if cfg.adjacent_only else list(range(t))) for t in targets}
@@ -252,6 +349,7 @@ def build_vcc(bundle: ModelBundle, layers: Sequence[str], images: Sequence[np.nd
                                "random_set_size": len(pseudo),
                                "segments_per_layer": {name: len(segs.ids(name)) for name in layers},
                                "min_cluster_size": {name: concepts[name].min_size for name in layers},
+                               "n_clusters": n_clusters,
                                "pruned_by_size": {name: concepts[name].n_pruned_size for name in layers},
                                "pruned_by_commonality": {name: concepts[name].n_pruned_commonality
                                                          for name in layers},
@@ -265,7 +363,7 @@ def build_vcc(bundle: ModelBundle, layers: Sequence[str], images: Sequence[np.nd
                                                                                    len(nodes[name]))
                 matched = None
                 if cfg.matched_random != "off":
-                    matched = matched_directions(seg_feats[name], concepts[name].sizes[:m], cfg.n_random_directions,
+                    matched = matched_directions(usable[name], concepts[name].sizes[:m], cfg.n_random_directions,
                                                  cfg.matched_random, cfg.seed)
                 suppression[name] = suppression_curves(bundle, name, x, class_index, concepts[name].centroids[:m],
                                                        [nd.id for nd in nodes[name][:m]], cfg.suppression_scales,
@@ -281,5 +379,7 @@ def build_vcc(bundle: ModelBundle, layers: Sequence[str], images: Sequence[np.nd
             clock.lap("fidelity")
     finally:
         bundle.model.train(was_training)
+    segs.image = kept[segs.image]  # indices into the images given
+    graph.meta["kept_images"] = kept.tolist()
     return VCCResult(graph, segs, {name: concepts[name].centroids for name in layers}, seg_feats, seg_concept,
-                     seg_logits, concepts, fidelity, cfg, clock.times)
+                     seg_logits, concepts, fidelity, cfg, clock.times, warns, kept.tolist())

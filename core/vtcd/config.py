@@ -48,7 +48,11 @@ class VTCDConfig:
     repeating the input when the model's data flow does not allow it).
 
     Uncertainty: ``bootstrap`` resamplings of each video's masks (with replacement) give a
-    ``ci_level`` percentile interval of every concept's and head's importance (0: none).
+    ``ci_level`` percentile interval of every concept's and head's importance (0: none). A ranking
+    has converged when at least half of its ``convergence_top_k`` most important units have an
+    interval whose lower end is above the importance of the next unit (:func:`core.vtcd.importance.
+    ranking_convergence`); otherwise a job warns. Fewer than ``min_clips`` clips is warned about too
+    (importance is a mean over the clips, and the interval covers the masks, not the choice of clips).
 
     Diagnostics (transformers): per block, attention entropy, the effect of removing the attention
     branch, and of removing ``rho`` of the keys by zeroing them (as CRIS does) against removing them
@@ -89,6 +93,8 @@ class VTCDConfig:
     share_prefix: bool = True
     bootstrap: int = 200
     ci_level: float = 0.95
+    convergence_top_k: int = 5
+    min_clips: int = 10
     diagnostics: bool = True
     diagnostic_draws: int = 8
     attribution_steps: int = 11
@@ -118,6 +124,9 @@ class VTCDConfig:
             raise ValueError("cnmf_max_iter must be >= 1 and cnmf_tol >= 0")
         if self.bootstrap < 0 or not 0.0 < self.ci_level < 1.0:
             raise ValueError(f"bootstrap must be >= 0 and ci_level in (0, 1), got {self.bootstrap}, {self.ci_level}")
+        if self.convergence_top_k < 1 or self.min_clips < 0:
+            raise ValueError(f"convergence_top_k must be >= 1 and min_clips >= 0, got {self.convergence_top_k}, "
+                             f"{self.min_clips}")
         if self.diagnostic_draws < 1:
             raise ValueError(f"diagnostic_draws must be >= 1, got {self.diagnostic_draws}")
         if not 0.0 < self.token_coverage <= 1.0:

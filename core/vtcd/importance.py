@@ -155,6 +155,22 @@ def bootstrap_interval(removed: np.ndarray, values: np.ndarray, higher_is_better
     return low, high
 
 
+def ranking_convergence(res: CRISResult | None, top_k: int = 5) -> tuple[int, int] | None:
+    """How settled the ranking of ``res`` is: ``(separated, k)``, with ``k = min(top_k, ranked units - 1)``
+    and ``separated`` the number of the ``k`` most important units whose bootstrap interval's lower end
+    is above the importance of unit ``k + 1`` (the best one outside the top ``k``). ``None`` without
+    intervals or with fewer than 2 units with an importance."""
+    if res is None or res.ci_low is None:
+        return None
+    order = [int(i) for i in res.ranking() if np.isfinite(res.importance[i])]
+    k = min(int(top_k), len(order) - 1)
+    if k < 1:
+        return None
+    after = float(res.importance[order[k]])
+    low = np.asarray(res.ci_low, dtype=np.float64)[order[:k]]
+    return int(np.sum(np.nan_to_num(low, nan=-np.inf) > after)), k
+
+
 @torch.no_grad()
 def unmasked_metrics(bundle: ModelBundle, x: Inputs, targets: Sequence[int], metric: str,
                      batch_size: int = 16) -> tuple[np.ndarray, np.ndarray]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,7 +27,7 @@ from core.vtcd.features import (
     feature_sites,
     prepare_videos,
 )
-from core.vtcd.importance import CRISResult, cris_units
+from core.vtcd.importance import CRISResult, cris_units, ranking_convergence
 from core.vtcd.masking import UnitSet, coverage_to_tokens, prefix_module
 from core.vtcd.tubelets import segmentation_grid, video_tubelets
 
@@ -223,7 +224,8 @@ def discover(bundle: ModelBundle, videos: Videos, layers: Sequence[str] | None =
     ``videos``: uint8 clips ``(T, H, W, 3)`` (fitted to the model's input) or a preprocessed batch.
     ``layers``: default the model's stages; ``heads``: all (None), a list for every layer, or a dict
     per layer. ``targets``: class labels of the videos, recorded for :func:`cris`. ``progress(stage,
-    done, total)`` is called as units finish.
+    done, total)`` is called as units finish. A head whose tubelets are all under
+    ``min_tubelet_fraction`` gets no unit (:func:`degenerate_warnings` reports a layer left without any).
     """
     cfg = config or VTCDConfig()
     layers = list(layers or bundle.stages)
@@ -249,6 +251,11 @@ def discover(bundle: ModelBundle, videos: Videos, layers: Sequence[str] | None =
                                 cfg.slic_max_num_iter) for v in range(n_videos)]
         t2 = time.perf_counter()
         features = np.concatenate([t.features for t in tubes])
+        if not len(features):  # every tubelet under min_tubelet_fraction: the head has no concept
+            timings["tubelets"] += t2 - t1
+            if progress is not None:
+                progress("concepts", done + 1, len(plan))
+            continue
         q, inertias, res, sil = cluster_head(features, cfg, bundle.device)
         timings["tubelets"] += t2 - t1
         timings["cnmf"] += time.perf_counter() - t2
@@ -264,6 +271,44 @@ def discover(bundle: ModelBundle, videos: Videos, layers: Sequence[str] | None =
     return VTCDResult(spec=bundle.spec, config=cfg, sites=sites, video_shape=video_shape, seg_grid=seg_grid,
                       units=units, logits=logits.numpy(), layer_order=order, timings=timings,
                       targets=None if targets is None else np.asarray(targets, dtype=np.int64))
+
+
+def _warning(code: str, message: str, setting: str | None, layer: str | None = None,
+             figure: str | None = None) -> dict[str, Any]:
+    return {"code": code, "message": message, "setting": setting, "layer": layer, "figure": figure}
+
+
+def degenerate_warnings(result: VTCDResult, concepts: CRISResult | None = None,
+                        heads: CRISResult | None = None) -> list[dict[str, Any]]:
+    """Degenerate results of a VTCD run, each ``{code, message, setting, layer, figure}`` (what a job
+    passes to :meth:`core.artifacts.RunWriter.warn`): fewer than ``min_clips`` clips, a layer without
+    any concept, and a CRIS ranking (of ``concepts`` or ``heads``) that has not converged by
+    :func:`core.vtcd.importance.ranking_convergence` (fewer than half of the top k separated)."""
+    cfg = result.config
+    out = []
+    if result.n_videos < cfg.min_clips:
+        out.append(_warning(
+            "vtcd.few_clips", f"{result.n_videos} clips (fewer than {cfg.min_clips}): concepts are clusters of "
+            "tubelets across the clips and importance is a mean over them, while the bootstrap interval covers "
+            "only the masks; use more clips (--videos, --clips-per-video)", "--videos", figure="importance"))
+    for layer in dict.fromkeys(s.layer for s in result.sites):
+        if not any(u.layer == layer and u.n_concepts for u in result.units):
+            out.append(_warning(
+                "vtcd.empty_layer", f"{layer} has no concept: every tubelet of every head is under the minimum "
+                f"size ({cfg.min_tubelet_fraction:g} of the volume); lower --min-tubelet or use fewer SLIC "
+                "segments (--segments)", "--min-tubelet", layer, "concepts"))
+    for res, code, what, flags, figure in (
+            (concepts, "vtcd.cris_unconverged", "concepts", "--masks", "importance"),
+            (heads, "vtcd.head_cris_unconverged", "heads", "--head-masks", "heads")):
+        conv = ranking_convergence(res, cfg.convergence_top_k)
+        if conv is None or conv[0] >= (conv[1] + 1) // 2:
+            continue
+        level = res.ci_level or cfg.ci_level
+        out.append(_warning(
+            code, f"the CRIS ranking of the {what} has not converged: only {conv[0]} of the top {conv[1]} have a "
+            f"{level:.0%} bootstrap interval whose lower end is above the importance of number {conv[1] + 1}; "
+            f"use more masks ({flags}) or more clips (--videos)", flags, figure=figure))
+    return out
 
 
 @dataclass
@@ -319,7 +364,8 @@ def attribution(bundle: ModelBundle, videos: Videos, result: VTCDResult, importa
     scopes: dict[str, np.ndarray | None] = {"all": None}
     if per_layer:
         for layer in dict.fromkeys(s.layer for s in result.sites):
-            scopes[layer] = result.concepts_of_layer(layer)
+            if len(result.concepts_of_layer(layer)):
+                scopes[layer] = result.concepts_of_layer(layer)
     return {name: attribution_curves(bundle, x, units, ranks, tg, metric, cfg.attribution_steps, cfg.n_random_orders,
                                      scope, cfg.seed, cfg.batch_size, expand)
             for name, scope in scopes.items()}
