@@ -456,6 +456,20 @@ class RunWriter:
         self._write_manifest()
         return entry
 
+    # -- core.checkpoint.CheckpointStore: core entry points resume through these ---------------
+    def load_json(self, name: str) -> Any:
+        """As :meth:`read_json` (the checkpoint-store name)."""
+        return self.read_json(name)
+
+    def save_json(self, name: str, obj: Any) -> None:
+        self.write_json(name, obj)
+
+    def load_arrays(self, name: str) -> dict[str, np.ndarray]:
+        return self.load_npz(name)
+
+    def save_arrays(self, name: str, **arrays: np.ndarray) -> None:
+        self.write_npz(name, **arrays)
+
     def read_json(self, name: str) -> Any:
         """Read back a JSON file written earlier in this (possibly resumed) run."""
         return json.loads(self.path(name).read_text())
