@@ -16,7 +16,7 @@ APP_DIR = Path(__file__).resolve().parent
 if str(APP_DIR) not in sys.path:
     sys.path.insert(0, str(APP_DIR))
 
-from core import ui_cache  # noqa: E402
+from core import ui_cache, viz  # noqa: E402
 
 ENV_ROOT = "CONCEPT_LENS_ARTIFACTS"
 DEFAULT_ROOT = APP_DIR / "assets" / "demo"
@@ -48,32 +48,49 @@ def initial_root() -> str:
     return str(Path(root).expanduser().resolve())
 
 
-def sidebar() -> None:
-    """Root display and input, and the global run picker (``st.session_state["run_path"]``)."""
+# Run kinds each page shows, most wanted first: the sidebar lists only these (every kind on Runs).
+PAGE_KINDS: dict[str, tuple[str, ...]] = {
+    "predictions": ("predictions",),
+    "static_dynamic": ("static-dynamic",),
+    "vtcd": ("vtcd", "rosetta"),
+    "vcc": ("vcc",),
+    "vcc_debug": ("vcc-debug",),
+}
+
+
+def sidebar(kinds: tuple[str, ...] | None) -> None:
+    """Root display and input, and the run picker (``st.session_state["run_path"]``) over the runs of
+    ``kinds`` (None: every kind). Root and run are read from the URL at a session's start and kept in it."""
     st.session_state.setdefault("root_input", initial_root())
+    ui_cache.read_url_once("root_input")
     with st.sidebar:
         st.text_input("Artifact root", key="root_input",
                       help="Folder holding runs as <root>/<kind>/<run_id>/")
         root = str(Path(st.session_state["root_input"].strip() or initial_root()).expanduser().resolve())
         st.session_state[ui_cache.ROOT_KEY] = root
+        ui_cache.set_url_param(ui_cache.URL_ROOT, None if root == initial_root() else root)
         if not Path(root).is_dir():
-            st.caption(f"`{root}` — no such folder")
+            st.caption(f"{viz.md_code(root)} — no such folder")
         elif root != st.session_state["root_input"].strip():
-            st.caption(f"`{root}`")
+            st.caption(viz.md_code(root))
 
-        runs = [r for r in ui_cache.load_runs(root) if r["ok"]]
+        runs = [r for r in ui_cache.load_runs(root) if r["ok"] and (kinds is None or r["kind"] in kinds)]
         if not runs:
-            st.session_state.pop(ui_cache.RUN_KEY, None)
-            st.caption("No complete runs here.")
+            ui_cache.run_shown(None, kinds)
+            st.caption("No complete runs here." if kinds is None else
+                       f"No complete {' or '.join(kinds)} runs here.")
             return
         labels = {r["path"]: ui_cache.run_label(r) for r in runs}
-        if st.session_state.get(ui_cache.RUN_KEY) not in labels:
-            st.session_state[ui_cache.RUN_KEY] = runs[0]["path"]
-        st.selectbox("Run", list(labels), key=ui_cache.RUN_KEY, format_func=labels.__getitem__)
+        ui_cache.pick_run(runs, kinds)
+        path = st.selectbox("Run", list(labels), key=ui_cache.RUN_KEY, format_func=labels.__getitem__)
+        ui_cache.run_shown(next(r for r in runs if r["path"] == path), kinds)
 
 
-st.set_page_config(page_title="Concept Lens", layout="wide")
+# An explicit favicon: without one the browser tab takes the page's ":material/..." icon, which the
+# frontend fetches from a public font host (the icons in the navigation itself use the bundled font).
+st.set_page_config(page_title="Concept Lens", page_icon="🔎", layout="wide")
 page = st.navigation(PAGES)
 ui_cache.frame_ran()
-sidebar()
+ui_cache.page_switched(page.url_path)
+sidebar(PAGE_KINDS.get(page.url_path))
 page.run()

@@ -25,3 +25,18 @@ class DataError(UserError):
 
 class RunError(UserError):
     """An artifact run that cannot be read: the message names the run and the problem."""
+
+
+class ConfigError(UserError):
+    """A setting of an analysis config (a ``core.*.config`` dataclass) that is out of range.
+
+    ``field`` is the config field, ``problem`` the rest of the line ("must be at least 2, not 1"); the
+    message is ``"<field> <problem>"``. The CLI raises it again naming the flag instead of the field.
+    """
+
+    def __init__(self, field: str, problem: str) -> None:
+        self.field, self.problem = field, problem
+        super().__init__(f"{field} {problem}")
+
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:  # picklable across worker processes
+        return ConfigError, (self.field, self.problem)

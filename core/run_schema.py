@@ -255,10 +255,11 @@ SCHEMAS: dict[str, list[tuple[str, Spec]]] = {
     "vtcd": [
         ("concepts.json", Obj({
             "model": Obj({"label": STR}), "layers": ListOf(STR), "videos": ListOf(VIDEO),
-            "units": ListOf(Obj({"index": INT, "layer": STR, "head": INT, "n_concepts": INT, "importance": NUM},
+            "units": ListOf(Obj({"index": INT, "layer": STR, "head": INT, "n_concepts": INT,
+                                 "importance": Opt(NUM)},  # null: no head masks (--head-masks 0)
                                 {"rank": Opt(INT)})),
             "concepts": ListOf(Obj({
-                "id": STR, "layer": STR, "head": INT, "unit": INT, "concept": INT, "importance": NUM,
+                "id": STR, "layer": STR, "head": INT, "unit": INT, "concept": INT, "importance": Opt(NUM),  # null: NaN
                 "videos": ListOf(Obj({"video": INT, "coverage": NUM})), "media": ListOf(STR)}))},
             {"feature": STR, "metric": STR}, rules=(_concept_videos,))),
         ("attribution.json", Obj({}, {"fractions": ListOf(NUM), "scopes": ListOf(Obj({"scope": STR}))})),
@@ -270,7 +271,7 @@ SCHEMAS: dict[str, list[tuple[str, Spec]]] = {
         ("rosetta.json", Obj({
             "runs": ListOf(Obj({"label": STR})), "videos": ListOf(VIDEO), "epsilon": NUM, "delta": NUM,
             "tuples": ListOf(Obj({"index": INT, "d": INT, "r": NUM, "models": ListOf(STR), "concepts": ListOf(STR),
-                                  "importances": ListOf(NUM), "videos": ListOf(Obj({"video": INT})),
+                                  "importances": ListOf(Opt(NUM)), "videos": ListOf(Obj({"video": INT})),
                                   "media": ListOf(ListOf(STR))}))})),
     ],
 }

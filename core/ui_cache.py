@@ -6,20 +6,32 @@ its manifest), so a replaced run gets fresh entries.
 
 from __future__ import annotations
 
+import io
 import json
 import runpy
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import streamlit as st
+from PIL import Image
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from core.artifacts import Run, RunEntry, list_runs, open_run
+from core.viz import md_code
 
 RUNS_TTL_S = 5
 ROOT_KEY = "artifact_root"
 RUN_KEY = "run_path"
 _FRAME_KEY = "_frame_ran"
+
+# Query parameters of the frame (each page adds its own through url_state).
+URL_ROOT = "root"
+URL_RUN = "run"
+_URL_SEEN = "_url_seen"        # set once the session's first URL has been read
+_URL_RUN_WANTED = "_url_run"   # the URL's run, until the session's first run picker looked for it
+_RUN_BY_KINDS = "_run_by_kinds"  # kinds of a page -> the run last shown there
+_URL_PAGE = "_url_page"        # the page of the previous run (its params are dropped on a page switch)
 
 
 def frame_ran() -> None:
@@ -41,6 +53,143 @@ def require_frame() -> None:
         return
     runpy.run_path(ctx.main_script_path)
     st.stop()
+
+
+def set_url_param(param: str, value: str | None) -> None:
+    """Write ``param=value`` into the page's URL (``None`` removes it). Written on every run, changed or
+    not: the browser can drop the query string on a page switch while the server still holds it."""
+    if value is None:
+        if param in st.query_params:
+            del st.query_params[param]
+    else:
+        st.query_params[param] = value
+
+
+def url_state(param: str, options: Any, default: Any = None, *, key: str | None = None) -> Any:
+    """A selection kept in the URL as ``?param=...``: seeds the widget ``key`` and returns its value.
+
+    Call it right before the widget and give the widget the same ``key`` and the same ``options``,
+    and no ``index``/``value`` (the value comes from session state)::
+
+        layer = ui_cache.url_state("layer", names, names[-1], key="sd_layer")
+        st.selectbox("Layer", names, key="sd_layer")
+
+    The first time ``key`` is drawn in a session (a fresh page load, a pasted link, or after the
+    widget was not drawn for a while), its value is the URL's ``param`` when that names one of
+    ``options`` (compared as ``str(option)``), else ``default`` (else the first option). Later its
+    session-state value is kept while it is one of ``options`` and reset to ``default`` when it is
+    not (the options changed, e.g. another run). Every call writes the value back into the URL, so
+    a reload or a copied link restores the view. ``key`` defaults to ``param``. With no options
+    the URL loses ``param`` and None is returned.
+    """
+    key = key or param
+    by_text = {str(o): o for o in options}
+    if not by_text:
+        set_url_param(param, None)
+        return None
+    fallback = default if default is not None and str(default) in by_text else next(iter(by_text.values()))
+    if key in st.session_state and str(st.session_state[key]) in by_text:
+        value = st.session_state[key]
+    else:
+        if key not in st.session_state:
+            value = by_text.get(st.query_params.get(param, ""), fallback)
+        else:
+            value = fallback
+        st.session_state[key] = value
+    set_url_param(param, str(value))
+    return value
+
+
+def url_list_state(param: str, options: Any, default: Any = (), *, key: str | None = None) -> list[Any]:
+    """As :func:`url_state` for a multiselect: the URL holds the chosen options as ``param=a,b,c``.
+
+    Options named in the URL that are not among ``options`` are dropped; an empty URL value means
+    none chosen. Call it right before ``st.multiselect(label, options, key=key)`` (no ``default``).
+    """
+    key = key or param
+    by_text = {str(o): o for o in options}
+    if key in st.session_state and all(str(v) in by_text for v in st.session_state[key] or []):
+        value = list(st.session_state[key] or [])
+    else:
+        text = st.query_params.get(param) if key not in st.session_state else None
+        if text is not None:
+            value = [by_text[t] for t in text.split(",") if t in by_text]
+        else:
+            value = [o for o in default if str(o) in by_text]
+        st.session_state[key] = value
+    set_url_param(param, ",".join(str(v) for v in value))
+    return value
+
+
+def read_url_once(root_key: str) -> None:
+    """At the start of a session (a page load or a pasted link): the URL's root goes into the text
+    input ``root_key`` and its run is kept for the first run picker (see :func:`pick_run`)."""
+    if st.session_state.get(_URL_SEEN):
+        return
+    st.session_state[_URL_SEEN] = True
+    root = st.query_params.get(URL_ROOT)
+    if root:
+        st.session_state[root_key] = root
+    run = st.query_params.get(URL_RUN)
+    if run:
+        st.session_state[_URL_RUN_WANTED] = run
+
+
+def page_switched(page_id: str) -> bool:
+    """True when ``page_id`` differs from the previous run's page (not on a session's first run);
+    the previous page's query parameters are then dropped from the URL, root and run kept."""
+    previous = st.session_state.get(_URL_PAGE)
+    st.session_state[_URL_PAGE] = page_id
+    if previous is None or previous == page_id:
+        return False
+    for param in list(st.query_params):
+        if param not in (URL_ROOT, URL_RUN):
+            del st.query_params[param]
+    return True
+
+
+def run_url_id(rec: dict[str, Any]) -> str:
+    """How a run is named in the URL: its run id (``kind/run_id`` is accepted too)."""
+    return str(rec["run_id"])
+
+
+def _matches(rec: dict[str, Any], text: str) -> bool:
+    name = Path(rec["path"]).name
+    return text in (str(rec["run_id"]), name, f"{rec['kind']}/{rec['run_id']}", f"{rec['kind']}/{name}")
+
+
+def pick_run(runs: list[dict[str, Any]], kinds: tuple[str, ...] | None) -> str:
+    """Path of the run the sidebar picker shows among ``runs`` (the complete runs of the page's
+    ``kinds``, newest first; ``None``: every kind), stored in ``st.session_state[RUN_KEY]``.
+
+    In order: the URL's run at a session's start; the current pick when it is of these kinds; the
+    run last shown on a page of these kinds; the newest run of ``kinds[0]`` (then of the other kinds).
+    """
+    paths = [r["path"] for r in runs]
+    wanted = st.session_state.get(_URL_RUN_WANTED)
+    memory = st.session_state.setdefault(_RUN_BY_KINDS, {})
+    chosen = None
+    if wanted:  # the link's run, for the page of the link only
+        chosen = next((r["path"] for r in runs if _matches(r, wanted)), None)
+        st.session_state.pop(_URL_RUN_WANTED, None)
+    if chosen is None and st.session_state.get(RUN_KEY) in paths:
+        chosen = st.session_state[RUN_KEY]
+    if chosen is None and memory.get(kinds) in paths:
+        chosen = memory[kinds]
+    if chosen is None:
+        order = [*(kinds or ()), None]
+        chosen = next(r["path"] for k in order for r in runs if k is None or r["kind"] == k)
+    st.session_state[RUN_KEY] = chosen
+    return chosen
+
+
+def run_shown(rec: dict[str, Any] | None, kinds: tuple[str, ...] | None) -> None:
+    """Remember ``rec`` as the run of pages of ``kinds`` and put it into the URL (None: no run)."""
+    if rec is None:
+        set_url_param(URL_RUN, None)
+        return
+    st.session_state.setdefault(_RUN_BY_KINDS, {})[kinds] = rec["path"]
+    set_url_param(URL_RUN, run_url_id(rec))
 
 
 def model_spec(model: Any) -> str:
@@ -125,8 +274,34 @@ def load_run_npz(path: str, name: str, key: str) -> dict[str, np.ndarray]:
 
 
 def run_file(path: str, name: str, key: str) -> str:
-    """Hash-checked local path of file ``name`` of the run at ``path`` (e.g. for ``st.image``)."""
+    """Hash-checked local path of file ``name`` of the run at ``path`` (e.g. for ``st.image``).
+
+    Only plain names inside the run folder, never through a symlink (else a RunError)."""
     return str(get_run(path, key).file(name))
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def load_run_image(path: str, name: str, key: str) -> np.ndarray:
+    """Image file ``name`` of the run at ``path`` as ``(H, W, 3)`` uint8 RGB, hash-checked; an image that
+    cannot be decoded is a RunError naming the run and file (not a PIL error)."""
+    return get_run(path, key).load_image(name)
+
+
+def read_run_bytes(path: str, name: str, key: str) -> bytes:
+    """Bytes of file ``name`` of the run at ``path``, hash-checked (RunError when it cannot be read)."""
+    return get_run(path, key).read_bytes(name)
+
+
+@st.cache_data(max_entries=2048, show_spinner=False)
+def thumbnail(path: str, name: str, key: str, size: int = 256) -> bytes:
+    """PNG bytes of image ``name`` of the run at ``path`` fitted (padded) into a ``size`` square, made
+    once per run version: the same bytes give the same media URL, so a rerun re-sends nothing new."""
+    from core.viz import thumbnail as fit
+
+    get_run(path, key).load_image(name)  # an undecodable image is a RunError here, not a PIL error below
+    buf = io.BytesIO()
+    Image.fromarray(fit(run_file(path, name, key), size)).save(buf, format="PNG", optimize=False)
+    return buf.getvalue()
 
 
 def current_runs() -> tuple[str, list[dict[str, Any]]]:
@@ -145,13 +320,16 @@ def choose_run(kinds: tuple[str, ...], what: str, how_to_make: str, key: str | N
                stop_if_none: bool = True) -> dict[str, Any] | None:
     """The run a page shows: the sidebar's pick when it is of one of ``kinds``, else a selectbox.
 
+    app.py's sidebar lists only the runs of the page's kinds (``PAGE_KINDS``), newest of its own kind
+    first, and keeps the pick in the URL's ``run``; the selectbox is for a page missing there.
+
     ``what`` names the runs ("predictions run"); ``how_to_make`` is the sentence shown when the root
     has none (the page then stops, unless ``stop_if_none`` is false and ``None`` is returned).
     """
     root, records = current_runs()
     runs = [r for r in records if r["ok"] and r["kind"] in kinds]
     if not runs:
-        st.info(f"No {' or '.join(f'`{k}`' for k in kinds)} runs under `{root}`. {how_to_make}")
+        st.info(f"No {' or '.join(f'`{k}`' for k in kinds)} runs under {md_code(root)}. {how_to_make}")
         if stop_if_none:
             st.stop()
         return None
@@ -160,7 +338,9 @@ def choose_run(kinds: tuple[str, ...], what: str, how_to_make: str, key: str | N
         return run
     picked = picked_run(records)
     if picked is not None:
-        st.caption(f"The run picked in the sidebar is a `{picked['kind']}` run; choose a {what} here.")
+        st.caption(f"The run picked in the sidebar is a {md_code(picked['kind'])} run; choose a {what} here.")
     labels = {r["path"]: run_label(r) for r in runs}
     path = st.selectbox(what[:1].upper() + what[1:], list(labels), format_func=labels.__getitem__, key=key)
-    return next(r for r in runs if r["path"] == path)
+    run = next(r for r in runs if r["path"] == path)
+    set_url_param(URL_RUN, run_url_id(run))  # the URL names the run shown, not the sidebar's
+    return run

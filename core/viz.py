@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,30 @@ CORRECT = "#2e7d32"
 WRONG = "#c62828"
 NEUTRAL = "#4c78a8"
 MUTED = "#9e9e9e"
+
+
+# Markdown's active characters in Streamlit (links, images, HTML, code, emphasis, math, tables,
+# entities, emoji/icon shortcodes and GFM autolinks); "-", "." and "=" only shape a line's start.
+_MD_SPECIAL = set("\\`*_{}[]()<>#+!|~$&:@")
+
+
+def md_text(text: Any) -> str:
+    """``text`` from a run, safe inside markdown (``st.markdown``, ``st.caption``, ``st.error`` ...):
+    markdown's active characters are backslash-escaped, so links, images, HTML, emphasis, math and
+    autolinks show as typed, and line breaks become spaces (one line stays one line)."""
+    out = []
+    for ch in " ".join(str(text).splitlines()):
+        out.append("\\" + ch if ch in _MD_SPECIAL else ch)
+    return "".join(out)
+
+
+def md_code(text: Any) -> str:
+    """``text`` from a run as an inline code span: shown verbatim, whatever backticks it holds."""
+    text = " ".join(str(text).splitlines())
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") or longest else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
 
 
 def plotly_config(filename: str) -> dict[str, Any]:
@@ -45,8 +71,11 @@ def short_time(stamp: str) -> str:
     return stamp[:16].replace("T", " ") if len(stamp) >= 16 and stamp[10] == "T" else stamp
 
 
+RUN_COLUMNS = ["run id", "kind", "model", "created", "status", "warnings", "summary", "data"]
+
+
 def runs_table(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
-    """Complete runs as a table: run id, kind, model, created, status, summary, data."""
+    """Complete runs as a table: run id, kind, model, created, status, number of warnings, summary, data."""
     rows = [
         {
             "run id": r["run_id"],
@@ -54,12 +83,13 @@ def runs_table(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
             "model": r["model"],
             "created": short_time(r["created"]),
             "status": r["status"],
+            "warnings": len(r.get("warnings") or []),
             "summary": summary_text(r["summary"]),
             "data": r["data"],
         }
         for r in records
     ]
-    return pd.DataFrame(rows, columns=["run id", "kind", "model", "created", "status", "summary", "data"])
+    return pd.DataFrame(rows, columns=RUN_COLUMNS)
 
 
 def partial_table(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
@@ -138,8 +168,9 @@ def thumbnail(path: str | Path, size: int = 256, background: tuple[int, int, int
 
 def topk_bar(top: Sequence[Mapping[str, Any]], label: int | None = None, title: str = "") -> go.Figure:
     """Horizontal bar of class probabilities, highest at the top; the true class (``label``) in green,
-    a wrong top-1 in red."""
-    names = [str(t["name"]) for t in top]
+    a wrong top-1 in red. Class names come from a run: each is HTML-escaped here, once (plotly renders a
+    subset of HTML in labels), with ``%{`` broken so a name cannot act as a hover template field."""
+    names = [html.escape(str(t["name"])).replace("%{", "%&#123;") for t in top]
     probs = [float(t["prob"]) for t in top]
     colors = []
     for i, t in enumerate(top):
@@ -170,6 +201,20 @@ def topk_bar(top: Sequence[Mapping[str, Any]], label: int | None = None, title: 
         showlegend=False,
     )
     return fig
+
+
+def topk_table(top: Sequence[Mapping[str, Any]], label: int | None = None) -> pd.DataFrame:
+    """Class probabilities, highest first, as a table: class, probability, and ✓ for the true class
+    (✗ for a wrong top-1) when the label is known."""
+    rows = []
+    for i, t in enumerate(top):
+        mark = ""
+        if label is not None and t.get("index") == label:
+            mark = "✓ true class"
+        elif i == 0 and label is not None:
+            mark = "✗ wrong"
+        rows.append({"class": str(t.get("name")), "probability": float(t.get("prob", 0.0)), "": mark})
+    return pd.DataFrame(rows, columns=["class", "probability", ""])
 
 
 def layer_norms(features: Mapping[str, np.ndarray], layers: Sequence[str]) -> dict[str, np.ndarray]:

@@ -237,7 +237,8 @@ def unit_scatter(s_static: np.ndarray, s_dynamic: np.ndarray, lam: float, select
     if scored.sum() > max_points:
         fig.add_trace(go.Histogram2d(
             x=s_static[scored], y=s_dynamic[scored], colorscale="Blues", name="units",
-            xbins={"start": -1, "end": 1, "size": 0.04}, ybins={"start": -1, "end": 1, "size": 0.04},
+            # Edges at ±1.02: a bin's right edge is open, so bins ending at 1 would drop the units at 1.0.
+            xbins={"start": -1.02, "end": 1.02, "size": 0.04}, ybins={"start": -1.02, "end": 1.02, "size": 0.04},
             colorbar={"title": {"text": "units"}, "thickness": 12},
             hovertemplate="s_static %{x}<br>s_dynamic %{y}<br>%{z} units<extra></extra>"))
     else:
@@ -281,19 +282,40 @@ def point_unit(point: Mapping[str, Any]) -> int | None:
         return None
 
 
+def score_bins(values: np.ndarray, bin_size: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
+    """(counts (B,), edges (B+1,)) of the finite ``values`` in bins of ``bin_size`` aligned to 0 that span
+    [-1, 1] and every value beyond it (S can exceed 1); the last bin includes its right edge, so the
+    counts always add up to the number of finite values."""
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    lo = min(float(v.min()), -1.0) if len(v) else -1.0
+    hi = max(float(v.max()), 1.0) if len(v) else 1.0
+    first, last = int(np.floor(lo / bin_size + 1e-9)), int(np.ceil(hi / bin_size - 1e-9))
+    edges = np.arange(first, max(last, first + 1) + 1) * bin_size
+    edges[-1] = max(edges[-1], hi)  # rounding must never leave the largest value outside
+    counts, _ = np.histogram(v, bins=edges)
+    return counts, edges
+
+
 def score_histograms(s_static: np.ndarray, s_dynamic: np.ndarray, lam: float, bin_size: float = 0.05) -> go.Figure:
-    """Histograms of s_static and s_dynamic of the scored units, each with its lambda line."""
+    """Histograms of s_static and s_dynamic of the scored units, each with its lambda line.
+
+    Drawn as bars of :func:`score_bins` counts (not plotly's own binning, which drops values on the
+    edges of fixed bins); ``customdata`` of each bar is its [left, right) edges.
+    """
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.14,
                         subplot_titles=["s_static", "s_dynamic"])
+    lo, hi = SCORE_RANGE
     for row, (name, values) in enumerate((("static", s_static), ("dynamic", s_dynamic)), start=1):
-        v = np.asarray(values, dtype=np.float64)
-        v = v[np.isfinite(v)]
-        fig.add_histogram(x=v, name=f"s_{name}", marker_color=COLORS[name], showlegend=False,
-                          xbins={"start": -1, "end": 1 + 1e-9, "size": bin_size},
-                          hovertemplate="%{x}: %{y} units<extra></extra>", row=row, col=1)
+        counts, edges = score_bins(values, bin_size)
+        lo, hi = min(lo, edges[0] - bin_size / 2), max(hi, edges[-1] + bin_size / 2)
+        fig.add_bar(x=(edges[:-1] + edges[1:]) / 2, y=counts, width=0.92 * np.diff(edges), name=f"s_{name}",
+                    marker_color=COLORS[name], showlegend=False, customdata=np.stack([edges[:-1], edges[1:]], -1),
+                    hovertemplate="%{customdata[0]:.2f} to %{customdata[1]:.2f}: %{y} units<extra></extra>",
+                    row=row, col=1)
         fig.add_vline(x=lam, line={"dash": "dash", "color": "#444", "width": 1}, row=row, col=1)
         fig.update_yaxes(title_text="units", row=row, col=1)
-    fig.update_xaxes(range=SCORE_RANGE)
+    fig.update_xaxes(range=[lo, hi])
     fig.update_xaxes(title_text="per-unit score", row=2, col=1)
     fig.update_layout(height=520, margin={"l": 10, "r": 10, "t": 60, "b": 10}, bargap=0.05,
                       modebar={"orientation": "v"})

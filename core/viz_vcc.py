@@ -1,22 +1,19 @@
 """Figures of the concept connectome and failure debugger pages (dissertation ch. 5): pure, no Streamlit.
 
 Inputs are the files of ``vcc`` and ``vcc-debug`` runs as loaded from JSON / npz (see
-``precompute/vcc.py`` and ``precompute/vcc_debug.py``): graph dicts, metrics rows, fidelity dicts,
+``core/vcc/store.py`` and ``precompute/vcc_debug.py``): graph dicts, metrics rows, fidelity dicts,
 segment masks on the ``G x G`` grid and thumbnails as ``(H, W, 3)`` uint8 arrays.
 
-The graph is drawn with pyvis / vis-network as a self-contained HTML page: the vis-network
-JavaScript and CSS are inlined from the files that ship inside the pyvis package and thumbnails are
-``data:`` URIs, so it works offline and loads nothing from a CDN (:func:`external_urls` checks).
+The graph is a plotly figure (:func:`graph_figure`) whose thumbnails are ``data:`` URIs, so it works
+offline and loads nothing from a CDN.
 """
 
 from __future__ import annotations
 
 import base64
-import functools
+import html
 import io
-import json
 import math
-import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -27,6 +24,11 @@ import plotly.graph_objects as go
 from plotly.colors import sample_colorscale
 from plotly.subplots import make_subplots
 
+from core.errors import RunError
+from core.vcc.jsonsafe import nan_to_null
+from core.vcc.segments import upsample_mask
+from core.viz import md_text  # noqa: F401  (re-exported: the pages escape a run's text with it)
+
 TRUE_COLOR = "#1f77b4"
 PRED_COLOR = "#ff7f0e"
 CONCEPT_COLOR = "#4c78a8"
@@ -35,12 +37,9 @@ MATCHED_COLOR = "#e45756"
 CLASS_COLOR = "#2e7d32"
 EDGE_COLOR = (76, 120, 168)
 FADED = "#d0d0d0"
-VIS_VERSION = "vis-9.1.2"
 METRICS = [("n_concepts", "concepts"), ("branching_factor", "branching factor"),
            ("mean_edge_weight", "mean edge weight"), ("edge_weight_variance", "edge-weight variance")]
 EDGE_COLUMNS = ["source", "target", "weight", "p_value", "significant"]
-LEVEL_PREFIX = "__level__:"
-"""Ids of the row labels (one text node per layer) in the graph HTML."""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -130,15 +129,6 @@ def image_uri(image: np.ndarray, fmt: str = "PNG") -> str:
     return data_uri(buf.getvalue(), f"x.{fmt.lower()}")
 
 
-def upsample(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """A ``(G, G)`` grid mask at image size ``(H, W)``, nearest cell (the grid spans the whole image)."""
-    g_h, g_w = mask.shape
-    h, w = size
-    rows = np.minimum(np.arange(h) * g_h // h, g_h - 1)
-    cols = np.minimum(np.arange(w) * g_w // w, g_w - 1)
-    return np.asarray(mask, dtype=bool)[rows][:, cols]
-
-
 def _outline(mask: np.ndarray) -> np.ndarray:
     """Pixels of ``mask`` that touch a pixel outside it (4-neighbourhood)."""
     m = np.pad(mask, 1, mode="edge")
@@ -154,7 +144,7 @@ def _hex_rgb(color: str) -> np.ndarray:
 
 def segment_overlay(image: np.ndarray, mask: np.ndarray, color: str = "#ffd400", dim: float = 0.35) -> np.ndarray:
     """The segment ``mask`` (grid) over its source ``image``: the rest dimmed, the segment outlined."""
-    full = upsample(mask, image.shape[:2])
+    full = upsample_mask(mask, image.shape[:2])
     out = image.astype(np.float32)
     out[~full] = dim * out[~full] + (1 - dim) * 40.0
     line = _outline(full)
@@ -171,7 +161,7 @@ def side_overlay(image: np.ndarray, masks: np.ndarray, sides: np.ndarray, alpha:
     out = image.astype(np.float32)
     label = np.full((h, w), -1, dtype=np.int64)
     for k, (m, s) in enumerate(zip(masks, sides, strict=True)):
-        full = upsample(m, (h, w))
+        full = upsample_mask(m, (h, w))
         label[full] = k
         if s >= 0:
             out[full] = (1 - alpha) * out[full] + alpha * _hex_rgb(colors[int(s)])
@@ -182,46 +172,6 @@ def side_overlay(image: np.ndarray, masks: np.ndarray, sides: np.ndarray, alpha:
     edge[:, :-1] |= label[:, :-1] != label[:, 1:]
     out[edge] = 255.0
     return out.round().clip(0, 255).astype(np.uint8)
-
-
-# ----------------------------------------------------------------------------------------------
-# The pyvis graph
-
-
-@functools.lru_cache(maxsize=1)
-def vis_assets() -> tuple[str, str]:
-    """vis-network's JavaScript and CSS, read from the files installed with pyvis (no CDN)."""
-    import pyvis
-
-    lib = Path(pyvis.__file__).parent / "templates" / "lib" / VIS_VERSION
-    js = (lib / "vis-network.min.js").read_text(encoding="utf-8")
-    css = (lib / "vis-network.css").read_text(encoding="utf-8")
-    # The bundle names URLs only in its licence banner, two strings and the SVG namespace; none is
-    # fetched. Writing "://" as ":\/\/" keeps every string's value (in JS "\/" is "/") and leaves the
-    # page without a single http(s):// text, so a plain search proves that nothing is loaded remotely.
-    return js.replace("://", ":\\/\\/"), css.replace("://", ":\\/\\/")
-
-
-_URL_REFS = [re.compile(r"""<(?:script|link|img|iframe|source)\b[^>]*?\b(?:src|href)\s*=\s*["']?\s*(https?:)?//""",
-                        re.I),
-             re.compile(r"""url\(\s*["']?\s*(?:https?:)?//""", re.I),
-             re.compile(r"""@import\s+["']?\s*(?:url\()?\s*["']?\s*(?:https?:)?//""", re.I),
-             re.compile(r"""\bimport\s*\(\s*["']\s*(?:https?:)?//""", re.I)]
-
-
-def external_urls(html: str) -> list[str]:
-    """Every reference in ``html`` that would load a script, style sheet or image from the network
-    (``src``/``href`` of script, link, img, iframe, source; CSS ``url()`` and ``@import``; JS ``import()``)."""
-    found = []
-    for pattern in _URL_REFS:
-        for m in pattern.finditer(html):
-            found.append(html[m.start(): m.end() + 60])
-    return found
-
-
-def _json_script(obj: Any) -> str:
-    """JSON safe to place inside a ``<script>`` element."""
-    return json.dumps(obj).replace("</", "<\\/").replace("<!--", "<\\!--")
 
 
 def _edge_rgba(weight: float, alpha_lo: float = 0.25) -> str:
@@ -248,117 +198,6 @@ def _tooltip(graph: Mapping[str, Any], node: Mapping[str, Any], count: int | Non
     return "\n".join(lines)
 
 
-def graph_html(graph: Mapping[str, Any], thumbs: Mapping[str, str] | None = None, *, threshold: float = 0.0,
-               show_insignificant: bool = False, highlight: Mapping[str, int] | None = None,
-               path_edges: set[tuple[str, str]] | None = None, accent: str = TRUE_COLOR, height: int = 620,
-               direction: str = "DU") -> str:
-    """The VCC as a self-contained interactive HTML page (pyvis / vis-network, inlined; no URL to fetch).
-
-    Levels are the layers from the input side (bottom with ``direction="DU"``) to the class node;
-    concept nodes show their first exemplar (``thumbs``: node id -> ``data:`` URI), sized by the
-    number of segments; edges are drawn with width and opacity by weight, only the significant ones
-    (and those at or above ``threshold``) unless ``show_insignificant``. ``highlight`` (node id ->
-    segment count) and ``path_edges`` mark what a debugged image activates; the rest is faded.
-    Hovering a node shows its tooltip; clicking it shows the same text below the graph.
-    """
-    from pyvis.network import Network
-
-    thumbs = thumbs or {}
-    levels = level_of(graph)
-    sizes = [n["size"] for n in concept_nodes(graph)] or [1]
-    biggest = max(max(sizes), 1)
-    net = Network(height=f"{height}px", width="100%", directed=True, cdn_resources="in_line")
-    focus = highlight is not None
-    for i, layer in enumerate(graph["layers"]):  # a row label per layer, placed first so it sits at the left
-        net.add_node(f"{LEVEL_PREFIX}{i}", label=layer, shape="text", level=i, chosen=False,
-                     font={"size": 15, "color": "#6b6b6b", "face": "monospace"})
-    for node in graph["nodes"]:
-        nid = node["id"]
-        count = (highlight or {}).get(nid)
-        title = _tooltip(graph, node, count)
-        if is_class(node):
-            net.add_node(nid, label=str(node.get("label") or nid).split(",")[0], shape="box", title=title,
-                         level=levels[nid], color={"background": CLASS_COLOR, "border": "#1b5e20"},
-                         font={"color": "white", "size": 18}, margin=10)
-            continue
-        size = 20 + 24 * math.sqrt(node["size"] / biggest)
-        label = f"{node['index']}" + (f" ×{count}" if count else "")
-        options: dict[str, Any] = {"title": title, "level": levels[nid], "size": size, "label": label,
-                                   "font": {"size": 12, "color": "#222", "strokeWidth": 3, "strokeColor": "white"}}
-        if focus and not count:
-            options["opacity"] = 0.25
-        border = accent if count else "#8c8c8c"
-        width = 5 if count else 1
-        if nid in thumbs:
-            net.add_node(nid, shape="image", image=thumbs[nid], brokenImage=None, shapeProperties={
-                "useBorderWithImage": True, "interpolation": True}, borderWidth=width, borderWidthSelected=width + 2,
-                color={"border": border, "background": "white", "highlight": {"border": "#d62728"}}, **options)
-        else:
-            net.add_node(nid, shape="dot", color={"background": CONCEPT_COLOR, "border": border},
-                         borderWidth=width, **options)
-    for e in visible_edges(graph, threshold, show_insignificant):
-        on_path = path_edges is not None and (e["source"], e["target"]) in path_edges
-        w = float(e["weight"])
-        color = accent if on_path else (FADED if focus else _edge_rgba(w))
-        net.add_edge(e["source"], e["target"], width=(1 + 7 * w) * (1.4 if on_path else 1.0), color=color,
-                     title=f"{e['source']} → {e['target']}\nweight {w:.3f}, p = {e['p_value']:.3g}"
-                     + ("" if e.get("significant") else " (not significant)"),
-                     dashes=not e.get("significant"), arrows={"to": {"enabled": True, "scaleFactor": 0.4}},
-                     hoverWidth=1.5, selectionWidth=2)
-    net.options = {
-        "layout": {"hierarchical": {"enabled": True, "direction": direction, "levelSeparation": 140,
-                                    "nodeSpacing": 105, "treeSpacing": 105, "blockShifting": True,
-                                    "edgeMinimization": True, "parentCentralization": True}},
-        "physics": {"enabled": False},
-        "interaction": {"hover": True, "tooltipDelay": 120, "navigationButtons": False, "multiselect": False},
-        "edges": {"smooth": {"enabled": True, "type": "cubicBezier", "forceDirection": "vertical", "roundness": 0.5}},
-        "nodes": {"shapeProperties": {"interpolation": True}},
-    }
-    nodes, edges, _heading, height_css, width_css, options = net.get_network_data()
-    js, css = vis_assets()
-    legend = " → ".join([*graph["layers"], "class"])
-    direction_text = {"DU": "bottom to top", "UD": "top to bottom", "LR": "left to right", "RL": "right to left"}
-    return _TEMPLATE.format(css=css, js=js, height=height_css, width=width_css, nodes=_json_script(nodes),
-                            edges=_json_script(edges), options=options.replace("</", "<\\/"),
-                            legend=f"levels {direction_text.get(direction, '')}: {legend}")
-
-
-_TEMPLATE = """<!DOCTYPE html>
-<html>
-<head>
-<meta charset="utf-8">
-<style>{css}</style>
-<style>
-body {{ margin: 0; font-family: "Source Sans Pro", sans-serif; font-size: 14px; color: #31333f; }}
-* {{ box-sizing: border-box; }}
-#net {{ width: {width}; height: {height}; border: 1px solid #e6e6e6; border-radius: 6px; background: white; }}
-#legend {{ color: #6b6b6b; margin: 0 0 4px 2px; font-size: 13px; }}
-#info {{ white-space: pre-wrap; margin-top: 6px; padding: 6px 8px; background: #f6f7f9; border-radius: 6px;
-         min-height: 2.6em; font-size: 13px; }}
-div.vis-tooltip {{ white-space: pre-wrap; max-width: 520px; font-family: inherit; font-size: 13px; }}
-</style>
-<script>{js}</script>
-</head>
-<body>
-<div id="legend">{legend} · hover or click a node for its details; scroll to zoom, drag to pan</div>
-<div id="net"></div>
-<div id="info">Click a concept or an edge to see its details here.</div>
-<script>
-var nodes = new vis.DataSet({nodes});
-var edges = new vis.DataSet({edges});
-var options = {options};
-var network = new vis.Network(document.getElementById("net"), {{nodes: nodes, edges: edges}}, options);
-network.on("click", function (params) {{
-  var info = document.getElementById("info");
-  if (params.nodes.length) {{ info.textContent = nodes.get(params.nodes[0]).title; }}
-  else if (params.edges.length) {{ info.textContent = edges.get(params.edges[0]).title; }}
-}});
-</script>
-</body>
-</html>
-"""
-
-
 def thumbs_for(graph: Mapping[str, Any], read: Callable[[str], bytes]) -> dict[str, str]:
     """Node id -> ``data:`` URI of its first exemplar file, read with ``read(file)`` (missing ones skipped)."""
     out = {}
@@ -367,7 +206,7 @@ def thumbs_for(graph: Mapping[str, Any], read: Callable[[str], bytes]) -> dict[s
         if files:
             try:
                 out[n["id"]] = data_uri(read(files[0]), files[0])
-            except (OSError, ValueError, KeyError):
+            except (OSError, ValueError, KeyError, RunError):  # a damaged file: the node has no picture
                 continue
     return out
 
@@ -375,6 +214,215 @@ def thumbs_for(graph: Mapping[str, Any], read: Callable[[str], bytes]) -> dict[s
 def path_edge_set(paths: Sequence[Mapping[str, Any]]) -> set[tuple[str, str]]:
     """The (source, target) pairs on the given paths (``{"nodes": [...]}``)."""
     return {(a, b) for p in paths for a, b in zip(p["nodes"][:-1], p["nodes"][1:], strict=True)}
+
+
+# ----------------------------------------------------------------------------------------------
+# Text from a run
+
+
+def esc(text: Any) -> str:
+    """Text from a run for a plotly label, hover text or title: HTML-escaped (plotly renders a subset of
+    HTML, links included) and with ``%{`` broken so a hover template cannot read it as a field."""
+    return html.escape(str(text)).replace("%{", "%&#123;")
+
+
+def md_code(text: Any) -> str:
+    """Text from a run as an inline code span (backticks inside it replaced, so the span cannot end early)."""
+    return "`" + str(text).replace("`", "'").replace("\n", " ") + "`"
+
+
+def upload_error(name: str, error: BaseException) -> str:
+    """What to tell a person whose uploaded file ``name`` could not be opened as an image (PIL's own messages
+    name Python objects such as ``<_io.BytesIO object at 0x...>``)."""
+    from PIL import Image, UnidentifiedImageError
+
+    if isinstance(error, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
+        return (f"{name} is too large to open safely (over {Image.MAX_IMAGE_PIXELS:,} pixels): upload a smaller "
+                "copy of the image.")
+    if isinstance(error, UnidentifiedImageError):
+        return (f"{name} is not an image this page can read: upload a PNG, JPEG, WebP or BMP file.")
+    if isinstance(error, (OSError, SyntaxError, ValueError, EOFError)):
+        return f"{name} looks damaged or cut short and could not be decoded: upload the image again or another copy."
+    return f"{name} could not be opened as an image: upload a PNG, JPEG, WebP or BMP file."
+
+
+# ----------------------------------------------------------------------------------------------
+# The clickable plotly graph
+
+NODE_TRACE = "concepts"
+"""Name of the trace whose points are the nodes (their ``customdata`` is the node id)."""
+
+
+def graph_positions(graph: Mapping[str, Any]) -> dict[str, tuple[float, float]]:
+    """Node id -> fixed ``(x, y)``: ``y`` the level (a row per layer, the class node on top), ``x`` the
+    node's place in its row, centred; rows are ordered top-down by the mean place of each node's
+    significant targets (fewer crossings), ties by concept rank. Depends on the graph only, so a node
+    stays where it is whatever the threshold or selection."""
+    levels = level_of(graph)
+    rows: dict[int, list[Mapping[str, Any]]] = {}
+    for n in graph["nodes"]:
+        rows.setdefault(levels[n["id"]], []).append(n)
+    targets: dict[str, list[str]] = {}
+    for e in graph["edges"]:
+        if e.get("significant"):
+            targets.setdefault(e["source"], []).append(e["target"])
+    pos: dict[str, tuple[float, float]] = {}
+    for level in sorted(rows, reverse=True):
+        nodes = rows[level]
+
+        def key(n: Mapping[str, Any]) -> tuple[float, int, str]:
+            xs = [pos[t][0] for t in targets.get(n["id"], []) if t in pos]
+            return (sum(xs) / len(xs) if xs else math.inf, int(n.get("index") or 0), str(n["id"]))
+
+        ordered = sorted(nodes, key=key)
+        for k, n in enumerate(ordered):
+            pos[n["id"]] = (k - (len(ordered) - 1) / 2, float(level))
+    return pos
+
+
+def _node_box(graph: Mapping[str, Any], node: Mapping[str, Any]) -> float:
+    """Side of a node's picture in data units (rows are 1.5 units apart, neighbours 1): by its segments."""
+    sizes = [n["size"] for n in concept_nodes(graph)] or [1]
+    return 0.55 + 0.4 * math.sqrt(node["size"] / max(max(sizes), 1))
+
+
+def graph_figure(graph: Mapping[str, Any], thumbs: Mapping[str, str] | None = None, *, threshold: float = 0.0,
+                 show_insignificant: bool = False, highlight: Mapping[str, int] | None = None,
+                 path_edges: set[tuple[str, str]] | None = None, accent: str = TRUE_COLOR,
+                 selected: str | None = None, revision: str = "graph", height: int | None = None) -> go.Figure:
+    """The VCC as a plotly figure whose nodes can be clicked (``st.plotly_chart(on_select=...)``; the
+    node trace is named :data:`NODE_TRACE`, each point's ``customdata`` its node id: :func:`clicked_node`).
+
+    Rows are the layers from the input side (bottom) to the class node (top), at the fixed places of
+    :func:`graph_positions`; a concept shows its first exemplar (``thumbs``: node id -> ``data:`` URI) in
+    a square sized by its segments; edges point upwards, width and opacity by weight, only significant
+    ones (at or above ``threshold``) unless ``show_insignificant`` (then dashed). ``highlight`` (node id ->
+    segment count) rings what a debugged image activates and labels it ``×n``, ``path_edges`` are drawn
+    in ``accent``, the rest faded. ``selected`` is framed in red. ``revision`` keeps zoom across reruns.
+    """
+    thumbs = thumbs or {}
+    pos = graph_positions(graph)
+    nodes = node_by_id(graph)
+    focus = highlight is not None
+    highlight = highlight or {}
+    n_rows = len(graph["layers"]) + 1
+    widest = max((sum(1 for p in pos.values() if p[1] == lv) for lv in range(n_rows)), default=1)
+    fig = go.Figure()
+    box = {nid: (0.5 if is_class(n) else _node_box(graph, n)) for nid, n in nodes.items()}
+    Y = 1.5  # rows apart, in x units
+
+    def top(nid: str) -> tuple[float, float]:
+        x, y = pos[nid]
+        return x, y * Y + box[nid] / 2
+
+    def bottom(nid: str) -> tuple[float, float]:
+        x, y = pos[nid]
+        return x, y * Y - box[nid] / 2
+
+    # -- edges: a few traces by weight (one per style), each a polyline with gaps
+    groups: dict[tuple[str, float, str], list[Mapping[str, Any]]] = {}
+    for e in visible_edges(graph, threshold, show_insignificant):
+        if e["source"] not in pos or e["target"] not in pos:
+            continue
+        w = float(e["weight"])
+        on_path = path_edges is not None and (e["source"], e["target"]) in path_edges
+        if on_path:
+            style = (accent, round(2.5 + 5 * w, 1), "solid")
+        elif focus:
+            style = (FADED, 1.0, "solid" if e.get("significant") else "dot")
+        else:
+            bucket = min(4, int(max(w, 0.0) * 5))
+            style = (_edge_rgba((bucket + 0.5) / 5), round(1 + 1.5 * bucket, 1),
+                     "solid" if e.get("significant") else "dot")
+        groups.setdefault(style, []).append(e)
+    mid_x, mid_y, mid_text = [], [], []
+    for (color, width, dash), edges in sorted(groups.items(), key=lambda kv: (kv[0][0] == accent, kv[0][1])):
+        xs: list[float | None] = []
+        ys: list[float | None] = []
+        for e in edges:
+            (x0, y0), (x1, y1) = bottom(e["target"]), top(e["source"])
+            xs += [x1, x0, None]
+            ys += [y1, y0, None]
+            mid_x.append(x1 + 0.5 * (x0 - x1))
+            mid_y.append(y1 + 0.5 * (y0 - y1))
+            mid_text.append(f"{esc(e['source'])} → {esc(e['target'])}<br>weight {float(e['weight']):.3f}, "
+                            f"p = {float(e.get('p_value') or float('nan')):.3g}"
+                            + ("" if e.get("significant") else " (not significant)"))
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line={"color": color, "width": width, "dash": dash},
+                                 hoverinfo="skip", showlegend=False, name="edges"))
+    fig.add_trace(go.Scatter(x=mid_x, y=mid_y, mode="markers", marker={"size": 7, "color": "rgba(0,0,0,0)"},
+                             hovertext=mid_text, hoverinfo="text", showlegend=False, name="edge details",
+                             unselected={"marker": {"opacity": 1}}))
+
+    # -- nodes: pictures (layout images), frames (shapes), then one clickable point per node
+    for nid, n in nodes.items():
+        x, y = pos[nid]
+        s = box[nid]
+        count = highlight.get(nid)
+        faded = focus and not count and not is_class(n)
+        if is_class(n):
+            fig.add_shape(type="rect", x0=x - 0.9, x1=x + 0.9, y0=y * Y - s / 2, y1=y * Y + s / 2,
+                          fillcolor=CLASS_COLOR, line={"color": "#1b5e20", "width": 2}, layer="below")
+            continue
+        if nid in thumbs:
+            fig.add_layout_image(source=thumbs[nid], x=x, y=y * Y, xref="x", yref="y", sizex=s, sizey=s,
+                                 xanchor="center", yanchor="middle", sizing="contain", layer="above",
+                                 opacity=0.3 if faded else 1.0)
+        else:
+            fig.add_shape(type="rect", x0=x - s / 2, x1=x + s / 2, y0=y * Y - s / 2, y1=y * Y + s / 2,
+                          fillcolor=CONCEPT_COLOR, opacity=0.3 if faded else 1.0, line={"width": 0})
+        ring = accent if count else "#8c8c8c"
+        fig.add_shape(type="rect", x0=x - s / 2, x1=x + s / 2, y0=y * Y - s / 2, y1=y * Y + s / 2,
+                      line={"color": ring, "width": 4 if count else 1}, layer="above")
+    if selected in nodes:
+        x, y = pos[selected]
+        s = box[selected] + 0.12
+        fig.add_shape(type="rect", x0=x - s / 2 - (0.4 if is_class(nodes[selected]) else 0),
+                      x1=x + s / 2 + (0.4 if is_class(nodes[selected]) else 0), y0=y * Y - s / 2, y1=y * Y + s / 2,
+                      line={"color": "#d62728", "width": 3}, layer="above")
+    ids = list(nodes)
+    hover = [_tooltip(graph, nodes[i], highlight.get(i)) for i in ids]
+    labels = []
+    for i in ids:
+        n = nodes[i]
+        if is_class(n):
+            labels.append(f"<b>{esc(str(n.get('label') or i).split(',')[0])}</b>")
+        else:
+            count = highlight.get(i)
+            labels.append(f"{esc(n['index'])}" + (f" <b>×{count}</b>" if count else ""))
+    fig.add_trace(go.Scatter(
+        x=[pos[i][0] for i in ids], y=[pos[i][1] * Y for i in ids], mode="markers", name=NODE_TRACE,
+        customdata=ids, hovertext=[esc(h).replace("\n", "<br>") for h in hover], hoverinfo="text",
+        marker={"size": 44, "symbol": "square", "color": "rgba(0,0,0,0)"},
+        selected={"marker": {"opacity": 1}}, unselected={"marker": {"opacity": 1}}, showlegend=False))
+    fig.add_trace(go.Scatter(  # labels: below the picture (inside the class box)
+        x=[pos[i][0] for i in ids],
+        y=[pos[i][1] * Y - (0 if is_class(nodes[i]) else box[i] / 2 + 0.07) for i in ids],
+        mode="text", text=labels, textposition=["middle center" if is_class(nodes[i]) else "bottom center"
+                                                 for i in ids],
+        textfont={"size": [15 if is_class(nodes[i]) else 13 for i in ids],
+                  "color": ["white" if is_class(nodes[i]) else "#222" for i in ids]},
+        hoverinfo="skip", showlegend=False, name="labels"))
+    fig.update_xaxes(visible=False, range=[-widest / 2 - 0.2, widest / 2 + 0.2], fixedrange=False)
+    fig.update_yaxes(tickvals=[lv * Y for lv in range(n_rows)],
+                     ticktext=[esc(x) for x in graph["layers"]] + ["class"], tickfont={"size": 14},
+                     showgrid=False, zeroline=False, range=[-0.75, (n_rows - 1) * Y + 0.6],
+                     scaleanchor="x", scaleratio=1, constrain="range")
+    fig.update_layout(height=height or 130 + 125 * n_rows, margin={"l": 10, "r": 10, "t": 10, "b": 10},
+                      plot_bgcolor="white", uirevision=revision, clickmode="event+select", dragmode="pan",
+                      hovermode="closest", hoverlabel={"align": "left"}, showlegend=False)
+    return fig
+
+
+def clicked_node(selection: Mapping[str, Any] | None, ids: Sequence[str]) -> str | None:
+    """The node id picked in a :func:`graph_figure` selection event (``{"points": [...]}``), or None."""
+    for p in (selection or {}).get("points", []) or []:
+        data = p.get("customdata")
+        if isinstance(data, (list, tuple)):
+            data = data[0] if data else None
+        if isinstance(data, str) and data in ids:
+            return data
+    return None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -430,13 +478,13 @@ def metrics_figure(series: Mapping[str, Sequence[Mapping[str, Any]]]) -> go.Figu
         n = len(rows)
         for m, (key, title) in enumerate(METRICS):
             pts = [(i, r) for i, r in enumerate(rows) if not (key == "n_concepts" and r["layer"] == "class")]
-            xs = [r["layer"] if same else (i / max(n - 1, 1)) for i, r in pts]
+            xs = [esc(r["layer"]) if same else (i / max(n - 1, 1)) for i, r in pts]
             ys = [r.get(key) for _, r in pts]
-            ys = [None if v is None or (isinstance(v, float) and not math.isfinite(v)) else v for v in ys]
-            fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines+markers", name=label, legendgroup=label,
+            ys = nan_to_null(ys)
+            fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines+markers", name=esc(label), legendgroup=label,
                                      showlegend=m == 0, line={"color": colors[k % len(colors)]},
-                                     customdata=[[r["layer"], _metric_edges(r, key)] for _, r in pts],
-                                     hovertemplate=f"{label}<br>%{{customdata[0]}}<br>{title}: %{{y:.3g}}"
+                                     customdata=[[esc(r["layer"]), _metric_edges(r, key)] for _, r in pts],
+                                     hovertemplate=f"{esc(label)}<br>%{{customdata[0]}}<br>{title}: %{{y:.3g}}"
                                                    "<br>%{customdata[1]}<extra></extra>"),
                           row=m // 2 + 1, col=m % 2 + 1)
     fig.update_xaxes(title_text=None if same else "relative depth (0 first layer, 1 class node)",
@@ -463,7 +511,7 @@ def suppression_figure(fidelity: Mapping[str, Any], layers: Sequence[str] | None
     cols = min(max(len(names), 1), 4)
     rows = max(1, -(-len(names) // cols))
     fig = make_subplots(rows=rows, cols=cols, subplot_titles=[_supp_title(per_layer[n], n) for n in names] or [""],
-                        shared_yaxes=True, horizontal_spacing=0.05, vertical_spacing=0.2)
+                        shared_yaxes=True, horizontal_spacing=0.05, vertical_spacing=0.26 if rows > 1 else 0.2)
     for k, name in enumerate(names):
         d = per_layer[name]
         r, c = k // cols + 1, k % cols + 1
@@ -471,11 +519,16 @@ def suppression_figure(fidelity: Mapping[str, Any], layers: Sequence[str] | None
         concept = np.asarray(d.get("concept") or [], dtype=float).reshape(-1, len(x))
         rand = np.asarray(d.get("random") or [], dtype=float).reshape(-1, len(x))
         matched = np.asarray(d.get("matched") or [], dtype=float).reshape(-1, len(x))
-        for i, curve in enumerate(concept):
-            cid = (d.get("concept_ids") or [None] * len(concept))[i]
-            fig.add_trace(go.Scatter(x=x, y=curve, mode="lines", line={"color": CONCEPT_COLOR, "width": 1},
-                                     opacity=0.35, showlegend=False, name=str(cid),
-                                     hovertemplate=f"{cid}<br>eps %{{x}}× norm: accuracy %{{y:.2f}}<extra></extra>"),
+        if len(concept):  # every concept's curve in one trace (gaps between them): one path, not one per concept
+            cids = list(d.get("concept_ids") or [])
+            cids += [None] * (len(concept) - len(cids))
+            xs = [v for _ in concept for v in (*x, None)]
+            ys = [v for curve in concept for v in (*curve.tolist(), None)]
+            fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line={"color": CONCEPT_COLOR, "width": 1},
+                                     opacity=0.35, showlegend=False, name="concepts",
+                                     customdata=[esc(cid) for cid in cids for _ in (*x, None)],
+                                     hovertemplate="%{customdata}<br>eps %{x}× norm: accuracy %{y:.2f}"
+                                                   "<extra></extra>"),
                           row=r, col=c)
         if len(rand):
             lo, hi = rand.min(0), rand.max(0)
@@ -500,21 +553,24 @@ def suppression_figure(fidelity: Mapping[str, Any], layers: Sequence[str] | None
     fig.update_yaxes(range=[-0.03, 1.03])
     fig.update_yaxes(title_text="target-class accuracy", col=1)
     fig.update_xaxes(title_text="eps (× mean feature norm)")
-    fig.update_layout(height=320 * rows + 90, margin={"l": 50, "r": 20, "t": 40, "b": 90},
+    fig.update_annotations(font={"size": 13})
+    fig.update_layout(height=340 * rows + 110, margin={"l": 50, "r": 20, "t": 60, "b": 90},
                       legend={"orientation": "h", "yanchor": "top", "y": -0.2 if rows == 1 else -0.1, "x": 0})
     return fig
 
 
 def _supp_title(d: Mapping[str, Any], name: str) -> str:
-    """The layer, then the AUCs: concepts / isotropic random / matched random (✓ where the concepts' is lower)."""
+    """The layer, then on a second line (so neighbouring titles never run into each other) the AUCs: concepts /
+    isotropic random / matched random (✓ where the concepts' is lower)."""
     auc = d.get("auc") or {}
+    name = esc(name)
     if auc.get("concept") is None:
         return name
     parts = [f"{auc['concept']:.3f}"]
     for key in ("random", "matched"):
         if auc.get(key) is not None:
             parts.append(f"{auc[key]:.3f}{' ✓' if auc['concept'] < auc[key] else ' ✗'}")
-    return f"{name}: AUC {' / '.join(parts)}"
+    return f"{name}<br>AUC {' / '.join(parts)}"
 
 
 def suppression_table(fidelity: Mapping[str, Any], layers: Sequence[str] | None = None) -> pd.DataFrame:
@@ -546,8 +602,8 @@ def aps_ls_figure(fidelity: Mapping[str, Any], all_edges: bool = False) -> go.Fi
     fig = go.Figure()
     for layer in layers:
         pts = [k for k in ids if k.rsplit(":", 1)[0] == layer]
-        fig.add_trace(go.Scatter(x=[aps[k] for k in pts], y=[ls[k] for k in pts], mode="markers", name=layer,
-                                 text=pts, marker={"color": colors[layer], "size": 9},
+        fig.add_trace(go.Scatter(x=[aps[k] for k in pts], y=[ls[k] for k in pts], mode="markers", name=esc(layer),
+                                 text=[esc(k) for k in pts], marker={"color": colors[layer], "size": 9},
                                  hovertemplate="%{text}<br>APS %{x:.3f}<br>LS %{y:.3g}<extra></extra>"))
     r, rho, n = corr.get("pearson"), corr.get("spearman"), corr.get("n")
     stats = (f"Pearson r = {r:.2f}, Spearman ρ = {rho:.2f}" if r is not None and rho is not None
@@ -561,16 +617,17 @@ def aps_ls_figure(fidelity: Mapping[str, Any], all_edges: bool = False) -> go.Fi
 
 def shares_figure(rows: Sequence[Mapping[str, Any]], true_name: str, pred_name: str | None) -> go.Figure:
     """Per layer, the share of the image's segments whose nearest concept is in each class's VCC."""
-    layers = [r["layer"] for r in rows]
+    layers = [esc(r["layer"]) for r in rows]
     t = [r.get("share_true") or 0.0 for r in rows]
     p = [r.get("share_predicted") or 0.0 for r in rows]
     fig = go.Figure()
-    fig.add_trace(go.Bar(y=layers, x=t, orientation="h", name=f"true: {true_name}", marker_color=TRUE_COLOR,
+    fig.add_trace(go.Bar(y=layers, x=t, orientation="h", name=f"true: {esc(true_name)}", marker_color=TRUE_COLOR,
                          customdata=[[r["n_true"], r["n_segments"], r["area_true"]] for r in rows],
                          hovertemplate="%{y}: %{customdata[0]} of %{customdata[1]} segments (%{x:.0%}), "
                                        "%{customdata[2]:.0%} of the image<extra>true class</extra>"))
     if pred_name is not None:
-        fig.add_trace(go.Bar(y=layers, x=p, orientation="h", name=f"predicted: {pred_name}", marker_color=PRED_COLOR,
+        fig.add_trace(go.Bar(y=layers, x=p, orientation="h", name=f"predicted: {esc(pred_name)}",
+                             marker_color=PRED_COLOR,
                              customdata=[[r["n_predicted"], r["n_segments"], r["area_predicted"]] for r in rows],
                              hovertemplate="%{y}: %{customdata[0]} of %{customdata[1]} segments (%{x:.0%}), "
                                            "%{customdata[2]:.0%} of the image<extra>predicted class</extra>"))

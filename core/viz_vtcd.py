@@ -1,7 +1,9 @@
 """Figures, tables and the synced video player of the concept tubelets page (VTCD, dissertation ch. 4).
 
-Pure functions, no Streamlit. Inputs are the files of a ``vtcd`` run (``concepts.json``,
-``attribution.json``, ``ground_truth.json``) or of a ``rosetta`` run (``rosetta.json``), as loaded from JSON.
+Pure functions, no Streamlit. Inputs are the documents of a ``vtcd`` run (its concepts, attribution, ground
+truth and diagnostics: :class:`core.vtcd.store.VTCDRun`) or of a ``rosetta`` run, as :mod:`core.vtcd.store`
+lays them out and the JSON reader returns them. An importance may be null (or NaN in a hand-made run):
+:func:`finite` reads it.
 
 :func:`player_html` builds one self-contained HTML document (no external URL, no CDN: it works offline)
 that plays several clips in lockstep: each clip is a sprite sheet of its frames (a data: URI), and one
@@ -24,6 +26,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from core import viz
+from core.viz_vcc import esc
 from core.vtcd.media import frame_strip
 
 POSITIVE = "#c62828"  # most important first: should fall fast
@@ -39,12 +42,19 @@ COLOR_BY = {
 }
 CONCEPT_COLUMNS = ["rank", "concept", "layer", "head", "importance", "CI low", "CI high", "released", "± std",
                    "occlusion", "tubelets", "videos", "coverage"]
-DIAGNOSTICS = (  # (key in diagnostics.json's blocks, label, colour)
+DIAGNOSTICS = (  # (key in the diagnostics document's blocks, label, colour)
     ("entropy", "attention entropy (1 = uniform)", "#6a1b9a"),
     ("branch_abs", "|ΔP| attention branch removed", "#c62828"),
     ("keys_zero_abs", "|ΔP| half the keys zeroed (as CRIS)", "#ef6c00"),
     ("keys_removed_abs", "|ΔP| same keys removed (-inf logits)", "#1565c0"),
 )
+
+
+def finite(value: Any) -> float | None:
+    """``value`` as a float when it is a finite number, else None (null, NaN, infinite or not a number)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        return None
+    return float(value) if np.isfinite(value) else None
 
 
 # ------------------------------------------------------------------------------------------------
@@ -131,48 +141,79 @@ const slider=document.getElementById('slider'), pos=document.getElementById('pos
 const play=document.getElementById('play'), loop=document.getElementById('loop');
 const speed=document.getElementById('speed');
 slider.max=n-1;
-let t=0, playing=cfg.autoplay, last=null;
+let t=0, playing=cfg.autoplay, last=null, saved=0;
+// Frame, play state, speed and loop live in the tab's sessionStorage under cfg.state, so a Streamlit
+// rerun that rebuilds this frame carries on where it was (a playing clip advanced by the time it was away).
+const store=(()=>{try{return cfg.state?window.sessionStorage:null;}catch(e){return null;}})();
+const skey='concept-lens-player:'+cfg.state;
+function save(){
+  if(!store) return;
+  try{store.setItem(skey,JSON.stringify({t:t,playing:playing,speed:speed.value,loop:loop.checked,at:Date.now()}));}
+  catch(e){}
+  saved=performance.now();
+}
+function restore(){
+  if(!store) return;
+  let s=null;
+  try{s=JSON.parse(store.getItem(skey)||'null');}catch(e){s=null;}
+  if(!s||typeof s!=='object') return;
+  if([...speed.options].some(o=>o.value===String(s.speed))) speed.value=String(s.speed);
+  loop.checked=!!s.loop; playing=!!s.playing;
+  t=Number.isFinite(+s.t)?Math.min(Math.max(+s.t,0),n-1e-6):0;
+  if(playing&&Number.isFinite(+s.at)){
+    t+=Math.max(0,Date.now()-s.at)/1000*cfg.fps*parseFloat(speed.value);
+    if(t>=n){ if(loop.checked){t=t%n;} else {t=n-1; playing=false;} }
+  }
+}
 function draw(){
   const f=Math.min(n-1,Math.floor(t));
   tiles.forEach((el,i)=>{
     const k=Math.min(cfg.frames[i]-1,Math.floor(f*cfg.frames[i]/n));
     el.style.backgroundPosition=(-k*cfg.w)+'px 0px';
+    el.dataset.frame=k;
   });
   slider.value=f; pos.textContent='frame '+(f+1)+' / '+n;
   play.innerHTML=playing?cfg.icons.pause:cfg.icons.play; play.title=playing?'pause (space)':'play (space)';
+  document.body.dataset.frame=f; document.body.dataset.playing=playing?'1':'0';
 }
 function tick(now){
   if(playing){
     if(last!==null){
       t+=(now-last)/1000*cfg.fps*parseFloat(speed.value);
-      if(t>=n){ if(loop.checked){t=t%n;} else {t=n-1;playing=false;} }
+      if(t>=n){ if(loop.checked){t=t%n;} else {t=n-1;playing=false;save();} }
     }
     last=now; draw();
+    if(now-saved>250) save();
   } else { last=null; }
   requestAnimationFrame(tick);
 }
-function step(d){playing=false; t=((Math.floor(t)+d)%n+n)%n; draw();}
-play.onclick=()=>{ if(!playing && Math.floor(t)>=n-1 && !loop.checked){t=0;} playing=!playing; draw(); };
+function step(d){playing=false; t=((Math.floor(t)+d)%n+n)%n; draw(); save();}
+play.onclick=()=>{ if(!playing && Math.floor(t)>=n-1 && !loop.checked){t=0;} playing=!playing; draw(); save(); };
 document.getElementById('back').onclick=()=>step(-1);
 document.getElementById('fwd').onclick=()=>step(1);
-document.getElementById('first').onclick=()=>{playing=false;t=0;draw();};
-slider.oninput=()=>{t=parseInt(slider.value,10); draw();};
+document.getElementById('first').onclick=()=>{playing=false;t=0;draw();save();};
+slider.oninput=()=>{t=parseInt(slider.value,10); draw(); save();};
+speed.onchange=save; loop.onchange=save;
+window.addEventListener('pagehide',save);
 document.addEventListener('keydown',e=>{
   if(e.target.tagName==='SELECT') return;
   if(e.key===' '){e.preventDefault(); play.click();}
   else if(e.key==='ArrowLeft'){e.preventDefault(); step(-1);}
   else if(e.key==='ArrowRight'){e.preventDefault(); step(1);}
 });
-draw(); requestAnimationFrame(tick);
+restore(); draw(); requestAnimationFrame(tick);
 })();
 """
 
 
 def player_html(tiles: Sequence[Tile], fps: float = 8.0, columns: int = 4, display_width: int = 176,
-                loop: bool = True, speed: float = 1.0, autoplay: bool = True) -> str:
+                loop: bool = True, speed: float = 1.0, autoplay: bool = True, state: str = "") -> str:
     """One HTML document playing ``tiles`` in sync: a shared clock in frames of the longest clip (a tile with
     fewer frames shows the frame at the same fraction of its length), play/pause (space), a frame slider,
-    step back/forward (arrow keys), back to the first frame, loop and speed. No external resources."""
+    step back/forward (arrow keys), back to the first frame, loop and speed. No external resources.
+    ``state``: a key (e.g. run and concept) under which the frame, play state, speed and loop are kept in the
+    browser tab's sessionStorage, so a page rerun that rebuilds the player resumes where it was ("": not kept).
+    Each tile's ``.frame`` element carries the frame it shows in ``data-frame``."""
     if not tiles:
         return "<div></div>"
     w = int(display_width)
@@ -189,7 +230,8 @@ def player_html(tiles: Sequence[Tile], fps: float = 8.0, columns: int = 4, displ
     options = "".join(f'<option value="{s:g}"{" selected" if abs(s - speed) < 1e-9 else ""}>{s:g}x</option>'
                       for s in SPEEDS)
     cfg = json.dumps({"frames": [t.frames for t in tiles], "fps": float(fps), "w": w, "autoplay": bool(autoplay),
-                      "icons": {"play": _ICONS["play"], "pause": _ICONS["pause"]}}).replace("</", "<\\/")
+                      "state": str(state), "icons": {"play": _ICONS["play"], "pause": _ICONS["pause"]}}
+                     ).replace("<", "\\u003c")  # nothing in it can end the script element
     cols = max(1, min(int(columns), len(tiles)))
     return (
         "<!DOCTYPE html><html><head><meta charset='utf-8'><style>" + _CSS + "</style></head><body>"
@@ -221,7 +263,7 @@ def player_height(tiles: Sequence[Tile], columns: int = 4, display_width: int = 
 
 def concept_lines(model: str, concept: Mapping[str, Any], video: str | None, extra: str | None = None) -> list[str]:
     """A tile caption: the concept (model, layer, head), the video and its importance."""
-    imp = concept.get("importance")
+    imp = finite(concept.get("importance"))
     lines = [f"{concept['layer']} · head {concept['head']} · concept {concept.get('concept', '')}",
              f"{model} · {video}" if video else model,
              ("importance —" if imp is None else f"importance {imp:+.4f}") + f" · rank {concept.get('rank', '?')}"]
@@ -238,9 +280,10 @@ def head_table(doc: Mapping[str, Any]) -> pd.DataFrame:
     """One row per analysed (layer, head): importance, its rank, concepts, the best concept's importance."""
     best: dict[int, float] = {}
     for c in doc["concepts"]:
-        if c["importance"] is not None:
-            best[c["unit"]] = max(best.get(c["unit"], -np.inf), c["importance"])
-    rows = [{"layer": u["layer"], "head": u["head"], "unit": u["index"], "importance": u.get("importance"),
+        imp = finite(c.get("importance"))
+        if imp is not None:
+            best[c["unit"]] = max(best.get(c["unit"], -np.inf), imp)
+    rows = [{"layer": u["layer"], "head": u["head"], "unit": u["index"], "importance": finite(u.get("importance")),
              "rank": u.get("rank"), "n_concepts": u["n_concepts"], "top_importance": best.get(u["index"]),
              "silhouette": u.get("silhouette"), "n_tubelets": u.get("n_tubelets")} for u in doc["units"]]
     return pd.DataFrame(rows, columns=["layer", "head", "unit", "importance", "rank", "n_concepts", "top_importance",
@@ -262,14 +305,16 @@ def importance_grid(doc: Mapping[str, Any], color_by: str = "head", selected: tu
     text = [f"{n}" for n in table["n_concepts"]]
     strong = (values.abs() > 0.55 * lim) if diverging else (values > 0.6 * (values.max() or 1))
     text_colors = ["#ffffff" if s else "#262730" for s in strong.fillna(False)]
-    hover = [f"{r.layer} · head {r.head}<br>{r.n_concepts} concepts"
-             + ("" if pd.isna(r.importance) else f"<br>head importance {r.importance:+.4f} (rank {int(r['rank'])})")
+    hover = [f"{esc(r.layer)} · head {esc(r.head)}<br>{r.n_concepts} concepts"
+             + ("" if pd.isna(r.importance) else f"<br>head importance {r.importance:+.4f}"
+                + ("" if pd.isna(r["rank"]) else f" (rank {int(r['rank'])})"))
              + ("" if pd.isna(r.top_importance) else f"<br>best concept {r.top_importance:+.4f}")
              for _, r in table.iterrows()]
     n_heads = int(table["head"].max()) + 1 if len(table) else 1
     size = max(18, min(46, 320 // max(n_heads, len(layers), 1)))
     fig = go.Figure(go.Scatter(
-        x=table["head"], y=table["layer"], mode="markers+text", text=text, textfont={"size": 11, "color": text_colors},
+        x=table["head"], y=table["layer"].map(esc), mode="markers+text", text=text,
+        textfont={"size": 11, "color": text_colors},
         customdata=np.stack([table["layer"], table["head"]], axis=1) if len(table) else None,
         hovertext=hover, hoverinfo="text", name="heads",
         marker={"symbol": "square", "size": size, "color": values.fillna(0.0),
@@ -278,12 +323,13 @@ def importance_grid(doc: Mapping[str, Any], color_by: str = "head", selected: tu
                 "line": {"width": 1, "color": "#ffffff"}, "colorbar": {"title": {"text": "", "side": "right"},
                                                                         "thickness": 12}}))
     if selected is not None:
-        fig.add_trace(go.Scatter(x=[selected[1]], y=[selected[0]], mode="markers", hoverinfo="skip",
+        fig.add_trace(go.Scatter(x=[selected[1]], y=[esc(selected[0])], mode="markers", hoverinfo="skip",
                                  marker={"symbol": "square-open", "size": size + 6, "color": "#111",
                                          "line": {"width": 3}}, name="selected", showlegend=False))
     fig.update_xaxes(title="head", tickmode="array", tickvals=list(range(n_heads)), range=[-0.6, n_heads - 0.4],
                      showgrid=False, zeroline=False)
-    fig.update_yaxes(title="layer", categoryorder="array", categoryarray=layers[::-1], showgrid=False)
+    fig.update_yaxes(title="layer", categoryorder="array", categoryarray=[esc(x) for x in layers[::-1]],
+                     showgrid=False)
     fig.update_layout(title={"text": title, "font": {"size": 14}}, showlegend=False, clickmode="event+select",
                       height=max(220, 70 + len(layers) * (size + 14)), margin={"l": 10, "r": 10, "t": 40, "b": 10},
                       dragmode=False)
@@ -301,9 +347,10 @@ def head_heatmap(doc: Mapping[str, Any]) -> go.Figure:
             z[layers.index(r["layer"]), int(r["head"])] = r["importance"]
     lim = float(np.nanmax(np.abs(z))) if np.isfinite(z).any() else 1.0
     text = [["" if np.isnan(v) else f"{v:+.3f}" for v in row] for row in z]
-    fig = go.Figure(go.Heatmap(z=z, x=list(range(n_heads)), y=layers, colorscale="RdBu_r", zmid=0.0, zmin=-lim,
-                               zmax=lim, text=text, texttemplate="%{text}", hovertemplate="%{y} · head %{x}<br>"
-                               "importance %{z:+.4f}<extra></extra>", colorbar={"thickness": 12}))
+    fig = go.Figure(go.Heatmap(z=z, x=list(range(n_heads)), y=[esc(x) for x in layers], colorscale="RdBu_r",
+                               zmid=0.0, zmin=-lim, zmax=lim, text=text, texttemplate="%{text}",
+                               hovertemplate="%{y} · head %{x}<br>importance %{z:+.4f}<extra></extra>",
+                               colorbar={"thickness": 12}))
     fig.update_yaxes(autorange="reversed", title="layer")
     fig.update_xaxes(title="head", dtick=1)
     fig.update_layout(height=max(240, 100 + 40 * len(layers)), margin={"l": 10, "r": 10, "t": 60, "b": 10},
@@ -347,9 +394,12 @@ def filter_concepts(concepts: Sequence[Mapping[str, Any]], layers: Sequence[str]
                     sort: str = "importance") -> list[Mapping[str, Any]]:
     """Concepts of ``layers`` and ``heads`` (None: all) with importance at least ``min_importance`` whose id
     contains ``text``, sorted by ``sort`` (``importance`` (descending), ``coverage``, ``videos``, ``id``)."""
+    def strong(c: Mapping[str, Any]) -> bool:
+        imp = finite(c.get("importance"))
+        return min_importance is None or (imp is not None and imp >= min_importance)
+
     out = [c for c in concepts
-           if (layers is None or c["layer"] in layers) and (heads is None or c["head"] in heads)
-           and (min_importance is None or (c.get("importance") is not None and c["importance"] >= min_importance))
+           if (layers is None or c["layer"] in layers) and (heads is None or c["head"] in heads) and strong(c)
            and text.strip().lower() in c["id"].lower()]
 
     def key(c: Mapping[str, Any]) -> Any:
@@ -359,7 +409,7 @@ def filter_concepts(concepts: Sequence[Mapping[str, Any]], layers: Sequence[str]
             return -(c.get("coverage") or 0.0)
         if sort == "videos":
             return -(c.get("n_videos") or 0)
-        imp = c.get("importance")
+        imp = finite(c.get("importance"))
         return np.inf if imp is None else -imp
 
     return sorted(out, key=key)
@@ -400,7 +450,7 @@ def attribution_figure(attr: Mapping[str, Any], scope: str = "all", occlusion: b
     fig.update_xaxes(title=f"fraction of concepts removed{f' (of {n})' if n else ''}", tickformat=".0%")
     fig.update_yaxes(title=f"{attr.get('metric', 'metric')} of the target class")
     fig.update_layout(height=430, margin={"l": 10, "r": 10, "t": 40, "b": 10},
-                      title={"text": f"Attribution curves · {scope if scope != 'all' else 'all layers'}",
+                      title={"text": f"Attribution curves · {esc(scope) if scope != 'all' else 'all layers'}",
                              "font": {"size": 14}},
                       legend={"orientation": "h", "yanchor": "top", "y": -0.24, "x": 0})
     return fig
@@ -451,8 +501,8 @@ def pruning_figure(pruning: Mapping[str, Any]) -> go.Figure:
 def top_concepts_figure(concepts: Sequence[Mapping[str, Any]], n: int = 20, level: float | None = None
                         ) -> go.Figure:
     """The ``n`` most important concepts with their bootstrap intervals (horizontal error bars)."""
-    ranked = [c for c in filter_concepts(concepts, sort="importance") if c.get("importance") is not None][:n]
-    names = [c["id"] for c in ranked]
+    ranked = [c for c in filter_concepts(concepts, sort="importance") if finite(c.get("importance")) is not None][:n]
+    names = [esc(c["id"]) for c in ranked]
     imp = np.array([c["importance"] for c in ranked], dtype=float)
     lo = np.array([np.nan if _interval(c)[0] is None else _interval(c)[0] for c in ranked], dtype=float)
     hi = np.array([np.nan if _interval(c)[1] is None else _interval(c)[1] for c in ranked], dtype=float)
@@ -482,10 +532,11 @@ def layer_figure(doc: Mapping[str, Any], diagnostics: Mapping[str, Any] | None) 
     cols = 2 if blocks else 1
     fig = make_subplots(rows=1, cols=cols, shared_yaxes=True, horizontal_spacing=0.04,
                         column_widths=[0.5, 0.5] if cols == 2 else None)
-    concepts = [c for c in doc["concepts"] if c.get("importance") is not None]
-    fig.add_trace(go.Scatter(x=[c["importance"] for c in concepts], y=[c["layer"] for c in concepts],
+    concepts = [c for c in doc["concepts"] if finite(c.get("importance")) is not None]
+    fig.add_trace(go.Scatter(x=[c["importance"] for c in concepts], y=[esc(c["layer"]) for c in concepts],
                              mode="markers", name="concepts", marker={"color": "rgba(110,110,110,0.45)", "size": 6},
-                             text=[c["id"] for c in concepts], hovertemplate="%{text}: %{x:+.4f}<extra></extra>"),
+                             text=[esc(c["id"]) for c in concepts],
+                             hovertemplate="%{text}: %{x:+.4f}<extra></extra>"),
                   row=1, col=1)
     best = []
     for layer in layers:
@@ -496,8 +547,8 @@ def layer_figure(doc: Mapping[str, Any], diagnostics: Mapping[str, Any] | None) 
     hi = np.array([np.nan if _interval(c)[1] is None else _interval(c)[1] for c in best], dtype=float)
     imp = np.array([c["importance"] for c in best], dtype=float)
     fig.add_trace(go.Scatter(
-        x=imp, y=[c["layer"] for c in best], mode="markers", name="best concept of the layer",
-        marker={"color": POSITIVE, "size": 10, "symbol": "diamond"}, text=[c["id"] for c in best],
+        x=imp, y=[esc(c["layer"]) for c in best], mode="markers", name="best concept of the layer",
+        marker={"color": POSITIVE, "size": 10, "symbol": "diamond"}, text=[esc(c["id"]) for c in best],
         error_x={"type": "data", "symmetric": False, "array": np.nan_to_num(hi - imp),
                  "arrayminus": np.nan_to_num(imp - lo), "color": POSITIVE} if np.isfinite(lo).any() else None,
         hovertemplate="best: %{text}: %{x:+.4f}<extra></extra>"), row=1, col=1)
@@ -508,12 +559,13 @@ def layer_figure(doc: Mapping[str, Any], diagnostics: Mapping[str, Any] | None) 
             ys = [lay for lay in layers if lay in blocks and blocks[lay].get(key) is not None]
             if not ys:
                 continue
-            fig.add_trace(go.Bar(x=[blocks[lay][key] for lay in ys], y=ys, orientation="h", name=label,
+            fig.add_trace(go.Bar(x=[blocks[lay][key] for lay in ys], y=[esc(x) for x in ys], orientation="h",
+                                 name=label,
                                  marker={"color": color}, hovertemplate="%{y}: %{x:.3f}<extra>" + label
                                  + "</extra>"), row=1, col=2)
         fig.update_xaxes(title="entropy / |ΔP(target)|", range=[0, 1.05], row=1, col=2)
         fig.update_layout(barmode="group")
-    fig.update_yaxes(categoryorder="array", categoryarray=layers[::-1], row=1, col=1)
+    fig.update_yaxes(categoryorder="array", categoryarray=[esc(x) for x in layers[::-1]], row=1, col=1)
     fig.update_layout(height=max(300, 140 + 70 * len(layers)), margin={"l": 10, "r": 10, "t": 40, "b": 10},
                       title={"text": "Importance by layer" + (", and what each block's attention does" if blocks
                                                               else ""), "font": {"size": 14}},
@@ -576,7 +628,7 @@ def rosetta_table(doc: Mapping[str, Any]) -> pd.DataFrame:
 
 
 def rosetta_lines(t: Mapping[str, Any], pos: int, video: str, r_video: float | None) -> list[str]:
-    imp = t["importances"][pos]
+    imp = finite(t["importances"][pos])
     return [f"{t['layers'][pos]} · head {t['heads'][pos]} · {t['concepts'][pos].rsplit('/', 1)[-1]}",
             f"{t['models'][pos]} · {video}",
             ("importance —" if imp is None else f"importance {imp:+.4f}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from core import ui_cache, viz
+from core.viz import md_code, md_text
 
 ui_cache.require_frame()
 st.title("Concept Lens")
@@ -14,8 +15,7 @@ st.markdown(
     "them, without running a model. Analyses: per-image **predictions** and layer features; "
     "**static vs dynamic** units (which channels respond to appearance, which to motion); "
     "**VTCD** concepts (spatiotemporal tubelets clustered into concepts per layer, ranked by importance); "
-    "and **VCC** connectomes (how concepts in one layer build those in the next). "
-    "Pages for the later analyses come with those analyses."
+    "and **VCC** connectomes (how concepts in one layer build those in the next)."
 )
 
 root, records = ui_cache.current_runs()
@@ -25,7 +25,7 @@ invalid = [r for r in records if not r["ok"] and not r["partial"]]
 
 if not records:
     st.info(
-        f"No runs under `{root}`. Make the demo runs with `python -m precompute demo`, "
+        f"No runs under {md_code(root)}. Make the demo runs with `python -m precompute demo`, "
         "or point the artifact root in the sidebar (or `streamlit run app.py -- --root DIR`, "
         "or `CONCEPT_LENS_ARTIFACTS=DIR`) at a folder of runs."
     )
@@ -34,12 +34,20 @@ if not records:
 st.subheader(f"Runs ({len(complete)})")
 if complete:
     table = viz.runs_table(complete)
-    st.dataframe(table, hide_index=True, column_config={
+    st.dataframe(table, hide_index=True, height="content" if len(table) <= 25 else "auto", column_config={
+        "model": st.column_config.TextColumn(width="medium"),
         "summary": st.column_config.TextColumn(width="large"),
+        "warnings": st.column_config.NumberColumn(
+            help="Degenerate-result warnings the job recorded (an empty layer, too few images, ...); "
+                 "each run's page shows them beside the figure they affect"),
         "data": st.column_config.TextColumn(width="medium"),
     })
     st.download_button("Download table (CSV)", table.to_csv(index=False), file_name="runs.csv",
                        mime="text/csv", on_click="ignore")
+    warned = [r for r in complete if r.get("warnings")]
+    if warned:
+        st.caption(f"{len(warned)} run{'s' if len(warned) != 1 else ''} recorded warnings (column *warnings*); "
+                   "open the run's page to see them.")
     st.caption("Pick a run in the sidebar; its page is in the navigation above it.")
 else:
     st.caption("No complete runs.")
@@ -47,7 +55,7 @@ else:
 if invalid:
     st.subheader(f"Runs that cannot be opened ({len(invalid)})")
     for r in invalid:
-        st.error(f"**{r['kind']}/{r['run_id']}** — {r['error']}")
+        st.error(f"**{md_text(r['kind'])}/{md_text(r['run_id'])}** — {md_text(r['error'])}")
 
 if partial:
     st.subheader(f"Incomplete runs ({len(partial)})")

@@ -1,4 +1,7 @@
-"""Predictions: a grid of a run's images with the model's top-1, and top-5 and feature norms for one."""
+"""Predictions: a grid of a run's images with the model's top-1, and top-5 and feature norms for one.
+
+URL: ``image`` (the inspected image's id) and ``page`` of the grid, plus the frame's ``root`` and ``run``.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +11,10 @@ import streamlit as st
 
 from core import ui_cache, viz
 from core.errors import RunError
+from core.viz import md_code, md_text
 
 KIND = "predictions"
-PER_PAGE = 24
+PER_PAGE = 12  # two rows: what fits on a screen above the inspected image
 COLUMNS = 6
 SELECTED = "pred_image"
 
@@ -25,7 +29,7 @@ try:
     layers = ui_cache.load_run_json(run["path"], "layers.json", run["key"])
     features = ui_cache.load_run_npz(run["path"], "features.npz", run["key"])
 except RunError as e:
-    st.error(str(e))
+    st.error(md_text(e))
     st.stop()
 
 images: list[dict[str, Any]] = preds.get("images", [])
@@ -33,7 +37,7 @@ video = preds.get("model", {}).get("preprocessing", {}).get("input", "image") !=
 unit = "clips" if video else "images"
 hits, labelled = viz.accuracy(images)
 st.caption(
-    f"`{run['run_id']}` · model `{run['model']}` · {len(images)} {unit}"
+    f"{md_code(run['run_id'])} · model {md_code(run['model'])} · {len(images)} {unit}"
     + (f" · top-1 accuracy {hits}/{labelled} ({hits / labelled:.0%}) on labelled {unit}" if labelled else "")
     + (" · each clip is shown by its middle frame" if unit == "clips" else "")
 )
@@ -53,45 +57,54 @@ def browse() -> None:
         st.info("No misclassified images in this run." if only_wrong else "This run has no images.")
         return
     pages = (len(shown) - 1) // PER_PAGE + 1
-    page = st.number_input("Page", 1, pages, 1) if pages > 1 else 1
+    if pages > 1:
+        ui_cache.url_state("page", range(1, pages + 1), 1, key=f"pred_page-{only_wrong}")
+        page = st.number_input("Page", 1, pages, key=f"pred_page-{only_wrong}")
+    else:
+        page = 1
     chunk = shown[(page - 1) * PER_PAGE: page * PER_PAGE]
     for start in range(0, len(chunk), COLUMNS):
         for col, im in zip(st.columns(COLUMNS), chunk[start: start + COLUMNS], strict=False):
             with col:
                 try:
-                    st.image(viz.thumbnail(ui_cache.run_file(run["path"], im["file"], run["key"])),
-                             width="stretch")
+                    st.image(ui_cache.thumbnail(run["path"], im["file"], run["key"]), width="stretch")
                 except RunError as e:
-                    st.warning(str(e))
-                st.caption(viz.tile_caption(im))
+                    st.warning(md_text(e))
+                st.caption(md_text(viz.tile_caption(im)))
                 st.button("Inspect", key=f"inspect-{im['id']}", on_click=select, args=(im["id"],),
                           type="tertiary", icon=":material/search:")
 
     st.divider()
     ids = [im["id"] for im in shown]
-    if st.session_state.get(SELECTED) not in ids:
-        st.session_state[SELECTED] = ids[0]
+    ui_cache.url_state("image", ids, ids[0], key=SELECTED)
     by_id = {im["id"]: (i, im) for i, im in enumerate(images)}
     st.selectbox("Inspect image", ids, key=SELECTED,
                  format_func=lambda k: f"{k} · {viz.tile_caption(by_id[k][1])}")
     index, im = by_id[st.session_state[SELECTED]]
-    left, mid, right = st.columns([1, 2, 2])
+    left, right = st.columns([1, 3])
     with left:
         try:
             st.image(ui_cache.run_file(run["path"], im["file"], run["key"]), width="stretch")
         except RunError as e:
-            st.warning(str(e))
-        st.caption(f"source: {im.get('source')}  \nlabel: {im.get('label_name') or 'unknown'}")
-    with mid:
-        st.plotly_chart(viz.topk_bar(im.get("top", []), im.get("label"), title="Top-5 classes"),
-                        config=viz.plotly_config(f"top5-{im['id']}"))
+            st.warning(md_text(e))
+        st.caption(f"source: {md_text(im.get('source'))}  \nlabel: {md_text(im.get('label_name') or 'unknown')}")
     with right:
-        norms = viz.layer_norms(features, [d["layer"] for d in layers])
-        if norms:
-            st.plotly_chart(viz.feature_norms_bar(norms, index, title="Feature norm per layer"),
-                            config=viz.plotly_config(f"feature-norms-{im['id']}"))
-        else:
-            st.caption("features.npz has no per-layer features.")
+        # Lazy tabs: the feature-norm chart (and plotly.js with it) loads only when its tab is opened.
+        top_tab, norm_tab = st.tabs(["Top-5 classes", "Feature norm per layer"], key="pred_detail",
+                                    on_change="rerun")
+        if top_tab.open:
+            with top_tab:
+                st.dataframe(viz.topk_table(im.get("top", []), im.get("label")), hide_index=True, width="stretch",
+                             column_config={"probability": st.column_config.ProgressColumn(
+                                 format="percent", min_value=0.0, max_value=1.0, width="large")})
+        if norm_tab.open:
+            with norm_tab:
+                norms = viz.layer_norms(features, [d["layer"] for d in layers])
+                if norms:
+                    st.plotly_chart(viz.feature_norms_bar(norms, index), config=viz.plotly_config(
+                        f"feature-norms-{im['id']}"))
+                else:
+                    st.caption("features.npz has no per-layer features.")
 
 
 browse()

@@ -1,42 +1,114 @@
-"""Static / dynamic units: unit categories and layer scores per layer of video models (dissertation ch. 3)."""
+"""Static / dynamic units: unit categories and layer scores per layer of video models (dissertation ch. 3).
+
+Only what is on screen is drawn: one overview figure at a time, one layer's units, one example; every
+section is a fragment (a widget reruns only its section) and the figures are cached per run.
+URL: ``models`` of the overview (comma-separated), ``model``, ``layer`` and ``unit`` of the one-layer view
+(plus the frame's ``root`` and ``run``).
+"""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping, Sequence
 from functools import partial
 from typing import Any
 
+import plotly.graph_objects as go
 import streamlit as st
 
 from core import ui_cache
 from core import viz_static_dynamic as vsd
 from core.errors import RunError
+from core.static_dynamic import store
+from core.static_dynamic.config import StaticDynamicConfig
+from core.viz import md_code, md_text
 
-KINDS = ("static-dynamic",)
+KINDS = (store.KIND,)
 EXPORT = "sd_export"
+VIEWS = {"units": "Unit categories", "scores": "Layer scores"}
+MORE = ["Unit removal", "Training dynamics", "Example pairs"]
 
 ui_cache.require_frame()
 st.title("Static / dynamic units")
 
 run = ui_cache.choose_run(KINDS, "static / dynamic run", "Make one with `python -m precompute static-dynamic`, or "
                           "point the artifact root in the sidebar at a folder that has them.")
+PATH, KEY = run["path"], run["key"]
 
 try:
-    models = ui_cache.load_run_json(run["path"], "models.json", run["key"])
-    layers = ui_cache.load_run_json(run["path"], "layers.json", run["key"])
-    units = ui_cache.load_run_npz(run["path"], "units.npz", run["key"])
-    removal = ui_cache.load_optional_json(run["path"], "removal.json", run["key"])
-    dynamics = ui_cache.load_optional_json(run["path"], "dynamics.json", run["key"])
-    examples = ui_cache.load_optional_json(run["path"], "examples.json", run["key"])
+    models = ui_cache.load_run_json(PATH, store.MODELS, KEY)
+    layers = ui_cache.load_run_json(PATH, store.LAYERS, KEY)
+    units = ui_cache.load_run_npz(PATH, store.UNITS, KEY)
+    removal = ui_cache.load_optional_json(PATH, store.REMOVAL, KEY)
+    dynamics = ui_cache.load_optional_json(PATH, store.DYNAMICS, KEY)
+    examples = ui_cache.load_optional_json(PATH, store.EXAMPLES, KEY)
 except RunError as e:
-    st.error(str(e))
+    st.error(md_text(e))
     st.stop()
 
+
+@st.cache_resource(max_entries=32, show_spinner=False)
+def overview_figure(path: str, key: str, view: str, chosen: tuple[str, ...], share: bool, metric: str) -> go.Figure:
+    """The overview figure of a run (built once per choice; never mutated by the page)."""
+    recs = ui_cache.load_run_json(path, store.LAYERS, key)
+    if view == "units":
+        return vsd.unit_histogram(recs, list(chosen), share=share)
+    return vsd.layer_scores(recs, list(chosen), metric=metric)
+
+
+@st.cache_resource(max_entries=64, show_spinner=False)
+def histogram_figure(path: str, key: str, row: int, lam: float) -> go.Figure:
+    """Score histograms of layer ``row`` of a run."""
+    arrays = ui_cache.load_run_npz(path, store.UNITS, key)
+    return vsd.score_histograms(arrays[store.units_key("static", row)], arrays[store.units_key("dynamic", row)], lam)
+
+
+@st.cache_resource(max_entries=64, show_spinner=False)
+def scatter_figure(path: str, key: str, row: int, lam: float, selected: int) -> go.Figure:
+    """Unit scatter of layer ``row`` of a run with unit ``selected`` ringed."""
+    arrays = ui_cache.load_run_npz(path, store.UNITS, key)
+    return vsd.unit_scatter(arrays[store.units_key("static", row)], arrays[store.units_key("dynamic", row)], lam,
+                            selected=selected)
+
+
+@st.cache_resource(max_entries=32, show_spinner=False)
+def removal_chart(path: str, key: str, index: int) -> go.Figure:
+    """Removal curve ``index`` of a run's removal curves."""
+    data = ui_cache.load_run_json(path, store.REMOVAL, key)
+    return vsd.removal_figure(data, data["curves"][index])
+
+
+def threshold(summary: Mapping[str, Any], layers: Sequence[Mapping[str, Any]]) -> float:
+    """The run's λ: its summary's, else its first layer record's, else the config default (an older or
+    foreign run may have neither; a value that is not a finite number is passed over)."""
+    for value in (summary.get("lambda"), *(r.get("lambda") for r in layers[:1])):
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            return float(value)
+    return StaticDynamicConfig().lam
+
+
+def warn(items: Sequence[Mapping[str, Any]]) -> None:
+    """Each of the run's warnings as an ``st.warning``, its text shown as text."""
+    for w in items:
+        setting = w.get("setting")
+        st.warning(md_text(w.get("message") or w.get("code") or "warning")
+                   + (f" (setting: {md_code(setting)})" if setting else ""), icon="⚠️")
+
+
 summary: dict[str, Any] = run.get("summary") or {}
-labels = [m["label"] for m in models]
-lam = float(summary.get("lambda", layers[0]["lambda"] if layers else 0.5))
+labels = [str(m["label"]) for m in models]
+lam = threshold(summary, layers)
 pairs = summary.get("pairs")
-st.caption(f"`{run['run_id']}` · {len(labels)} model{'s' if len(labels) != 1 else ''}: {', '.join(labels)}"
-           + (f" · {pairs} pairs per factor" if pairs is not None else "") + f" · λ = {lam:g}")
+warnings = [w for w in run.get("warnings") or [] if isinstance(w, Mapping)]
+layer_warnings = [w for w in warnings if w.get("layer")]
+st.caption(f"{md_code(run['run_id'])} · {len(labels)} model{'s' if len(labels) != 1 else ''}: "
+           f"{', '.join(md_text(lab) for lab in labels)}"
+           + (f" · {md_text(pairs)} pairs per factor" if pairs is not None else "") + f" · λ = {lam:g}")
+warn([w for w in warnings if not w.get("layer")])
+if layer_warnings:
+    names = sorted({str(w["layer"]) for w in layer_warnings})
+    st.caption(f"{len(layer_warnings)} warning{'s' if len(layer_warnings) != 1 else ''} about layers "
+               + ", ".join(md_code(n) for n in names) + ": shown beside those layers' units below.")
 st.markdown(
     f"Each unit (channel) of a layer gets two scores: its correlation across **static** pairs (the same frames "
     f"in another order: same appearance, other dynamics) and across **dynamic** pairs (the same video in two "
@@ -59,37 +131,59 @@ def csv_button(container: Any, label: str, table: Any, name: str) -> None:
                               mime="text/csv", on_click="ignore")
 
 
-st.dataframe(vsd.models_table(models, layers), hide_index=True, width="stretch",
+models_table = vsd.models_table(models, layers)
+same_spec = bool((models_table["spec"].astype(str) == models_table["model"].astype(str)).all())
+st.dataframe(models_table, hide_index=True, width="stretch",
+             column_order=[c for c in models_table.columns if not (c == "spec" and same_spec)],
              column_config={"final pct_static": st.column_config.NumberColumn("% static", format="%.1f",
                                                                               help="pct_static of the final layer"),
                             "final pct_dynamic": st.column_config.NumberColumn("% dynamic", format="%.1f",
                                                                                help="pct_dynamic of the final layer"),
                             "val_accuracy": st.column_config.NumberColumn("val acc.", format="%.3f")})
 
-chosen = st.multiselect("Models", labels, default=labels, key="sd_models")
-if not chosen:
-    st.info("Pick at least one model to compare.")
-else:
-    tab_units, tab_scores = st.tabs(["Unit categories", "Layer scores"])
-    with tab_units:
-        share = st.toggle("Show shares of each layer's units (%)", key="sd_share")
-        st.plotly_chart(vsd.unit_histogram(layers, chosen, share=share),
-                        config=config("unit-categories"), key="sd_unit_hist")
-    with tab_scores:
-        metric = st.radio("Value", ["pct", "S"], horizontal=True, key="sd_metric",
-                          format_func={"pct": "percentage (softmax)", "S": "raw score S"}.__getitem__)
-        st.plotly_chart(vsd.layer_scores(layers, chosen, metric=metric), config=config(f"layer-scores-{metric}"),
-                        key="sd_layer_scores")
-        st.caption("Percentages are `100 · softmax([S_dynamic, S_static, 1])`: the constant identical term "
-                   "squeezes them, so a factor's share stays under 47% even at perfect correlation. The raw S "
-                   "(a variance-weighted correlation: near [-1, 1], above 1 when one factor's features vary "
-                   "more than all features together) and the identical share are in the hover; switch to "
-                   "*raw score S* to plot them.")
+
+@st.fragment
+def overview() -> None:
+    """One figure at a time over the chosen models: unit categories or layer scores per layer."""
+    models_key = f"sd_models-{run['run_id']}"
+    ui_cache.url_list_state("models", labels, labels[:vsd.FACET_COLUMNS], key=models_key)
+    chosen = st.multiselect("Models", labels, key=models_key, help="A panel per model; the first three are shown "
+                            "at first")
+    if not chosen:
+        st.info("Pick at least one model to compare.")
+        return
+    # Lazy tabs: only the open tab's figure is built and drawn.
+    tab_units, tab_scores = st.tabs(list(VIEWS.values()), key="sd_view", on_change="rerun")
+    if tab_units.open:
+        with tab_units:
+            share = st.toggle("Show shares of each layer's units (%)", key="sd_share")
+            st.plotly_chart(overview_figure(PATH, KEY, "units", tuple(chosen), share, "pct"),
+                            config=config("unit-categories"), key="sd_unit_hist")
+    if tab_scores.open:
+        with tab_scores:
+            layer_scores_tab(chosen)
+
+
+def layer_scores_tab(chosen: list[str]) -> None:
+    metric = st.radio("Value", ["pct", "S"], horizontal=True, key="sd_metric",
+                      format_func={"pct": "percentage (softmax)", "S": "raw score S"}.__getitem__)
+    st.plotly_chart(overview_figure(PATH, KEY, "scores", tuple(chosen), False, metric),
+                    config=config(f"layer-scores-{metric}"), key="sd_layer_scores")
+    st.caption("Percentages are `100 · softmax([S_dynamic, S_static, 1])`: the constant identical term "
+               "squeezes them, so a factor's share stays under 47% even at perfect correlation. The raw S "
+               "(a variance-weighted correlation: near [-1, 1], above 1 when one factor's features vary "
+               "more than all features together) and the identical share are in the hover; switch to "
+               "*raw score S* to plot them.")
+
+
+overview()
 
 layer_table = vsd.layers_table(layers)
-with st.expander("Layer table"):
-    st.dataframe(layer_table, hide_index=True, width="stretch")
-    csv_button(st, "Download layers (CSV)", layer_table, "layers")
+csv_button(st, "Download layers (CSV)", layer_table, "layers")
+table_box = st.expander("Layer table", key="sd_layer_table", on_change="rerun")  # lazy: drawn when opened
+if table_box.open:
+    with table_box:
+        st.dataframe(layer_table, hide_index=True, width="stretch")
 
 
 st.subheader("Units of one layer")
@@ -113,36 +207,36 @@ def pick_point(chart_key: str, row: int) -> None:
 def one_layer() -> None:
     """Scatter and histograms of one layer's unit scores, and the selected unit."""
     left, right = st.columns(2)
+    ui_cache.url_state("model", labels, labels[0] if labels else None, key="sd_layer_model")
     model = left.selectbox("Model", labels, key="sd_layer_model")
     recs = vsd.by_model(layers, [model])[model]
     if not recs:
-        st.info(f"`{model}` has no layers in this run.")
+        st.info(f"{md_code(model)} has no layers in this run.")
         return
     names = [r["layer"] for r in recs]
-    name = right.selectbox("Layer", names, index=len(names) - 1, key=f"sd_layer-{model}",
-                           format_func=lambda n: f"{names.index(n)} · {n}")
+    ui_cache.url_state("layer", names, names[-1], key=f"sd_layer-{model}")
+    name = right.selectbox("Layer", names, key=f"sd_layer-{model}", format_func=lambda n: f"{names.index(n)} · {n}")
     rec = recs[names.index(name)]
     row = layers.index(rec)
     try:
-        s_static, s_dynamic = units[f"s_static_{row}"], units[f"s_dynamic_{row}"]
+        s_static, s_dynamic = units[store.units_key("static", row)], units[store.units_key("dynamic", row)]
     except KeyError as e:
-        st.error(f"run {run['path']}: units.npz has no {e.args[0]} for {model} · {name}")
+        st.error(f"run {md_text(run['path'])}: {md_code(store.UNITS)} has no {md_text(e.args[0])} for "
+                 f"{md_text(model)} · {md_text(name)}")
         return
     table = vsd.unit_table(s_static, s_dynamic, lam)
     scored = table.index[table["category"] != "dead"]
     key = unit_key(row)
-    if key not in st.session_state:
-        st.session_state[key] = int(scored[0]) if len(scored) else 0
+    unit = int(ui_cache.url_state("unit", range(len(table)), int(scored[0]) if len(scored) else 0, key=key))
     n_dead = int((table["category"] == "dead").sum())
     st.caption(f"{len(table)} units · " + " · ".join(f"{c} {int((table['category'] == c).sum())}"
                                                      for c in vsd.CATEGORIES)
                + f" · S_static {rec['S_static']:.3f}, S_dynamic {rec['S_dynamic']:.3f}"
                + (f" · the {n_dead} dead units (zero variance, no score) are not plotted" if n_dead else ""))
-    unit = int(st.session_state[key])
 
     plot, hist = st.columns([3, 2])
     with plot:
-        fig = vsd.unit_scatter(s_static, s_dynamic, lam, selected=unit)
+        fig = scatter_figure(PATH, KEY, row, lam, unit)
         chart_key = f"sd_scatter-{row}"
         many = len(scored) > vsd.MAX_SCATTER
         st.plotly_chart(fig, config=config(f"units-{model}-{name}"), key=chart_key,
@@ -150,7 +244,8 @@ def one_layer() -> None:
         if many:
             st.caption(f"{len(scored)} scored units: shown as a 2-D histogram; pick a unit by its index below.")
     with hist:
-        st.plotly_chart(vsd.score_histograms(s_static, s_dynamic, lam), config=config(f"scores-{model}-{name}"),
+        warn([w for w in layer_warnings if str(w["layer"]) == str(name)])
+        st.plotly_chart(histogram_figure(PATH, KEY, row, lam), config=config(f"scores-{model}-{name}"),
                         key=f"sd_hist-{row}")
 
     pick, a, b, c = st.columns([2, 1, 1, 1])
@@ -159,28 +254,31 @@ def one_layer() -> None:
     a.metric("s_static", "—" if sel["category"] == "dead" else f"{sel['s_static']:.3f}")
     b.metric("s_dynamic", "—" if sel["category"] == "dead" else f"{sel['s_dynamic']:.3f}")
     c.metric("category", str(sel["category"]))
-    with st.expander(f"Unit scores of {model} · {name}"):
-        st.dataframe(table, hide_index=True, width="stretch")
-        csv_button(st, "Download unit scores (CSV)", table, f"units-{model}-{name}")
+    csv_button(pick, "Download unit scores (CSV)", table, f"units-{model}-{name}")
+    box = st.expander(f"Unit scores of {md_text(model)} · {md_text(name)}", key="sd_unit_table", on_change="rerun")
+    if box.open:
+        with box:
+            st.dataframe(table, hide_index=True, width="stretch")
 
 
 one_layer()
 
 
-st.subheader("Unit removal")
-if removal is None or not removal.get("curves"):
-    st.caption("This run has no removal curves; run the precompute job with `--removal` to measure how the "
-               "task metric falls when the top static, top dynamic or random units are zeroed.")
-else:
+def removal_section() -> None:
+    """One removal curve at a time, and the AUC table of all of them."""
+    if removal is None or not removal.get("curves"):
+        st.caption("This run has no removal curves; run the precompute job with `--removal` to measure how the "
+                   "task metric falls when the top static, top dynamic or random units are zeroed.")
+        return
     curves = removal["curves"]
     choices = [f"{c['model']} · {c['layer']}" for c in curves]
     pick = st.selectbox("Removal curve", range(len(curves)), format_func=choices.__getitem__, key="sd_removal")
     curve = curves[pick]
     n_videos = removal.get("n_videos")
-    st.caption(f"{removal.get('metric', 'metric')}" + (f" on {n_videos} videos" if n_videos else "")
+    st.caption(f"{md_text(removal.get('metric', 'metric'))}" + (f" on {md_text(n_videos)} videos" if n_videos else "")
                + " after zeroing the top-k% units by s_static or s_dynamic, against random units. "
                "Lower area under the curve (AUC) = more important units.")
-    st.plotly_chart(vsd.removal_figure(removal, curve), config=config(f"removal-{curve['model']}-{curve['layer']}"),
+    st.plotly_chart(removal_chart(PATH, KEY, pick), config=config(f"removal-{curve['model']}-{curve['layer']}"),
                     key="sd_removal_chart")
     aucs = vsd.removal_table(removal)
     st.dataframe(aucs, hide_index=True, width="content",
@@ -190,15 +288,16 @@ else:
     csv_button(buttons, "Download removal curves (CSV)", vsd.removal_curves_table(removal), "removal-curves")
 
 
-st.subheader("Training dynamics")
-if dynamics is None or not dynamics.get("records"):
-    st.caption("This run has no training dynamics; run the precompute job with `--checkpoints` on a model's "
-               "per-epoch checkpoints to see the layer scores develop during training.")
-else:
+def dynamics_section() -> None:
+    """Layer scores against the training epoch."""
+    if dynamics is None or not dynamics.get("records"):
+        st.caption("This run has no training dynamics; run the precompute job with `--checkpoints` on a model's "
+                   "per-epoch checkpoints to see the layer scores develop during training.")
+        return
     d_layers = vsd.dynamics_layers(dynamics)
     checkpoints = dynamics.get("checkpoints", [])
     st.caption(f"{len(checkpoints)} checkpoints of one training run"
-               + (f" ({checkpoints[0]['label']} … {checkpoints[-1]['label']})" if checkpoints else "")
+               + (f" ({md_text(checkpoints[0]['label'])} … {md_text(checkpoints[-1]['label'])})" if checkpoints else "")
                + "; a line per layer, shallow light to deep dark; dotted: validation accuracy.")
     left, right = st.columns([1, 2])
     d_metric = left.radio("Value", ["pct", "S", "units"], horizontal=True, key="sd_dyn_metric",
@@ -212,21 +311,39 @@ else:
         csv_button(st, "Download dynamics (CSV)", d_table, "dynamics")
 
 
-if examples:
-    st.subheader("Example pairs")
+def examples_section() -> None:
+    """The videos of one example pair at a time."""
     st.caption("What the model is shown: a **static pair** keeps the appearance and breaks the dynamics (the "
                "frames shuffled; for two-stream models the flow recoloured); a **dynamic pair** keeps the motion "
                "and restyles every frame (two styles).")
-    for n, ex in enumerate(examples):
-        views = vsd.example_views(ex.get("files", {}), ex.get("styles"))
-        st.markdown(f"**{ex.get('caption') or ex.get('video') or f'example {n}'}**")
-        per_row = min(max(len(views), 1), 6)
-        for start in range(0, len(views), per_row):
-            cols = st.columns(per_row, vertical_alignment="bottom")
-            for col, (_, title, file) in zip(cols, views[start:start + per_row], strict=False):
-                with col:
-                    st.caption(title)
-                    try:
-                        st.video(ui_cache.run_file(run["path"], file, run["key"]), loop=True, muted=True)
-                    except RunError as e:
-                        st.warning(str(e))
+    names = [str(ex.get("caption") or ex.get("video") or f"example {n}") for n, ex in enumerate(examples)]
+    n = st.selectbox("Example", range(len(examples)), format_func=names.__getitem__, key="sd_example") \
+        if len(examples) > 1 else 0
+    ex = examples[n]
+    views = vsd.example_views(ex.get("files", {}), ex.get("styles"))
+    st.markdown(f"**{md_text(names[n])}**")
+    per_row = min(max(len(views), 1), 7)
+    for start in range(0, len(views), per_row):
+        cols = st.columns(per_row, vertical_alignment="bottom")
+        for col, (_, title, file) in zip(cols, views[start:start + per_row], strict=False):
+            with col:
+                st.caption(md_text(title))
+                try:
+                    st.video(ui_cache.run_file(PATH, file, KEY), loop=True, muted=True)
+                except RunError as e:
+                    st.warning(md_text(e))
+
+
+@st.fragment
+def more() -> None:
+    """Removal curves, training dynamics and example pairs, as lazy tabs: only the open one is drawn."""
+    names = MORE if examples else MORE[:2]
+    tabs = st.tabs(names, key="sd_more", on_change="rerun")
+    for tab, section in zip(tabs, (removal_section, dynamics_section, examples_section), strict=False):
+        if tab.open:
+            with tab:
+                section()
+
+
+st.subheader("Removal, training, examples")
+more()

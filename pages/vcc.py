@@ -12,9 +12,18 @@ from PIL import Image
 from core import ui_cache, viz
 from core import viz_vcc as vv
 from core.errors import RunError
+from core.vcc import store as vcc_store
+from pages.components import run_warnings, vcc_graph
+from pages.components.lazy_tabs import lazy_tabs
 
 KIND = "vcc"
-GRAPH_HEIGHT = 620
+MEMBERS_PER_PAGE = 12
+IMAGES_PER_PAGE = 16
+THUMB = 160
+# Where a run's warnings are shown: page part -> the ``figure`` ids that go there (a layer's warning
+# without a figure goes beside the graph; any other at the top).
+WARNING_PLACES = {"graph": ("graph", "concepts", "layer"), "metrics": ("metrics",),
+                  "validation": ("suppression", "fidelity", "aps", "validation")}
 
 ui_cache.require_frame()
 st.title("Concept connectome")
@@ -22,6 +31,7 @@ st.title("Concept connectome")
 run = ui_cache.choose_run((KIND,), "VCC run", "Make one with `python -m precompute vcc --model ... --target-class "
                           "... --images ...`, or point the artifact root in the sidebar at a folder that has them.",
                           key="vcc_run")
+md, code = vv.md_text, vv.md_code
 
 
 def load_json(rec: dict[str, Any], name: str) -> Any:
@@ -29,46 +39,53 @@ def load_json(rec: dict[str, Any], name: str) -> Any:
 
 
 def read_file(rec: dict[str, Any], name: str) -> bytes:
-    with open(ui_cache.run_file(rec["path"], name, rec["key"]), "rb") as f:
-        return f.read()
+    return ui_cache.read_run_bytes(rec["path"], name, rec["key"])
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
-def graph_page(path: str, key: str, graph_file: str, threshold: float, show_insignificant: bool) -> str:
-    """The pyvis HTML of one class's graph (thumbnails inlined)."""
-    rec = {"path": path, "key": key}
+def graph_thumbs(path: str, key: str, graph_file: str) -> dict[str, str]:
+    """Node id -> its first exemplar as a ``data:`` URI (small files the job wrote)."""
     graph = ui_cache.load_run_json(path, graph_file, key)
-    thumbs = vv.thumbs_for(graph, lambda f: read_file(rec, f))
-    return vv.graph_html(graph, thumbs, threshold=threshold, show_insignificant=show_insignificant,
-                         height=GRAPH_HEIGHT)
+    return vv.thumbs_for(graph, lambda f: read_file({"path": path, "key": key}, f))
 
 
-def image_array(rec: dict[str, Any], name: str) -> np.ndarray:
-    with Image.open(ui_cache.run_file(rec["path"], name, rec["key"])) as im:
-        return np.asarray(im.convert("RGB"))
+@st.cache_data(max_entries=256, show_spinner=False)
+def member_overlay(path: str, key: str, image_file: str, segments_file: str, sid: int, size: int) -> np.ndarray:
+    """Segment ``sid`` over its source image (the rest dimmed), at most ``size`` pixels a side."""
+    masks = ui_cache.load_run_npz(path, segments_file, key)["segment_masks"]
+    im = Image.fromarray(ui_cache.load_run_image(path, image_file, key))  # undecodable: RunError, not PIL's
+    im.thumbnail((size, size))
+    return vv.segment_overlay(np.asarray(im), masks[sid])
 
 
+def error(e: Exception) -> None:
+    st.error(md(e))
+
+
+warnings = run.get("warnings") or []
+run_warnings.show(warnings, "top", WARNING_PLACES, "graph")
 try:
-    classes = load_json(run, "classes.json")
+    classes = load_json(run, vcc_store.CLASSES)
 except RunError as e:
-    st.error(str(e))
+    error(e)
     st.stop()
 if not classes:
-    st.warning(f"Run `{run['run_id']}` holds no finished class.")
+    st.warning(f"Run {code(run['run_id'])} holds no finished class.")
     st.stop()
 
 by_slug = {c["slug"]: c for c in classes}
-slug = st.selectbox("Class", list(by_slug), key=f"vcc_class-{run['run_id']}",
+class_key = f"vcc_class-{run['run_id']}"
+slug = ui_cache.url_state("class", list(by_slug), key=class_key)
+slug = st.selectbox("Class", list(by_slug), key=class_key,
                     format_func=lambda s: f"{by_slug[s]['class_name']} (class {by_slug[s]['class_index']})")
 entry = by_slug[slug]
-base = entry.get("dir") or f"classes/{slug}"
 try:
-    graph = load_json(run, f"{base}/graph.json")
-    metrics = load_json(run, f"{base}/metrics.json")
-    fidelity = load_json(run, f"{base}/fidelity.json")
-    images = load_json(run, f"{base}/images.json")
+    graph = load_json(run, vcc_store.class_file(entry, vcc_store.GRAPH))
+    metrics = load_json(run, vcc_store.class_file(entry, vcc_store.METRICS))
+    fidelity = load_json(run, vcc_store.class_file(entry, vcc_store.FIDELITY))
+    images = load_json(run, vcc_store.class_file(entry, vcc_store.IMAGES))
 except RunError as e:
-    st.error(str(e))
+    error(e)
     st.stop()
 
 layers = graph["layers"]
@@ -77,11 +94,11 @@ kept = [e for e in graph["edges"] if e.get("significant")]
 n_aug = entry.get("n_augmented") or 0
 hits = sum(bool(im.get("correct")) for im in images)
 st.caption(
-    f"`{run['run_id']}` · model `{run['model']}` · class **{entry['class_name']}** ({entry['class_index']}) · "
-    f"{entry['n_images']} images" + (
+    f"{code(run['run_id'])} · model {code(run['model'])} · class **{md(entry['class_name'])}** "
+    f"({md(entry['class_index'])}) · {md(entry['n_images'])} images" + (
         " (no labelled photo: crops and flips of the photos that the model predicts as this class, its own view "
         "of the class)" if entry.get("selected_by") == "prediction"
-        else f" ({n_aug} of them crops and flips of {entry.get('n_photos')} photos)" if n_aug else "")
+        else f" ({md(n_aug)} of them crops and flips of {md(entry.get('n_photos'))} photos)" if n_aug else "")
     + f" · top-1 correct on {hits}/{len(images)} · {len(layers)} layers · {len(concepts)} concepts · "
     f"{len(kept)} of {len(graph['edges'])} edges significant"
 )
@@ -93,110 +110,95 @@ st.markdown(
     "random sets; edges that do not beat a random pseudo-concept in a paired t-test are hidden."
 )
 
-# -- the graph ------------------------------------------------------------------------------------------------
-st.subheader("Connectome")
-lo, hi = vv.weight_range(graph)
-left, right = st.columns([3, 2])
-threshold = left.slider("Hide edges lighter than", 0.0, 1.0, 0.0, 0.01, key="vcc_threshold",
-                        help="Minimum edge weight drawn (weights are in [0, 1])")
-show_all = right.toggle("Also draw edges that fail the t-test (dashed)", key="vcc_insignificant")
-html = graph_page(run["path"], run["key"], f"{base}/graph.json", float(threshold), bool(show_all))
-st.iframe(html, height=GRAPH_HEIGHT + 100)
-st.caption(f"Levels from the input side (bottom: `{layers[0]}`) to the class node (top). Node size: segments in "
-           f"the concept; picture: its nearest member; edge width and opacity: weight ({lo:.2f}–{hi:.2f} here). "
-           "Hover or click a node in the graph for its tooltip. Streamlit cannot receive clicks from inside the "
-           "graph, so pick the concept to inspect below.")
 
-# -- one concept ----------------------------------------------------------------------------------------------
-st.subheader("Concept")
-ids = [n["id"] for n in graph["nodes"]]
-nodes = vv.node_by_id(graph)
-node_key = f"vcc_node-{run['run_id']}-{slug}"
-if st.session_state.get(node_key) not in ids:  # default: the largest concept of the deepest layer that has any
-    st.session_state[node_key] = next((n["id"] for layer in layers[::-1] for n in concepts
-                                       if n["layer"] == layer and n["index"] == 0), ids[-1])
-node_id = st.selectbox("Node", ids, key=node_key, format_func=lambda i: f"{i} · {vv.node_text(nodes[i])}")
-node = nodes[node_id]
-inc, out = vv.edges_table(graph, node_id, "in"), vv.edges_table(graph, node_id, "out")
-a, b, c, d = st.columns(4)
-a.metric("layer", node["layer"])
-b.metric("segments" if not vv.is_class(node) else "images", node["size"])
-c.metric("significant edges in", int(inc["significant"].sum()) if len(inc) else 0)
-d.metric("significant edges out", int(out["significant"].sum()) if len(out) else 0)
-
-if vv.is_class(node):
-    st.caption("The class node: its incoming edges are plain TCAV scores of the last layer's concepts for the class "
-               "logit over the class images.")
-else:
+def exemplars(node: dict[str, Any]) -> None:
+    """The node's members nearest the centroid over their images, the other members a page at a time."""
+    seg_file = vcc_store.class_file(entry, vcc_store.SEGMENTS)
     try:
-        arrays = ui_cache.load_run_npz(run["path"], f"{base}/segments.npz", run["key"])
+        arrays = ui_cache.load_run_npz(run["path"], seg_file, run["key"])
     except RunError as e:
-        st.error(str(e))
-        arrays = None
-    if arrays is not None:
-        shown = node["exemplars"] or node["members"][:4]
-        st.caption(f"Its {len(shown)} members nearest the centroid, each over its source image (the rest dimmed); "
-                   f"the concept has {node['size']} segments, {len(node['members'])} kept as members.")
-        cols = st.columns(max(len(shown), 1))
-        for col, sid in zip(cols, shown, strict=False):
-            img_index = int(arrays["segment_image"][sid])
-            im = images[img_index]
-            try:
-                pic = vv.segment_overlay(image_array(run, im["file"]), arrays["segment_masks"][sid])
-            except RunError as e:
-                col.warning(str(e))
-                continue
-            col.image(pic, width="stretch")
-            col.caption(f"`{im['id']}` · segment {sid} · {arrays['segment_masks'][sid].mean():.0%} of the image")
-        if len(node["members"]) > len(shown):
-            with st.expander(f"More members ({len(node['members']) - len(shown)})"):
-                more = node["members"][len(shown):]
-                per_row = 6
-                for start in range(0, len(more), per_row):
-                    for col, sid in zip(st.columns(per_row), more[start:start + per_row], strict=False):
-                        im = images[int(arrays["segment_image"][sid])]
-                        col.image(vv.segment_overlay(image_array(run, im["file"]), arrays["segment_masks"][sid]),
-                                  width="stretch")
-                        col.caption(f"`{im['id']}`")
+        error(e)
+        return
+    shown = node["exemplars"] or node["members"][:4]
 
-edge_cfg = {"weight": st.column_config.NumberColumn(format="%.3f"),
-            "p_value": st.column_config.NumberColumn("p-value", format="%.4f")}
-left, right = st.columns(2)
-with left:
-    st.markdown(f"**Incoming edges** ({len(inc)})")
-    if len(inc):
-        st.dataframe(inc, hide_index=True, width="stretch", column_config=edge_cfg)
-    else:
-        st.caption("none: the first analysed layer has no incoming edges" if node["layer"] == layers[0]
-                   else "none")
-with right:
-    st.markdown(f"**Outgoing edges** ({len(out)})")
-    if len(out):
-        st.dataframe(out, hide_index=True, width="stretch", column_config=edge_cfg)
-    else:
-        st.caption("none")
+    def tile(col: Any, sid: int, size: int, caption: bool) -> None:
+        try:
+            im = images[int(arrays["segment_image"][sid])]
+            col.image(member_overlay(run["path"], run["key"], im["file"], seg_file, int(sid), size), width="stretch")
+        except (RunError, IndexError, KeyError, ValueError) as e:
+            col.warning(md(e))
+            return
+        col.caption(f"{code(im['id'])}" + (f" · segment {int(sid)} · {arrays['segment_masks'][sid].mean():.0%} of "
+                                           "the image" if caption else ""))
+
+    st.caption(f"Its {len(shown)} members nearest the centroid, each over its source image (the rest dimmed); "
+               f"the concept has {md(node['size'])} segments, {len(node['members'])} kept as members.")
+    for col, sid in zip(st.columns(max(len(shown), 4)), shown, strict=False):
+        tile(col, sid, 320, True)
+    more = [m for m in node["members"] if m not in set(shown)]
+    if more and st.toggle(f"Show the other {len(more)} members", key=f"vcc_more-{node['id']}"):
+        pages = -(-len(more) // MEMBERS_PER_PAGE)
+        page = st.number_input("Page", 1, pages, 1, key=f"vcc_more_page-{node['id']}") if pages > 1 else 1
+        chunk = more[(page - 1) * MEMBERS_PER_PAGE: page * MEMBERS_PER_PAGE]
+        for start in range(0, len(chunk), 6):
+            for col, sid in zip(st.columns(6), chunk[start:start + 6], strict=False):
+                tile(col, sid, THUMB, False)
+
+
+# -- the graph and the clicked concept (a fragment: a click or a slider reruns only this part) ------------------
+@st.fragment
+def connectome() -> None:
+    st.subheader("Connectome")
+    lo, hi = vv.weight_range(graph)
+    left, right = st.columns([3, 2])
+    threshold = left.slider("Hide edges lighter than", 0.0, 1.0, 0.0, 0.01, key="vcc_threshold",
+                            help="Minimum edge weight drawn (weights are in [0, 1])")
+    show_all = right.toggle("Also draw edges that fail the t-test (dotted)", key="vcc_insignificant")
+    node_key = f"vcc_node-{run['run_id']}-{slug}"
+    vcc_graph.pick_node(graph, node_key)
+    thumbs = graph_thumbs(run["path"], run["key"], vcc_store.class_file(entry, vcc_store.GRAPH))
+    vcc_graph.clickable_graph(graph, thumbs, node_key=node_key, chart_key=f"vcc_graph-{run['run_id']}-{slug}",
+                              revision=f"{run['run_id']}-{slug}", filename=f"{run['run_id']}-{slug}-connectome",
+                              threshold=float(threshold), show_insignificant=bool(show_all))
+    st.caption(f"Rows from the input side (bottom: {code(layers[0])}) to the class node (top); edges point up. "
+               "Picture: the concept's nearest member, its size the concept's segments; edge width and opacity: "
+               f"weight ({lo:.2f}–{hi:.2f} here). **Click a concept** to open it below; hover for its edges; "
+               "scroll to zoom, drag to pan, double-click to reset.")
+    run_warnings.show(warnings, "graph", WARNING_PLACES, "graph")
+
+    st.subheader("Concept")
+    node_id = vcc_graph.node_select(graph, node_key)
+    vcc_graph.node_panel(graph, node_id, exemplars, "vcc")
+
+
+connectome()
+
 
 # -- metrics across classes and runs ----------------------------------------------------------------------------
-st.subheader("Graph metrics per layer")
-options: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
-runs = [r for r in ui_cache.current_runs()[1] if r["ok"] and r["kind"] == KIND]
-for r in runs:
-    try:
-        for ce in load_json(r, "classes.json"):
-            options[f"{r['run_id']} · {ce['class_name'].split(',')[0]}"] = (r, ce)
-    except RunError:
-        continue
-default = [k for k, (r, _) in options.items() if r["path"] == run["path"]][:6]
-chosen = st.multiselect("VCCs to compare (any class of any run)", list(options), default=default,
-                        key=f"vcc_compare-{run['run_id']}")
-series = {}
-for label in chosen:
-    r, ce = options[label]
-    try:
-        series[label] = load_json(r, f"{ce.get('dir') or 'classes/' + ce['slug']}/metrics.json")
-    except RunError as e:
-        st.warning(str(e))
-if series:
+def metrics_part() -> None:
+    st.subheader("Graph metrics per layer")
+    run_warnings.show(warnings, "metrics", WARNING_PLACES)
+    options: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+    runs = [r for r in ui_cache.current_runs()[1] if r["ok"] and r["kind"] == KIND]
+    for r in runs:
+        try:
+            for ce in load_json(r, vcc_store.CLASSES):
+                options[f"{r['run_id']} · {ce['class_name'].split(',')[0]}"] = (r, ce)
+        except RunError:
+            continue
+    default = [k for k, (r, _) in options.items() if r["path"] == run["path"]][:6]
+    chosen = st.multiselect("VCCs to compare (any class of any run)", list(options), default=default,
+                            key=f"vcc_compare-{run['run_id']}")
+    series = {}
+    for label in chosen:
+        r, ce = options[label]
+        try:
+            series[label] = load_json(r, vcc_store.class_file(ce, vcc_store.METRICS))
+        except RunError as e:
+            st.warning(md(e))
+    if not series:
+        st.caption("Pick at least one VCC.")
+        return
     st.plotly_chart(vv.metrics_figure(series), config=viz.plotly_config(f"{run['run_id']}-vcc-metrics"),
                     key="vcc_metrics")
     table = vv.metrics_table(series)
@@ -212,14 +214,16 @@ if series:
              "(column `grouped_by`)")
     st.caption(f"Branching factor: mean number of significant incoming edges per concept. Mean edge weight and "
                f"edge-weight variance: over {where}.")
-else:
-    st.caption("Pick at least one VCC.")
+
+
 
 # -- validation -----------------------------------------------------------------------------------------------
-st.subheader("Validation")
-if not fidelity.get("enabled", True):
-    st.caption("This run was made with `--no-fidelity`: no suppression curves nor APS / LS.")
-else:
+def validation() -> None:
+    st.subheader("Validation")
+    run_warnings.show(warnings, "validation", WARNING_PLACES)
+    if not fidelity.get("enabled", True):
+        st.caption("This run was made with `--no-fidelity`: no suppression curves nor APS / LS.")
+        return
     st.markdown("**Concept suppression.** Each concept's direction (its centroid) is subtracted from the layer's "
                 "activations at every position, at increasing strength eps; the target-class accuracy over the "
                 "class images should fall faster than when random directions are subtracted. Two baselines: "
@@ -229,9 +233,8 @@ else:
                    if fidelity.get("matched_kind") == "segments" else
                    "random non-negative directions." if fidelity.get("matched_kind") == "nonnegative" else
                    "this run has none (made before it, or with `--matched-random off`)."))
-    st.plotly_chart(vv.suppression_figure(fidelity, layers), config=viz.plotly_config(f"{run['run_id']}-{slug}-"
-                                                                                     "suppression"),
-                    key="vcc_suppression")
+    st.plotly_chart(vv.suppression_figure(fidelity, layers),
+                    config=viz.plotly_config(f"{run['run_id']}-{slug}-suppression"), key="vcc_suppression")
     supp = vv.suppression_table(fidelity, layers)
     st.dataframe(supp, hide_index=True, width="stretch",
                  column_config={k: st.column_config.NumberColumn(format="%.3f")
@@ -246,18 +249,37 @@ else:
                "the class logit summed over its member segments. A connectome faithful to the model ranks concepts "
                "alike by both.")
 
-# -- the images -----------------------------------------------------------------------------------------------
-wrong = [im for im in images if im.get("correct") is False]
-with st.expander(f"Discovery images ({len(images)}; {len(wrong)} misclassified)"):
-    st.caption("Every image the concepts were found in, with the model's top-1 prediction. Open a misclassified one "
-               "in the **Failure debugger** after `python -m precompute vcc-debug --model ... --runs "
-               f"{run['run_id']}` (its predicted class needs a VCC too)."
-               + (" Images named `~aug` are crops and flips of a photo." if n_aug else ""))
+
+
+# -- the images (a page at a time) ----------------------------------------------------------------------------
+def discovery_images() -> None:
+    wrong = [im for im in images if im.get("correct") is False]
+    st.subheader("Discovery images")
+    st.caption(f"{len(images)} images, {len(wrong)} misclassified: every image the concepts were found in, with the "
+               "model's top-1 prediction. Open a misclassified one in the **Failure debugger** after "
+               f"`python -m precompute vcc-debug --model ... --runs {md(run['run_id'])}` (its predicted class needs "
+               "a VCC too)." + (" Images named `~aug` are crops and flips of a photo." if n_aug else ""))
+    only = st.toggle("Only misclassified", key="vcc_images_wrong", disabled=not wrong)
+    shown = wrong if only and wrong else images
+    pages = -(-len(shown) // IMAGES_PER_PAGE)
+    page = st.number_input(f"Page (of {pages})", 1, max(pages, 1), 1, key="vcc_images_page") if pages > 1 else 1
+    chunk = shown[(page - 1) * IMAGES_PER_PAGE: page * IMAGES_PER_PAGE]
     per_row = 8
-    for start in range(0, len(images), per_row):
-        for col, im in zip(st.columns(per_row), images[start:start + per_row], strict=False):
+    for start in range(0, len(chunk), per_row):
+        for col, im in zip(st.columns(per_row), chunk[start:start + per_row], strict=False):
             try:
-                col.image(viz.thumbnail(ui_cache.run_file(run["path"], im["file"], run["key"]), 160), width="stretch")
+                col.image(ui_cache.thumbnail(run["path"], im["file"], run["key"], THUMB), width="stretch")
             except RunError as e:
-                col.warning(str(e))
-            col.caption(viz.tile_caption({**im, "label_name": entry["class_name"]}))
+                col.warning(md(e))
+            col.caption(md(viz.tile_caption({**im, "label_name": entry["class_name"]})))
+
+
+
+@st.fragment
+def below() -> None:
+    """Metrics, validation and the images in tabs, only the open one drawn (a tab switch reruns this part)."""
+    lazy_tabs({"Validation": validation, "Graph metrics": metrics_part, "Discovery images": discovery_images},
+              key="vcc_section")
+
+
+below()

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import html
 import io
 from collections.abc import Sequence
 from typing import Any
@@ -15,12 +17,17 @@ from PIL import Image
 from core import ui_cache, viz
 from core import viz_vcc as vv
 from core.errors import RunError, UserError
+from core.vcc import store as vcc_store
+from pages.components import run_warnings, vcc_graph
+from pages.components.lazy_tabs import lazy_tabs
 
 KIND = "vcc-debug"
 VCC_KIND = "vcc"
 GRAPH_HEIGHT = 500
 SOURCES = ("From a vcc-debug run", "Upload an image")
 UPLOAD = "vccd_upload_result"
+WARNING_PLACES = {"graph": ("graph", "concepts", "layer"), "shares": ("shares", "segments")}
+md, code = vv.md_text, vv.md_code
 
 ui_cache.require_frame()
 st.title("Failure debugger")
@@ -33,6 +40,7 @@ st.markdown(
     unsafe_allow_html=True,
 )
 
+warnings: list[dict[str, Any]] = []  # the shown run's (set below): show() puts each beside its figure
 root, records = ui_cache.current_runs()
 debug_runs = [r for r in records if r["ok"] and r["kind"] == KIND]
 vcc_runs = [r for r in records if r["ok"] and r["kind"] == VCC_KIND]
@@ -41,13 +49,12 @@ source = st.radio("Image", SOURCES, horizontal=True, key="vccd_source",
 
 
 def read_file(rec: dict[str, Any], name: str) -> bytes:
-    with open(ui_cache.run_file(rec["path"], name, rec["key"]), "rb") as f:
-        return f.read()
+    return ui_cache.read_run_bytes(rec["path"], name, rec["key"])
 
 
 def image_array(rec: dict[str, Any], name: str) -> np.ndarray:
-    with Image.open(io.BytesIO(read_file(rec, name))) as im:
-        return np.asarray(im.convert("RGB"))
+    """``(H, W, 3)`` uint8; an undecodable image is a RunError naming the run and file."""
+    return ui_cache.load_run_image(rec["path"], name, rec["key"])
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
@@ -56,47 +63,70 @@ def run_thumbs(path: str, key: str, graph_file: str) -> dict[str, str]:
     return vv.thumbs_for(graph, lambda f: read_file({"path": path, "key": key}, f))
 
 
+def exemplar_tiles(source: dict[str, Any]) -> Any:
+    """Draws a node's exemplar files (small pictures the VCC job wrote) read from the run ``source``."""
+
+    def draw(node: dict[str, Any]) -> None:
+        files = (node.get("exemplar_files") or [])[:8]
+        if not files:
+            st.caption("No exemplar pictures for this concept.")
+            return
+        st.caption(("Its member nearest the centroid" if len(files) == 1 else
+                    f"Its {len(files)} members nearest the centroid") + f" (of {md(node['size'])} segments).")
+        for col, f in zip(st.columns(8), files, strict=False):
+            try:
+                col.image(ui_cache.run_file(source["path"], f, source["key"]), width="stretch")
+            except RunError as e:
+                col.warning(md(e))
+
+    return draw
+
+
 def show(record: dict[str, Any], arrays: dict[str, np.ndarray], image: np.ndarray,
-         graphs: dict[str, tuple[dict[str, Any], dict[str, str]] | None], tag: str,
+         graphs: dict[str, tuple[dict[str, Any], dict[str, str], dict[str, Any]] | None], tag: str,
          by_prediction: Sequence[str] = ()) -> None:
-    """Prediction, per-layer shares, top-down segments coloured by side, and the two VCCs side by side.
-    ``by_prediction``: names of the classes whose VCC is built from crops the model predicts as them."""
-    true_name = record["true_name"].split(",")[0]
-    pred_name = record["predicted_name"].split(",")[0]
+    """Prediction, per-layer shares, top-down segments coloured by side, and the two VCCs one above the other
+    (a click on a node opens it below its graph). ``graphs``: side -> (graph, thumbnails, the run holding its
+    exemplar files) or None; ``by_prediction``: names of the classes whose VCC is built from crops the model
+    predicts as them."""
+    true_name = str(record["true_name"]).split(",")[0]
+    pred_name = str(record["predicted_name"]).split(",")[0]
     wrong = record["correct"] is False
     has_pred = graphs.get("predicted") is not None
     left, mid, right = st.columns([1, 1.7, 1.3])
     with left:
         st.image(image, width="stretch")
-        st.caption(f"`{record.get('id', 'upload')}`" + (f" · {record['source']}" if record.get("source") else ""))
+        st.caption(code(record.get("id", "upload")) + (f" · {md(record['source'])}" if record.get("source") else ""))
     with mid:
-        st.plotly_chart(viz.topk_bar(record["top"], record["true_class"], title="Top-5 classes (true class in green)"),
+        top = record["top"]  # class names from the run: topk_bar escapes them
+        st.plotly_chart(viz.topk_bar(top, record["true_class"], title="Top-5 classes (true class in green)"),
                         config=viz.plotly_config(f"vccd-top5-{tag}"), key=f"vccd_top5-{tag}")
     with right:
-        st.metric("true class", true_name)
-        st.metric("predicted", pred_name, delta="wrong" if wrong else "right",
+        st.metric("true class", md(true_name))
+        st.metric("predicted", md(pred_name), delta="wrong" if wrong else "right",
                   delta_color="inverse" if wrong else "normal")
         st.metric("segments on the true side", f"{record['share_true']:.0%}",
                   help="Share of the image's segments, over every layer, whose nearest concept is in the true "
                   "class's VCC; per layer below")
     if wrong and not has_pred:
-        st.warning(f"No VCC of the predicted class {pred_name} ({record['predicted']}) was found, so every segment is "
-                   f"matched against {true_name}'s concepts only. Build it with `python -m precompute vcc "
-                   f"--target-class {record['predicted']} ...`.")
+        st.warning(f"No VCC of the predicted class {md(pred_name)} ({md(record['predicted'])}) was found, so every "
+                   f"segment is matched against {md(true_name)}'s concepts only. Build it with `python -m precompute "
+                   f"vcc --target-class {md(record['predicted'])} ...`.")
     if not wrong:
         st.info("The model is right about this image: every segment is matched against the true class's VCC.")
     if by_prediction:
-        st.caption(f"No labelled photo of {', '.join(by_prediction)} was available: its VCC is built from crops of the "
-                   "shipped photos that the model predicts as that class (the model's own view of it), so it shows "
-                   "what the model takes for that class, not what the class looks like in general.")
+        st.caption(f"No labelled photo of {md(', '.join(by_prediction))} was available: its VCC is built from crops "
+                   "of the shipped photos that the model predicts as that class (the model's own view of it), so it "
+                   "shows what the model takes for that class, not what the class looks like in general.")
 
     st.subheader("Which class each layer sides with")
     st.plotly_chart(vv.shares_figure(record["layers"], true_name, pred_name if has_pred else None),
                     config=viz.plotly_config(f"vccd-shares-{tag}"), key=f"vccd_shares-{tag}")
+    run_warnings.show(warnings, "shares", WARNING_PLACES)
 
     st.subheader("Top-down segments")
-    st.caption(f"Per layer, the image's segments tinted by the VCC of their nearest concept: blue = {true_name} "
-               f"(true), orange = {pred_name} (predicted). White lines separate segments; each layer splits the "
+    st.caption(f"Per layer, the image's segments tinted by the VCC of their nearest concept: blue = {md(true_name)} "
+               f"(true), orange = {md(pred_name)} (predicted). White lines separate segments; each layer splits the "
                "segments of the layer above.")
     layers = [r["layer"] for r in record["layers"]]
     order = list(range(len(layers)))[::-1]  # deepest first: the order the segmentation runs in
@@ -107,8 +137,8 @@ def show(record: dict[str, Any], arrays: dict[str, np.ndarray], image: np.ndarra
             row = record["layers"][li]
             col.image(vv.side_overlay(image, arrays["masks"][ids], arrays["side"][ids]), width="stretch")
             share = row.get("share_true")
-            col.caption(f"**{layers[li]}** · {row['n_segments']} segments · "
-                        + (f"{share:.0%} side with {true_name}" if share is not None
+            col.caption(f"**{md(layers[li])}** · {md(row['n_segments'])} segments · "
+                        + (f"{share:.0%} side with {md(true_name)}" if share is not None
                            else "no concept at this layer in the VCCs"))
     with st.expander("Segments table"):
         li = st.selectbox("Layer", range(len(layers)), format_func=layers.__getitem__, index=len(layers) - 1,
@@ -118,35 +148,56 @@ def show(record: dict[str, Any], arrays: dict[str, np.ndarray], image: np.ndarra
                                     "distance": st.column_config.NumberColumn(format="%.3f")})
 
     st.subheader("The two connectomes")
-    st.caption("Concepts the image's segments are nearest to are ringed and labelled `×n` (n segments); the "
+    st.caption("Concepts the image's segments are nearest to are ringed and labelled **×n** (n segments); the "
                "strongest paths from them to the class node (highest mean edge weight over significant edges) are "
-               "drawn in colour; the rest is faded. Hover or click a node for its details.")
-    cols = st.columns(2)
-    for col, side, name, color in ((cols[0], "true", true_name, vv.TRUE_COLOR),
-                                   (cols[1], "predicted", pred_name, vv.PRED_COLOR)):
-        with col:
-            st.markdown(f"**{'True' if side == 'true' else 'Predicted'} class: {name}**")
-            g = graphs.get(side)
-            if g is None:
-                st.caption("No VCC." if wrong else "The model is right: same class.")
-                continue
-            graph, thumbs = g
-            paths = record["paths"].get(side) or []
-            st.iframe(vv.graph_html(graph, thumbs, highlight=record["activated"].get(side) or {},
-                                    path_edges=vv.path_edge_set(paths), accent=color, height=GRAPH_HEIGHT),
-                      height=GRAPH_HEIGHT + 100)
-            if paths:
-                st.dataframe([{"path": " → ".join(p["nodes"]), "strength": p["strength"], "segments": p["segments"]}
-                              for p in paths], hide_index=True, width="stretch",
-                             column_config={"strength": st.column_config.NumberColumn(format="%.3f")})
-            else:
-                st.caption("No significant path from the activated concepts to the class node.")
+               "drawn in colour; the rest is faded. **Click a concept** to open it below its graph; hover for "
+               "its edges.")
+    run_warnings.show(warnings, "graph", WARNING_PLACES, "graph")
+    graph_tabs(record, graphs, true_name, pred_name, tag, wrong)
+
+
+@st.fragment
+def graph_tabs(record: dict[str, Any], graphs: dict[str, Any], true_name: str, pred_name: str, tag: str,
+               wrong: bool) -> None:
+    """The two VCCs at full width in tabs, only the open one drawn (a fragment: a tab switch or a click reruns
+    only this part)."""
+    sides = (("true", true_name, vv.TRUE_COLOR), ("predicted", pred_name, vv.PRED_COLOR))
+    lazy_tabs({f"{'True' if side == 'true' else 'Predicted'} class: {md(name)}":
+               functools.partial(connectome, record, graphs.get(side), side, name, color, tag, wrong)
+               for side, name, color in sides}, key=f"vccd_graph_tab-{tag}")
+
+
+def connectome(record: dict[str, Any], g: tuple[dict[str, Any], dict[str, str], dict[str, Any]] | None, side: str,
+               name: str, color: str, tag: str, wrong: bool) -> None:
+    """One class's VCC for the image, full width, and the concept clicked in it."""
+    st.markdown(f"#### <span style='color:{color}'>{'True' if side == 'true' else 'Predicted'} class:</span> "
+                f"{md(html.escape(name))}", unsafe_allow_html=True)
+    if g is None:
+        st.caption("No VCC." if wrong else "The model is right: same class.")
+        return
+    graph, thumbs, source = g
+    paths = record["paths"].get(side) or []
+    highlight = record["activated"].get(side) or {}
+    node_key = f"vccd_node-{tag}-{side}"
+    default = max(highlight, key=lambda k: (highlight[k], k)) if highlight else None
+    vcc_graph.pick_node(graph, node_key, default, param=None)
+    vcc_graph.clickable_graph(graph, thumbs, node_key=node_key, chart_key=f"vccd_graph-{tag}-{side}",
+                              revision=f"{tag}-{side}", filename=f"vccd-{tag}-{side}", highlight=highlight,
+                              path_edges=vv.path_edge_set(paths), accent=color)
+    if paths:
+        st.dataframe([{"path": " → ".join(map(str, p["nodes"])), "strength": p["strength"],
+                       "segments": p["segments"]} for p in paths], hide_index=True, width="stretch",
+                     column_config={"strength": st.column_config.NumberColumn(format="%.3f")})
+    else:
+        st.caption("No significant path from the activated concepts to the class node.")
+    node_id = vcc_graph.node_select(graph, node_key)
+    vcc_graph.node_panel(graph, node_id, exemplar_tiles(source), side)
 
 
 # -- from a vcc-debug run ----------------------------------------------------------------------------------------
 if source == SOURCES[0]:
     if not debug_runs:
-        st.info(f"No `{KIND}` runs under `{root}`. Make one with `python -m precompute vcc-debug --model ... "
+        st.info(f"No `{KIND}` runs under {code(root)}. Make one with `python -m precompute vcc-debug --model ... "
                 "--image ... --true-class ... --runs ...` (or without `--image`: every misclassified discovery image "
                 "of the runs), or upload an image.")
         st.stop()
@@ -155,10 +206,12 @@ if source == SOURCES[0]:
         labels = {r["path"]: ui_cache.run_label(r) for r in debug_runs}
         path = st.selectbox("Debug run", list(labels), format_func=labels.__getitem__, key="vccd_run")
         run = next(r for r in debug_runs if r["path"] == path)
+    warnings = run.get("warnings") or []
+    run_warnings.show(warnings, "top", WARNING_PLACES, "graph")
     try:
-        debug = ui_cache.load_run_json(run["path"], "debug.json", run["key"])
+        debug = ui_cache.load_run_json(run["path"], vcc_store.DEBUG, run["key"])
     except RunError as e:
-        st.error(str(e))
+        st.error(md(e))
         st.stop()
     items = debug.get("images", [])
     if not items:
@@ -169,9 +222,11 @@ if source == SOURCES[0]:
     shown = [r for r in items if r["correct"] is False] if only and n_wrong else items
     labels = {r["n"]: f"{r['id']} · true {r['true_name'].split(',')[0]} → predicted "
                       f"{r['predicted_name'].split(',')[0]}" for r in shown}
-    n = st.selectbox("Image", list(labels), format_func=labels.__getitem__, key=f"vccd_image-{run['run_id']}")
+    image_key = f"vccd_image-{run['run_id']}"
+    ui_cache.url_state("image", list(labels), key=image_key)
+    n = st.selectbox("Image", list(labels), format_func=labels.__getitem__, key=image_key)
     record = next(r for r in items if r["n"] == n)
-    st.caption(f"`{run['run_id']}` · model `{run['model']}` · {len(items)} images, {n_wrong} misclassified")
+    st.caption(f"{code(run['run_id'])} · model {code(run['model'])} · {len(items)} images, {n_wrong} misclassified")
     try:
         arrays = ui_cache.load_run_npz(run["path"], record["segments"], run["key"])
         image = image_array(run, record["file"])
@@ -182,9 +237,9 @@ if source == SOURCES[0]:
                 continue
             gfile = debug["vccs"][key]["graph"]
             graphs[side] = (ui_cache.load_run_json(run["path"], gfile, run["key"]),
-                            run_thumbs(run["path"], run["key"], gfile))
+                            run_thumbs(run["path"], run["key"], gfile), {"path": run["path"], "key": run["key"]})
     except RunError as e:
-        st.error(str(e))
+        st.error(md(e))
         st.stop()
     picked = [debug["vccs"][k]["class_name"].split(",")[0] for k in (record["vcc_true"], record["vcc_predicted"])
               if k is not None and debug["vccs"][k].get("selected_by") == "prediction"]
@@ -195,7 +250,7 @@ if source == SOURCES[0]:
 st.caption("This runs the model of the chosen VCC run on this machine's CPU: the one place the dashboard computes. "
            "It takes seconds to a minute for a small model (EfficientNet-Lite0, one image).")
 if not vcc_runs:
-    st.info(f"No `{VCC_KIND}` runs under `{root}` to match an uploaded image against; make them with "
+    st.info(f"No `{VCC_KIND}` runs under {code(root)} to match an uploaded image against; make them with "
             "`python -m precompute vcc`.")
     st.stop()
 models = sorted({r["model"] for r in vcc_runs})
@@ -204,10 +259,10 @@ same = [r for r in vcc_runs if r["model"] == model]
 classes: dict[int, str] = {}
 for r in same:
     try:
-        for ce in ui_cache.load_run_json(r["path"], "classes.json", r["key"]):
+        for ce in ui_cache.load_run_json(r["path"], vcc_store.CLASSES, r["key"]):
             classes.setdefault(int(ce["class_index"]), ce["class_name"])
     except RunError as e:
-        st.warning(str(e))
+        st.warning(md(e))
 if not classes:
     st.warning("These VCC runs hold no finished class.")
     st.stop()
@@ -231,8 +286,8 @@ if upload is not None:
         try:
             with Image.open(io.BytesIO(data)) as im:
                 image = np.asarray(im.convert("RGB"))
-        except Exception as e:  # a broken upload: say so and stop
-            st.error(f"cannot read {upload.name}: {e}")
+        except Exception as e:  # a broken upload: say so in words and stop
+            st.error(md(vv.upload_error(upload.name, e)))
             st.stop()
         from core.vcc.debug import analyse, load_vccs, pick_vccs
         from core.vcc.predict import predictions
@@ -245,7 +300,7 @@ if upload is not None:
                 true, pred = pick_vccs(vccs, int(true_index), int(np.argmax(probs)), warn=False)
                 analysis = analyse(bundle, image, true, pred, batch_size=16)
         except UserError as e:
-            st.error(str(e))
+            st.error(md(e))
             st.stop()
         rec_of = {(r["path"]): r for r in same}
         graphs = {}
@@ -254,7 +309,9 @@ if upload is not None:
                 graphs[side] = None
                 continue
             rec = rec_of[str(v.run.path)]
-            graphs[side] = (v.graph_json, run_thumbs(rec["path"], rec["key"], f"classes/{v.slug}/graph.json"))
+            graph_file = vcc_store.class_file(v.slug, vcc_store.GRAPH)
+            graphs[side] = (v.graph_json, run_thumbs(rec["path"], rec["key"], graph_file),
+                            {"path": rec["path"], "key": rec["key"]})
         result = {"sig": sig, "record": {"id": upload.name, **analysis.record}, "arrays": analysis.arrays,
                   "image": image, "graphs": graphs,
                   "by_prediction": [v.class_name.split(",")[0] for v in (true, pred)

@@ -10,11 +10,23 @@ import streamlit as st
 
 from core import ui_cache
 from core import viz_vtcd as vv
+from core.artifacts import Run
 from core.errors import RunError, UserError
+from core.viz import md_text as md
+from core.viz_vcc import md_code as code
 from core.vtcd import media as vm
+from core.vtcd import store as vs
+from pages.components import run_warnings
+from pages.components.lazy_tabs import lazy_tabs
 
-KINDS = ("vtcd", "rosetta")
+KINDS = (vs.KIND, vs.ROSETTA_KIND)
 MAX_TILES = 12
+# Where a run's warnings are shown: page part -> the ``figure`` ids that go there (a layer's warning
+# without a figure goes beside the concept browser; any other at the top).
+WARNING_PLACES = {"browser": ("concepts", "browser", "grid", "heads", "layer"), "players": ("players", "media"),
+                  "importance": ("importance", "layers", "diagnostics", "intervals"),
+                  "validation": ("attribution", "pruning", "validation"), "ground_truth": ("ground_truth",),
+                  "rosetta": ("rosetta", "tuples")}
 
 ui_cache.require_frame()
 st.title("Concept tubelets")
@@ -40,7 +52,8 @@ def with_ground_truth(frames: np.ndarray, path: str, key: str, video: int | None
     """``frames`` with the run's ground-truth object of clip ``video`` outlined (None: unchanged)."""
     if video is None:
         return frames
-    return vm.draw_outline(frames, ui_cache.load_run_npz(path, "ground_truth.npz", key)["masks"][video])
+    masks = ui_cache.load_run_npz(path, vs.GROUND_TRUTH_MASKS, key)[vs.GROUND_TRUTH_KEY]
+    return vm.draw_outline(frames, masks[video])
 
 
 @st.cache_data(max_entries=512, show_spinner=False)
@@ -54,48 +67,68 @@ def composed_tile(path: str, key: str, video_file: str, unit: int, concept: int 
                   lines: tuple[str, ...], ground_truth: bool = False) -> vv.Tile:
     """A concept highlighted in a video the job rendered no clip for (``concept`` None: the plain clip)."""
     frames = clip_frames(path, video_file, key)
-    factor = vm.display_factor(*frames.shape[1:3], 128)
+    factor = vm.display_factor(*frames.shape[1:3], vs.MEDIA_SIDE)
     if concept is None:
         shown = vm.upscale(frames, factor)
     else:
-        cmap = ui_cache.load_run_npz(path, "supports.npz", key)[f"cmap_{unit}"]
+        cmap = ui_cache.load_run_npz(path, vs.SUPPORTS, key)[vs.cmap_key(unit)]
         shown = vm.highlight(frames, cmap[video] == concept, factor)
     return vv.make_tile(with_ground_truth(shown, path, key, video if ground_truth else None), lines)
 
 
-def show_player(tiles: list[vv.Tile], fps: float, key: str) -> None:
+def show_player(tiles: list[vv.Tile], fps: float, key: str, state: str) -> None:
+    """The synced player of ``tiles``; ``state`` names what it shows (run, concept or video): its frame, play
+    state and speed are kept in the browser under that name and survive reruns."""
     if not tiles:
         st.info("Nothing to play for this choice.")
         return
     c1, c2 = st.columns([1, 1])
     cols = c1.slider("Tiles per row", 1, 8, min(4, len(tiles)), key=f"{key}_cols")
     width = c2.slider("Tile width (px)", 96, 320, 176, step=16, key=f"{key}_width")
-    st.iframe(vv.player_html(tiles, fps=fps, columns=cols, display_width=width), height="content")
+    st.iframe(vv.player_html(tiles, fps=fps, columns=cols, display_width=width, state=state), height="content")
 
 
 # ------------------------------------------------------------------------------------------------
 # A vtcd run
 
 
+def signed(value: Any) -> str:
+    """An importance for a label: ``+0.0123``, or ``—`` where it is null or NaN."""
+    imp = vv.finite(value)
+    return "—" if imp is None else f"{imp:+.4f}"
+
+
+def no_head_importance(opened: Run) -> str:
+    """Why the run ``opened`` shows no head importance (every unit's importance is null or NaN)."""
+    try:
+        drawn = vs.saved_config(opened).n_head_masks
+    except UserError:  # a manifest this version cannot read: say only what is missing
+        drawn = None
+    if drawn == 0:
+        return "No head importance was computed for this run (it was made with `--head-masks 0`)."
+    return "No head importance in this run: it is undefined (NaN) for every head."
+
+
 def vtcd_view(run: dict[str, Any]) -> None:
     try:
-        doc = ui_cache.load_run_json(run["path"], "concepts.json", run["key"])
+        doc = ui_cache.load_run_json(run["path"], vs.CONCEPTS, run["key"])
         opened = ui_cache.get_run(run["path"], run["key"])
-        attr = ui_cache.load_optional_json(run["path"], "attribution.json", run["key"])
-        gt = ui_cache.load_optional_json(run["path"], "ground_truth.json", run["key"])
-        diag = ui_cache.load_optional_json(run["path"], "diagnostics.json", run["key"])
+        attr = ui_cache.load_optional_json(run["path"], vs.ATTRIBUTION, run["key"])
+        gt = ui_cache.load_optional_json(run["path"], vs.GROUND_TRUTH, run["key"])
+        diag = ui_cache.load_optional_json(run["path"], vs.DIAGNOSTICS, run["key"])
     except RunError as e:
-        st.error(str(e))
+        st.error(md(e))
         st.stop()
     model = doc["model"]["label"]
     concepts, videos, units = doc["concepts"], doc["videos"], doc["units"]
-    fps = float(doc.get("fps", 8.0))
+    fps = float(doc.get("fps", vs.MEDIA_FPS))
     target = doc.get("target", {})
     target_text = {"label": "each clip's label", "prediction": "each clip's unmasked prediction (label-free)",
                    "class": f"class {target.get('class_name', target.get('class'))}"}.get(target.get("mode"), "?")
-    st.caption(f"`{run['run_id']}` · {model} · {len(videos)} clips · {len(concepts)} concepts in {len(units)} heads "
-               f"of {len(doc['layers'])} layers · {doc.get('feature', 'key')} features · CRIS metric "
-               f"{doc.get('metric', 'loss')} of {target_text}")
+    st.caption(f"{code(run['run_id'])} · {md(model)} · {len(videos)} clips · {len(concepts)} concepts in "
+               f"{len(units)} heads of {len(doc['layers'])} layers · {md(doc.get('feature', 'key'))} features · CRIS "
+               f"metric {md(doc.get('metric', 'loss'))} of {md(target_text)}")
+    run_warnings.show(warnings, "top", WARNING_PLACES, "browser")
     st.markdown(
         "VTCD cuts each video into **tubelets** (SLIC over a head's features in space and time), clusters the "
         "tubelets of all videos into **concepts** per head (convex NMF), and ranks every concept of every layer "
@@ -105,12 +138,13 @@ def vtcd_view(run: dict[str, Any]) -> None:
     by_id = {c["id"]: c for c in concepts}
     layers = list(dict.fromkeys(doc["layers"]))
     heads_of = {lay: sorted({u["head"] for u in units if u["layer"] == lay}) for lay in layers}
-    if st.session_state.get("vt_layer") not in heads_of:  # start on the most important head
-        top = min(units, key=lambda u: u["rank"] if u.get("rank") else 1e9)
-        st.session_state["vt_layer"], st.session_state["vt_head"] = top["layer"], top["head"]
+    top = min(units, key=lambda u: u["rank"] if u.get("rank") else 1e9)  # start on the most important head
+    has_heads = any(vv.finite(u.get("importance")) is not None for u in units)
+    heads_note = "" if has_heads else no_head_importance(opened)
 
     # -- browser ----------------------------------------------------------------------------------------------
     st.subheader("Concept browser")
+    run_warnings.show(warnings, "browser", WARNING_PLACES, "browser")
 
     def pick_cell(chart_key: str) -> None:
         for p in st.session_state[chart_key].selection.get("points", []):
@@ -123,17 +157,22 @@ def vtcd_view(run: dict[str, Any]) -> None:
     with right:
         color_by = st.radio("Colour the grid by", list(vv.COLOR_BY), key="vt_color",
                             format_func=lambda k: vv.COLOR_BY[k][0])
+        ui_cache.url_state("layer", layers, top["layer"], key="vt_layer")
         layer = st.selectbox("Layer", layers, key="vt_layer")
         head_options = heads_of[layer]
-        if st.session_state.get("vt_head") not in head_options:
-            st.session_state["vt_head"] = head_options[0]
+        ui_cache.url_state("head", head_options, top["head"] if layer == top["layer"] else head_options[0],
+                           key="vt_head")
         head = st.selectbox("Head", head_options, key="vt_head")
         unit = next(u for u in units if u["layer"] == layer and u["head"] == head)
-        imp = unit.get("importance")
-        st.caption(f"**{layer} · head {head}**: {unit['n_concepts']} concepts from {unit.get('n_tubelets')} "
-                   f"tubelets (elbow Q = {unit.get('q_elbow')}, silhouette {unit.get('silhouette') or 0:.2f})"
-                   + ("" if imp is None else f"; head importance {imp:+.4f}, rank {unit.get('rank')} of {len(units)}")
-                   + ". Click a square to pick a head.")
+        imp = vv.finite(unit.get("importance"))
+        if imp is not None:
+            head_text = f"; head importance {signed(imp)}, rank {md(unit.get('rank'))} of {len(units)}"
+        else:
+            head_text = "; head importance undefined for this head" if has_heads else ""
+        st.caption(f"**{md(layer)} · head {md(head)}**: {md(unit['n_concepts'])} concepts from "
+                   f"{md(unit.get('n_tubelets'))} tubelets (elbow Q = {md(unit.get('q_elbow'))}, silhouette "
+                   f"{vv.finite(unit.get('silhouette')) or 0:.2f}){head_text}. Click a square to pick a head."
+                   + (f" {heads_note}" if heads_note else ""))
     with left:
         chart_key = "vt_grid"
         st.plotly_chart(vv.importance_grid(doc, color_by, (layer, head)), key=chart_key,
@@ -164,159 +203,184 @@ def vtcd_view(run: dict[str, Any]) -> None:
     st.download_button("Download concepts (CSV)", vv.concepts_table(concepts).to_csv(index=False),
                        file_name=f"{run['run_id']}-concepts.csv", mime="text/csv", on_click="ignore")
 
-    # -- players ----------------------------------------------------------------------------------------------
-    st.subheader("Players")
-    gt_on = False
-    if opened.has("ground_truth.npz"):
-        gt_on = st.toggle("Outline the target object (ground truth, cyan)", value=True, key="vt_gt",
-                          help="The synthetic clips' object masks: compare them with the concept's tubelets (amber).")
-    mode = st.radio("Show", ["concept", "video"], horizontal=True, key="vt_mode",
-                    format_func={"concept": "one concept in several videos",
-                                 "video": "one video, several concepts"}.__getitem__)
-    if mode == "concept":
-        ids = [c["id"] for c in shown] or [c["id"] for c in concepts]
-        if st.session_state.get("vt_concept") not in ids:
-            st.session_state["vt_concept"] = ids[0]
-        cid = st.selectbox("Concept", ids, key="vt_concept",
-                           format_func=lambda i: f"{i} · importance "
-                           + ("—" if by_id[i]["importance"] is None else f"{by_id[i]['importance']:+.4f}"))
-        c = by_id[cid]
-        n = st.slider("Videos", 1, max(1, min(MAX_TILES, len(c["videos"]))), min(4, max(1, len(c["videos"]))),
-                      key=f"vt_nvid-{cid}") if len(c["videos"]) > 1 else 1
-        tiles = []
-        for rec in c["videos"][:n]:
-            vid = videos[rec["video"]]
-            lines = tuple(vv.concept_lines(model, c, vid["id"], f"covers {rec['coverage']:.0%} · target "
-                                           f"{vid['target_name']}"))
-            try:
-                if rec.get("file"):
-                    tiles.append(clip_tile(run["path"], rec["file"], run["key"], lines,
-                                           rec["video"] if gt_on else None))
-                else:
-                    tiles.append(composed_tile(run["path"], run["key"], vid["file"], c["unit"], c["concept"],
-                                               rec["video"], lines, gt_on))
-            except (RunError, UserError) as e:
-                st.warning(str(e))
-        st.caption(f"`{cid}` in the {len(tiles)} videos where its tubelets weigh most in the concept's centroid "
-                   f"(it appears in {c['n_videos']} of {len(videos)}).")
-        show_player(tiles, fps, "vt_pc")
-    else:
-        vnames = [v["id"] for v in videos]
-        vi = st.selectbox("Video", range(len(videos)), key="vt_video", format_func=lambda i: (
-            f"{vnames[i]} · target {videos[i]['target_name']} · predicted {videos[i]['predicted_name']}"))
-        which = st.radio("Concepts", ["head", "top"], horizontal=True, key="vt_vscope",
-                         format_func={"head": f"of {layer} · head {head}",
-                                      "top": "most important present in this video"}.__getitem__)
-        present = [c for c in concepts if any(r["video"] == vi for r in c["videos"])]
-        if which == "head":
-            chosen = [c for c in present if c["layer"] == layer and c["head"] == head]
+    # -- players (a fragment: their controls rerun only this part) ------------------------------------------
+    @st.fragment
+    def players_part() -> None:
+        st.subheader("Players")
+        run_warnings.show(warnings, "players", WARNING_PLACES)
+        gt_on = False
+        if opened.has(vs.GROUND_TRUTH_MASKS):
+            gt_on = st.toggle("Outline the target object (ground truth, cyan)", value=True, key="vt_gt",
+                              help="The synthetic clips' object masks: compare them with the concept's tubelets "
+                              "(amber).")
+        mode = st.radio("Show", ["concept", "video"], horizontal=True, key="vt_mode",
+                        format_func={"concept": "one concept in several videos",
+                                     "video": "one video, several concepts"}.__getitem__)
+        if mode == "concept":
+            ids = [c["id"] for c in shown] or [c["id"] for c in concepts]
+            ui_cache.url_state("concept", ids, ids[0], key="vt_concept")
+            cid = st.selectbox("Concept", ids, key="vt_concept",
+                               format_func=lambda i: f"{i} · importance {signed(by_id[i].get('importance'))}")
+            c = by_id[cid]
+            n = st.slider("Videos", 1, max(1, min(MAX_TILES, len(c["videos"]))), min(4, max(1, len(c["videos"]))),
+                          key=f"vt_nvid-{cid}") if len(c["videos"]) > 1 else 1
+            tiles = []
+            for rec in c["videos"][:n]:
+                vid = videos[rec["video"]]
+                lines = tuple(vv.concept_lines(model, c, vid["id"], f"covers {rec['coverage']:.0%} · target "
+                                               f"{vid['target_name']}"))
+                try:
+                    if rec.get("file"):
+                        tiles.append(clip_tile(run["path"], rec["file"], run["key"], lines,
+                                               rec["video"] if gt_on else None))
+                    else:
+                        tiles.append(composed_tile(run["path"], run["key"], vid["file"], c["unit"], c["concept"],
+                                                   rec["video"], lines, gt_on))
+                except (RunError, UserError) as e:
+                    st.warning(md(e))
+            st.caption(f"{code(cid)} in the {len(tiles)} videos where its tubelets weigh most in the concept's "
+                       f"centroid (it appears in {md(c['n_videos'])} of {len(videos)}).")
+            show_player(tiles, fps, "vt_pc", f"{run['path']}|{run['key']}|concept|{cid}")
         else:
-            chosen = vv.filter_concepts(present, sort="importance")[:MAX_TILES - 1]
-        vid = videos[vi]
-        tiles = [composed_tile(run["path"], run["key"], vid["file"], 0, None, vi,
-                               (f"{vid['id']} (the clip)", f"{model} · target {vid['target_name']}",
-                                f"predicted {vid['predicted_name']}"), gt_on)]
-        for c in vv.filter_concepts(chosen, sort="importance")[:MAX_TILES - 1]:
-            cov = next(r["coverage"] for r in c["videos"] if r["video"] == vi)
-            tiles.append(composed_tile(run["path"], run["key"], vid["file"], c["unit"], c["concept"], vi,
-                                       tuple(vv.concept_lines(model, c, vid["id"], f"covers {cov:.0%}")), gt_on))
-        show_player(tiles, fps, "vt_pv")
+            vnames = [v["id"] for v in videos]
+            vi = st.selectbox("Video", range(len(videos)), key="vt_video", format_func=lambda i: (
+                f"{vnames[i]} · target {videos[i]['target_name']} · predicted {videos[i]['predicted_name']}"))
+            which = st.radio("Concepts", ["head", "top"], horizontal=True, key="vt_vscope",
+                             format_func={"head": f"of {md(layer)} · head {md(head)}",
+                                          "top": "most important present in this video"}.__getitem__)
+            present = [c for c in concepts if any(r["video"] == vi for r in c["videos"])]
+            if which == "head":
+                chosen = [c for c in present if c["layer"] == layer and c["head"] == head]
+            else:
+                chosen = vv.filter_concepts(present, sort="importance")[:MAX_TILES - 1]
+            vid = videos[vi]
+            tiles = [composed_tile(run["path"], run["key"], vid["file"], 0, None, vi,
+                                   (f"{vid['id']} (the clip)", f"{model} · target {vid['target_name']}",
+                                    f"predicted {vid['predicted_name']}"), gt_on)]
+            for c in vv.filter_concepts(chosen, sort="importance")[:MAX_TILES - 1]:
+                cov = next(r["coverage"] for r in c["videos"] if r["video"] == vi)
+                tiles.append(composed_tile(run["path"], run["key"], vid["file"], c["unit"], c["concept"], vi,
+                                           tuple(vv.concept_lines(model, c, vid["id"], f"covers {cov:.0%}")), gt_on))
+            show_player(tiles, fps, "vt_pv", f"{run['path']}|{run['key']}|video|{vi}")
+
+    players_part()
 
     # -- importance with its error, by layer ------------------------------------------------------------------
-    st.subheader("Importance, its uncertainty, and what each block does")
-    level = doc.get("ci_level")
-    i1, i2 = st.columns([2, 3])
-    with i1:
-        st.plotly_chart(vv.top_concepts_figure(concepts, 20, level), key="vt_top",
-                        config=vv.export_config(f"{run['run_id']}-top-concepts"))
-    with i2:
-        st.plotly_chart(vv.layer_figure(doc, diag), key="vt_layers_fig",
-                        config=vv.export_config(f"{run['run_id']}-layers"))
-    agreement = doc.get("rank_agreement")
-    st.caption((f"Intervals: {level:.0%} percentile bootstrap over each clip's {doc.get('bootstrap')} mask "
-                "resamplings. " if level else "This run has no bootstrap intervals. ")
-               + ("" if agreement is None else f"Our estimator (mean metric over masks keeping a concept minus "
-                  f"over masks removing it) and the released code's (over masks keeping it only) rank the "
-                  f"concepts alike: Spearman {agreement:.3f}."))
-    if diag:
-        summary = vv.diagnostics_summary(diag)
-        if summary:
-            st.info(summary)
-        st.dataframe(vv.diagnostics_table(diag), hide_index=True, width="stretch",
-                     column_config={k: st.column_config.NumberColumn(format="%+.3f" if "Δ" in k else "%.3f")
-                                    for k in ("entropy", "branch removed ΔP", "|ΔP| branch", "keys zeroed ΔP",
-                                              "keys removed (-inf) ΔP")})
-        st.caption(f"Per block, on {diag.get('n_videos')} clips: attention entropy (1 = every token attends to all "
-                   "equally), and the change in P(target) when the block's attention branch output is zeroed, "
-                   f"when the keys of a random {diag.get('rho', 0.5):.0%} of the tokens are zeroed (as CRIS "
-                   "removes a concept, and as the released code does), and when the same keys are removed from "
-                   f"the softmax instead (-inf logits), over {diag.get('n_draws')} random key sets.")
+    def importance_part() -> None:
+        st.subheader("Importance, its uncertainty, and what each block does")
+        run_warnings.show(warnings, "importance", WARNING_PLACES)
+        level = doc.get("ci_level")
+        i1, i2 = st.columns([2, 3])
+        with i1:
+            st.plotly_chart(vv.top_concepts_figure(concepts, 20, level), key="vt_top",
+                            config=vv.export_config(f"{run['run_id']}-top-concepts"))
+        with i2:
+            st.plotly_chart(vv.layer_figure(doc, diag), key="vt_layers_fig",
+                            config=vv.export_config(f"{run['run_id']}-layers"))
+        agreement = doc.get("rank_agreement")
+        st.caption((f"Intervals: {level:.0%} percentile bootstrap over each clip's {doc.get('bootstrap')} mask "
+                    "resamplings. " if level else "This run has no bootstrap intervals. ")
+                   + ("" if agreement is None else f"Our estimator (mean metric over masks keeping a concept minus "
+                      f"over masks removing it) and the released code's (over masks keeping it only) rank the "
+                      f"concepts alike: Spearman {agreement:.3f}."))
+        if diag:
+            summary = vv.diagnostics_summary(diag)
+            if summary:
+                st.info(summary)
+            st.dataframe(vv.diagnostics_table(diag), hide_index=True, width="stretch",
+                         column_config={k: st.column_config.NumberColumn(format="%+.3f" if "Δ" in k else "%.3f")
+                                        for k in ("entropy", "branch removed ΔP", "|ΔP| branch", "keys zeroed ΔP",
+                                                  "keys removed (-inf) ΔP")})
+            st.caption(f"Per block, on {md(diag.get('n_videos'))} clips: attention entropy (1 = every token attends "
+                       "to all equally), and the change in P(target) when the block's attention branch output is "
+                       "zeroed, "
+                       f"when the keys of a random {diag.get('rho', 0.5):.0%} of the tokens are zeroed (as CRIS "
+                       "removes a concept, and as the released code does), and when the same keys are removed from "
+                       f"the softmax instead (-inf logits), over {md(diag.get('n_draws'))} random key sets.")
 
     # -- validation ---------------------------------------------------------------------------------------------
-    st.subheader("Validation")
-    if attr is None:
-        st.caption("This run has no attribution curves and no head pruning (it was made with `--no-attribution`).")
-        if any(u.get("importance") is not None for u in units):
-            st.plotly_chart(vv.head_heatmap(doc), key="vt_heads_only",
-                            config=vv.export_config(f"{run['run_id']}-head-importance"))
-    else:
-        scopes = vv.attribution_scopes(attr) or ["all"]
-        a1, a2 = st.columns([3, 2])
-        with a1:
-            sc = st.selectbox("Concepts removed from", scopes, key="vt_scope_attr",
-                              format_func=lambda s: "all layers" if s == "all" else s)
-            st.plotly_chart(vv.attribution_figure(attr, sc), key="vt_attr",
-                            config=vv.export_config(f"{run['run_id']}-attribution-{sc}"))
-        with a2:
-            auc = attr.get("auc", {})
-            st.markdown(f"Removing concepts **most important first** should make the "
-                        f"{attr.get('metric', 'metric')} fall fast (low area under the curve), **least important "
-                        "first** should keep it (high area); random order lies between. "
-                        f"All layers: AUC {auc.get('positive', float('nan')):.3f} (most first) vs "
-                        f"{auc.get('negative', float('nan')):.3f} (least first) vs "
-                        f"{auc.get('random', float('nan')):.3f} (random), on {attr.get('n_videos', '?')} clips; "
-                        f"unmasked {attr.get('baseline', float('nan')):.3f}.")
-            st.dataframe(vv.auc_table(attr), hide_index=True, width="stretch",
-                         column_config={k: st.column_config.NumberColumn(format="%.3f")
-                                        for k in ("positive", "negative", "random", "occlusion positive",
-                                                  "occlusion negative")})
-        pruning = attr.get("head_pruning")
-        p1, p2 = st.columns([3, 2])
-        with p2:
-            if any(u.get("importance") is not None for u in units):
-                st.plotly_chart(vv.head_heatmap(doc), key="vt_heads",
+    def validation_part() -> None:
+        st.subheader("Validation")
+        run_warnings.show(warnings, "validation", WARNING_PLACES)
+        if attr is None:
+            st.caption("This run has no attribution curves and no head pruning (it was made with `--no-attribution`).")
+            if has_heads:
+                st.plotly_chart(vv.head_heatmap(doc), key="vt_heads_only",
                                 config=vv.export_config(f"{run['run_id']}-head-importance"))
-        with p1:
-            if pruning:
-                st.plotly_chart(vv.pruning_figure(pruning), key="vt_pruning",
-                                config=vv.export_config(f"{run['run_id']}-head-pruning"))
-                note = pruning.get("gflops_note")
-                if note:
-                    st.caption(f"Heads are pruned by zeroing their keys; {note.split('; ', 1)[-1]}.")
             else:
-                st.caption("No head pruning in this run (made with `--head-masks 0`).")
+                st.caption(heads_note)
+        else:
+            scopes = vv.attribution_scopes(attr) or ["all"]
+            a1, a2 = st.columns([3, 2])
+            with a1:
+                sc = st.selectbox("Concepts removed from", scopes, key="vt_scope_attr",
+                                  format_func=lambda s: "all layers" if s == "all" else s)
+                st.plotly_chart(vv.attribution_figure(attr, sc), key="vt_attr",
+                                config=vv.export_config(f"{run['run_id']}-attribution-{sc}"))
+            with a2:
+                auc = attr.get("auc", {})
+                st.markdown(f"Removing concepts **most important first** should make the "
+                            f"{md(attr.get('metric', 'metric'))} fall fast (low area under the curve), **least "
+                            "important first** should keep it (high area); random order lies between. "
+                            f"All layers: AUC {auc.get('positive', float('nan')):.3f} (most first) vs "
+                            f"{auc.get('negative', float('nan')):.3f} (least first) vs "
+                            f"{auc.get('random', float('nan')):.3f} (random), on {md(attr.get('n_videos', '?'))} "
+                            "clips; "
+                            f"unmasked {attr.get('baseline', float('nan')):.3f}.")
+                st.dataframe(vv.auc_table(attr), hide_index=True, width="stretch",
+                             column_config={k: st.column_config.NumberColumn(format="%.3f")
+                                            for k in ("positive", "negative", "random", "occlusion positive",
+                                                      "occlusion negative")})
+            pruning = attr.get("head_pruning")
+            p1, p2 = st.columns([3, 2])
+            with p2:
+                if has_heads:
+                    st.plotly_chart(vv.head_heatmap(doc), key="vt_heads",
+                                    config=vv.export_config(f"{run['run_id']}-head-importance"))
+                else:
+                    st.caption(heads_note)
+            with p1:
+                if pruning:
+                    st.plotly_chart(vv.pruning_figure(pruning), key="vt_pruning",
+                                    config=vv.export_config(f"{run['run_id']}-head-pruning"))
+                    note = pruning.get("gflops_note")
+                    if note:
+                        st.caption(f"Heads are pruned by zeroing their keys; {md(str(note).split('; ', 1)[-1])}.")
+                else:
+                    st.caption("No head pruning in this run (made with `--head-masks 0`).")
 
     # -- ground truth ---------------------------------------------------------------------------------------------
-    if gt:
+    def ground_truth_part() -> None:
         st.subheader("Ground truth")
+        run_warnings.show(warnings, "ground_truth", WARNING_PLACES)
         best, base = gt["best"], gt["baseline"]
         g1, g2, g3 = st.columns(3)
-        g1.metric("Best concept IoU with the object", f"{best['iou']:.3f}", help=gt.get("iou"))
+        g1.metric("Best concept IoU with the object", f"{best['iou']:.3f}",
+                  help=md(gt["iou"]) if gt.get("iou") else None)
         g2.metric("Random-crop baseline", f"{base['best_iou']:.3f}",
                   delta=f"{best['iou'] - base['best_iou']:+.3f} VTCD vs baseline", delta_color="off")
-        g3.metric("Best concept", best["id"])
-        st.caption(f"On {gt.get('n_videos')} synthetic clips with object masks: {gt.get('object')}. Baseline: "
-                   f"{base.get('method')}.")
+        g3.metric("Best concept", md(best["id"]))
+        st.caption(f"On {md(gt.get('n_videos'))} synthetic clips with object masks: {md(gt.get('object'))}. "
+                   f"Baseline: {md(base.get('method'))}.")
 
         def show_best() -> None:
             st.session_state.update(vt_scope="all heads", vt_layers=layers, vt_text="", vt_mode="concept",
                                     vt_concept=best["id"], vt_gt=True)
 
         if best["id"] in by_id:
-            st.button(f"Play {best['id']} with the object outlined", on_click=show_best, key="vt_show_best")
+            st.button(f"Play {md(best['id'])} with the object outlined", on_click=show_best, key="vt_show_best")
         st.dataframe(vv.ground_truth_table(gt), hide_index=True, width="stretch",
                      column_config={k: st.column_config.NumberColumn(format="%.3f")
                                     for k in ("IoU", "random-crop baseline IoU")})
+
+    @st.fragment
+    def below() -> None:  # in tabs, only the open one drawn (a tab switch reruns only this part)
+        parts = {"Importance and uncertainty": importance_part, "Validation": validation_part}
+        if gt:
+            parts["Ground truth"] = ground_truth_part
+        lazy_tabs(parts, key="vt_section")
+
+    below()
 
 
 # ------------------------------------------------------------------------------------------------
@@ -325,16 +389,18 @@ def vtcd_view(run: dict[str, Any]) -> None:
 
 def rosetta_view(run: dict[str, Any]) -> None:
     try:
-        doc = ui_cache.load_run_json(run["path"], "rosetta.json", run["key"])
+        doc = ui_cache.load_run_json(run["path"], vs.ROSETTA, run["key"])
     except RunError as e:
-        st.error(str(e))
+        st.error(md(e))
         st.stop()
     labels = [r["label"] for r in doc["runs"]]
     tuples = doc.get("tuples", [])
     mean_r = ", ".join(f"d = {d}: {v:.3f}" for d, v in doc.get("mean_r", {}).items() if v is not None)
-    st.caption(f"`{run['run_id']}` · Rosetta concepts of {', '.join(labels)} · top ε = {doc['epsilon']:g} of each "
+    run_warnings.show(warnings, "top", WARNING_PLACES, "rosetta")
+    st.caption(f"{code(run['run_id'])} · Rosetta concepts of {md(', '.join(map(str, labels)))} · top ε = "
+               f"{doc['epsilon']:g} of each "
                f"model's concepts · tuples with R > δ = {doc['delta']:g} · {len(tuples)} tuples"
-               + (f" · mean R over all tuples tried: {mean_r}" if mean_r else ""))
+               + (f" · mean R over all tuples tried: {md(mean_r)}" if mean_r else ""))
     st.markdown("A **Rosetta concept** is a tuple of concepts, one per model, whose supports overlap on the same "
                 "videos: R is their intersection over union, averaged over the videos. The players show each "
                 "model's concept in the same video, in sync.")
@@ -362,11 +428,12 @@ def rosetta_view(run: dict[str, Any]) -> None:
         try:
             tiles.append(clip_tile(run["path"], file, run["key"], lines))
         except (RunError, UserError) as e:
-            st.warning(str(e))
-    show_player(tiles, 8.0, "ro_p")
+            st.warning(md(e))
+    show_player(tiles, vs.MEDIA_FPS, "ro_p", f"{run['path']}|{run['key']}|tuple|{k}|{vsel}")
 
 
-if run["kind"] == "rosetta":
+warnings = run.get("warnings") or []
+if run["kind"] == vs.ROSETTA_KIND:
     rosetta_view(run)
 else:
     vtcd_view(run)

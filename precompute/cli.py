@@ -83,24 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=16)
 
     p = sub.add_parser("static-dynamic", help="static, dynamic, joint and residual units of video models")
-    _add_common(p, several_models=True)
-    p.add_argument("--videos", help="'demo' (default: real clips), a folder (sub-folders = classes) or file, "
-                   "or synthetic:<task>[:<n>]")
-    p.add_argument("--clips-per-video", type=int, default=4, help="at most this many clips per video")
-    p.add_argument("--pairs", type=int, default=200, help="pairs per factor (static and dynamic)")
-    p.add_argument("--lambda", dest="lam", type=float, default=0.5, help="unit threshold on the per-unit scores")
-    p.add_argument("--styles", nargs="+", help="shipped styles (default all: edge_preserving, pencil, palette, "
-                   "texture) or a folder with one sub-folder of pre-stylized copies per style")
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--cache-dir", default="artifacts/cache", help="cache of restyled clips ('' to disable)")
-    p.add_argument("--removal", action="store_true", help="neuron removal curves (needs labelled videos)")
-    p.add_argument("--removal-layers", nargs="+", help="layers for --removal (default: the last analysed layer)")
-    p.add_argument("--removal-fractions", nargs="+", type=float,
-                   help="fractions of units removed (default 0..1 by 0.1)")
-    p.add_argument("--removal-seeds", type=int, default=3, help="random-unit baselines")
-    p.add_argument("--checkpoints", nargs="+", help="training dynamics: checkpoint specs or folders, or the "
-                   "folder of one training run (its epochs/epoch-NN)")
-    p.add_argument("--examples", type=int, default=2, help="example pairs written as videos (0: none)")
+    _add_static_dynamic(p)
 
     p = sub.add_parser("train", help="train a zoo video model on the synthetic benchmark")
     p.add_argument("--model", help="zoo architecture: c2d, r3d, slowfast, two_stream or vit (required)")
@@ -186,15 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("rosetta", help="Rosetta concepts: concepts shared by several vtcd runs on the same videos")
     p.add_argument("--runs", nargs="+", help="two or more vtcd runs (folders, or run ids under --out) (required)")
-    p.add_argument("--epsilon", type=float, help="keep each model's top fraction of concepts by importance "
-                   "(default 0.15; the released code 0.075)")
-    p.add_argument("--delta", type=float, help="keep tuples with R above this (default 0.15; released code 0.2)")
-    p.add_argument("--average", choices=("all", "present"), default="all",
-                   help="R averaged over all videos, one where no member appears counting 0 (default, as the "
-                   "released code), or only over the videos where one appears (present)")
-    p.add_argument("--max-d", type=int, help="largest tuple size (default: the number of runs)")
-    p.add_argument("--grid", type=int, nargs=3, metavar=("T", "H", "W"),
-                   help="common grid of the supports (default: the finest of the runs' segmentation grids)")
+    _add_rosetta_settings(p)
     p.add_argument("--media-tuples", type=int, default=24, help="tuples (highest R first) rendered as clips")
     p.add_argument("--media-videos", type=int, default=2, help="videos rendered per tuple")
     p.add_argument("--out", default=DEFAULT_OUT, help="artifact root (default: artifacts/)")
@@ -203,9 +178,42 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+STATIC_DYNAMIC_FLAGS = {"lam": "--lambda"}  # StaticDynamicConfig fields whose flag is not --<field-name>
+
+
+def _add_static_dynamic(p: argparse.ArgumentParser) -> None:
+    """Inputs of the job, and one flag per field of core.static_dynamic.StaticDynamicConfig (its defaults)."""
+    from core.static_dynamic.config import StaticDynamicConfig
+    from precompute.config_args import add_config_arguments
+
+    _add_common(p, several_models=True)
+    p.set_defaults(seed=StaticDynamicConfig.seed)  # --layers and --seed: shared flags, config fields
+    p.add_argument("--videos", help="'demo' (default: real clips), a folder (sub-folders = classes) or file, "
+                   "or synthetic:<task>[:<n>]")
+    p.add_argument("--cache-dir", default="artifacts/cache", help="cache of restyled clips ('' to disable)")
+    p.add_argument("--checkpoints", nargs="+", help="training dynamics: checkpoint specs or folders, or the "
+                   "folder of one training run (its epochs/epoch-NN)")
+    g = p.add_argument_group("static/dynamic settings (core.static_dynamic.StaticDynamicConfig; methods.md section 1)")
+    add_config_arguments(g, StaticDynamicConfig, exclude=("layers", "seed"), flags=STATIC_DYNAMIC_FLAGS)
+
+
+def _add_rosetta_settings(p: argparse.ArgumentParser) -> None:
+    """One flag per field of core.vtcd.RosettaConfig (its defaults)."""
+    from core.vtcd import RosettaConfig
+    from precompute.config_args import add_config_arguments
+
+    add_config_arguments(p.add_argument_group("Rosetta settings (core.vtcd.RosettaConfig; methods.md section 2)"),
+                         RosettaConfig)
+
+
 def _add_vtcd_settings(p: argparse.ArgumentParser) -> None:
-    """Inputs of VTCD and every knob of core.vtcd.VTCDConfig (methods.md section 2); unset flags keep its
-    defaults."""
+    """Inputs of VTCD and one flag per field of core.vtcd.VTCDConfig (its defaults; ``--features`` and the
+    shared ``--seed`` set ``feature`` and ``seed``)."""
+    from core.vtcd import VTCDConfig
+    from precompute import vtcd as vtcd_job
+    from precompute.config_args import add_config_arguments
+
+    p.set_defaults(seed=VTCDConfig.seed)
     p.add_argument("--videos", help="'demo' (default: real clips), a folder (sub-folders = classes) or file, "
                    "or synthetic:<task>[:<n>]")
     p.add_argument("--clips-per-video", type=int, default=4, help="at most this many clips per video")
@@ -223,117 +231,31 @@ def _add_vtcd_settings(p: argparse.ArgumentParser) -> None:
                    help="render clips for the N most important concepts only (default 0: all)")
     p.add_argument("--attribution", action=argparse.BooleanOptionalAction, default=True,
                    help="attribution curves and head pruning (default on)")
-    g = p.add_argument_group("VTCD settings (defaults from methods.md section 2)")
-    g.add_argument("--segments", type=int, help="SLIC segments per video and head (default 12)")
-    g.add_argument("--compactness", type=float, help="SLIC compactness (default 0.1)")
-    g.add_argument("--upsample", action=argparse.BooleanOptionalAction,
-                   help="upsample the token grid before SLIC (default on)")
-    g.add_argument("--spatial-scale", type=float, help="upsampled side as a fraction of the input's (default 0.5)")
-    g.add_argument("--min-tubelet", type=float, help="drop tubelets under this fraction of the volume "
-                   "(default 0.001)")
-    g.add_argument("--max-concepts", type=int, help="elbow cap: concepts per head at most (default 14)")
-    g.add_argument("--elbow-threshold", type=float, help="stop at the first k whose k-means inertia is above "
-                   "this times the previous one (default 0.95)")
-    g.add_argument("--elbow-rule", choices=("stop", "before"), help="Q = the k at which the elbow loop stops "
-                   "(stop, default, as the released code) or the k before it (before)")
-    g.add_argument("--kmeans-init", type=int, help="k-means restarts of the elbow (default 10)")
-    g.add_argument("--cnmf-iters", type=int, help="convex NMF iterations at most (default 10000, as the released "
-                   "code)")
-    g.add_argument("--cnmf-tol", type=float, help="stop convex NMF early when the relative error changes less "
-                   "than this over 10 updates (default 1e-7; 0: run every iteration)")
-    g.add_argument("--assignment", choices=("g", "h"), help="a tubelet's concept: argmax over its row of the "
-                   "convex weights G (g, default, as the released code) or over its column of H (h)")
-    g.add_argument("--masks", type=int, help="CRIS masks per video (default 4000)")
-    g.add_argument("--head-masks", type=int, help="CRIS masks per video for head importance (default: --masks; "
-                   "0: none, no head pruning)")
-    g.add_argument("--rho", type=float, help="masking ratio: fraction of the concepts each mask removes "
-                   "(default 0.5)")
-    g.add_argument("--token-coverage", type=float, help="a concept masks a token it covers at least this much "
-                   "of (default 0.5)")
-    g.add_argument("--metric", choices=("loss", "probability", "correct", "logit"),
-                   help="CRIS metric on the target class (default loss)")
-    g.add_argument("--attribution-metric", choices=("loss", "probability", "correct", "logit"),
-                   help="metric of the attribution curves (default probability)")
-    g.add_argument("--attribution-steps", type=int, help="removal fractions from 0 to 1 (default 11)")
-    g.add_argument("--random-orders", type=int, help="random removal orders averaged (default 5)")
-    g.add_argument("--bootstrap", type=int, help="bootstrap resamplings of the masks for the importance "
-                   "intervals (default 200; 0: none)")
-    g.add_argument("--ci-level", type=float, help="level of the importance intervals (default 0.95)")
-    g.add_argument("--diagnostics", action=argparse.BooleanOptionalAction, help="attention diagnostics per "
-                   "block of a transformer: entropy, removing the attention branch, zeroed vs removed keys "
-                   "(default on)")
-    g.add_argument("--diagnostic-draws", type=int, help="random key sets per block for the diagnostics "
-                   "(default 8)")
-    g.add_argument("--batch-size", type=int, default=64, help="masked forward passes per model call (default 64)")
+    g = p.add_argument_group("VTCD settings (core.vtcd.VTCDConfig; methods.md section 2)")
+    add_config_arguments(g, VTCDConfig, exclude=vtcd_job.VTCD_OWN, flags=vtcd_job.VTCD_FLAGS)
 
 
 def _add_vcc_settings(p: argparse.ArgumentParser) -> None:
-    """Every knob of core.vcc.VCCConfig (methods.md section 3); unset flags keep its defaults."""
-    g = p.add_argument_group("VCC settings (defaults from methods.md section 3)")
-    g.add_argument("--n-images", type=int, help="images per class (default 50)")
-    g.add_argument("--grid", type=int, help="side of the shared feature grid (default 28)")
-    g.add_argument("--slic-compactness", type=float, help="maskSLIC compactness (default 0.8)")
-    g.add_argument("--split-range", type=int, nargs=2, metavar=("LO", "HI"),
-                   help="pieces tried per region (default 2 4)")
-    g.add_argument("--silhouette-threshold", type=float, help="keep a region whole unless a split scores above "
-                   "this silhouette (default 0)")
-    g.add_argument("--min-segment-fraction", type=float, help="smallest piece, as a fraction of the image "
-                   "(default 0.001)")
-    g.add_argument("--fill-value", type=int, help="grey outside a segment in its image (default 117)")
-    g.add_argument("--n-concepts", type=int, help="k-means clusters per layer (default 25)")
-    g.add_argument("--clusters-per-segments", type=float, metavar="RATIO", help="extension: k = round(segments "
-                   "at the layer x RATIO), between --min-clusters and --n-concepts (default off)")
-    g.add_argument("--min-clusters", type=int, help="fewest clusters with --clusters-per-segments (default 2)")
-    g.add_argument("--kmeans-n-init", type=int, help="k-means restarts (default 10)")
-    g.add_argument("--prune", nargs="+", metavar="KEY=VALUE", help="pruning sigmoid Y(t) parameters A, K, C, "
-                   "Q, B, nu (default A=-102 K=115 C=1 Q=1 B=0.0004 nu=1)")
-    g.add_argument("--commonality", nargs="+", metavar="KEY=VALUE", help="ACE's commonality filter thresholds "
-                   "high_share, mild_share, mild_images, low_share, many_images (default 0.5 0.25 0.25 0.1 0.5; "
-                   "'off' turns the filter off)")
-    g.add_argument("--max-members", type=int, help="member segments kept per concept (default 50)")
-    g.add_argument("--n-exemplars", type=int, help="exemplars per concept (default 4)")
-    g.add_argument("--cav-method", choices=("svm", "logistic", "sgd"), help="CAV solver: svm (exact hinge-loss "
-                   "minimiser, the released code's objective), logistic (exact log loss) or sgd (scikit-learn "
-                   "SGDClassifier) (default svm)")
-    g.add_argument("--cav-alpha", type=float, help="CAV L2 penalty (default 0.01)")
-    g.add_argument("--cav-balance", action=argparse.BooleanOptionalAction,
-                   help="balance the two classes of a CAV by truncation (default on)")
-    g.add_argument("--cav-train-fraction", type=float, help="stratified share of the rows a CAV is fitted on "
-                   "(default 0.67; 1: all)")
-    g.add_argument("--drop-prefix-tokens", action=argparse.BooleanOptionalAction,
-                   help="leave a token model's prefix (CLS) tokens out of CAVs and ITCAV gradients (default on)")
-    g.add_argument("--n-random-sets", type=int, help="random sets: CAVs and t-test samples (default 20)")
-    g.add_argument("--random-set-size", type=int, help="images per random set (default 50)")
-    g.add_argument("--adjacent-only", action=argparse.BooleanOptionalAction,
-                   help="edges between adjacent selected layers only (default on)")
-    g.add_argument("--significance", action=argparse.BooleanOptionalAction,
-                   help="drop edges failing the t-test (default on)")
-    g.add_argument("--p-threshold", type=float, help="t-test threshold (default 0.05)")
-    g.add_argument("--metrics-group-by", choices=("source", "target"),
-                   help="layer at which edge-weight mean and variance are grouped (default source)")
-    g.add_argument("--fidelity", action=argparse.BooleanOptionalAction,
-                   help="concept suppression and APS vs LS validation (default on)")
-    g.add_argument("--suppression-scales", type=float, nargs="+",
-                   help="suppression strengths, multiples of the mean feature norm "
-                   "(default 0 0.25 0.5 0.75 1 1.25 1.5 2 3 4)")
-    g.add_argument("--n-random-directions", type=int, help="random directions per layer (default 10)")
-    g.add_argument("--matched-random", choices=("segments", "nonnegative", "off"),
-                   help="matched random baseline beside the isotropic one: centroids of random segment sets of "
-                   "the concepts' sizes, random non-negative directions, or none (default segments)")
-    g.add_argument("--suppression-concepts", type=int, help="concepts suppressed per layer (default 0: all)")
-    g.add_argument("--batch-size", type=int, default=32, help="forward batch size (default 32)")
+    """One flag per field of core.vcc.VCCConfig (its defaults and help; methods.md section 3)."""
+    from core.vcc.config import VCCConfig
+    from precompute import vcc as vcc_job
+    from precompute.config_args import add_config_arguments
+
+    g = p.add_argument_group("VCC settings (core.vcc.VCCConfig; defaults from methods.md section 3)")
+    add_config_arguments(g, VCCConfig, exclude=vcc_job.VCC_OWN, flags=vcc_job.VCC_FLAGS)
+    fields = VCCConfig.__dataclass_fields__
+    g.add_argument("--prune", nargs="+", metavar="KEY=VALUE", help=fields["prune"].metadata["help"])
+    g.add_argument("--commonality", nargs="+", metavar="KEY=VALUE", help=fields["commonality"].metadata["help"])
 
 
-# Whole-number options: (lowest, highest); None leaves that side to the analysis' own config.
+# Whole-number options: (lowest, highest); None leaves that side to the analysis' own config (the
+# static-dynamic settings are all checked by core.static_dynamic.StaticDynamicConfig).
 # The upper bounds keep an absurd value from filling memory or running for days before it fails.
 SEED_MAX = 2**32 - 1  # NumPy's legacy seeding takes 0 .. 2**32 - 1
 INT_BOUNDS: dict[str, tuple[int | None, int]] = {
     "seed": (0, SEED_MAX), "data_seed": (0, SEED_MAX),
     "batch_size": (1, 4096),
     "clips_per_video": (1, 10_000),
-    "pairs": (2, 100_000),
-    "examples": (0, 100),
-    "removal_seeds": (1, 1000),
     "epochs": (1, 10_000), "finetune_epochs": (0, 10_000),
     "train_size": (1, 1_000_000), "val_size": (1, 1_000_000),
     "frames": (1, 512), "size": (1, 1024),
@@ -344,13 +266,7 @@ INT_BOUNDS: dict[str, tuple[int | None, int]] = {
     "paths": (1, 1000),
     "media_videos": (0, 1000), "media_concepts": (0, 10_000), "media_tuples": (0, 10_000),
     "max_d": (1, 64),
-    "n_images": (None, 100_000), "n_concepts": (None, 10_000), "n_random_sets": (None, 10_000),
-    "random_set_size": (None, 100_000), "n_random_directions": (None, 10_000), "max_members": (None, 100_000),
-    "n_exemplars": (None, 1000), "segments": (None, 10_000), "max_concepts": (None, 1000),
-    "masks": (None, 1_000_000), "head_masks": (None, 1_000_000), "bootstrap": (None, 100_000),
-    "random_orders": (None, 10_000), "attribution_steps": (None, 10_000), "diagnostic_draws": (None, 10_000),
-}
-GRID_MAX = 1024  # rosetta --grid: cells per axis
+}  # VCC, VTCD and Rosetta settings: ranges in core.vcc.config.VCCConfig and core.vtcd.config
 
 
 def _flag(dest: str) -> str:
@@ -386,10 +302,6 @@ def _validate(args: argparse.Namespace) -> None:
             raise CliError(f"{_flag(dest)} must be above 0, not {values[dest]}")
     if values.get("weight_decay") is not None and values["weight_decay"] < 0:
         raise CliError(f"--weight-decay must be at least 0, not {values['weight_decay']}")
-    if values.get("lam") is not None and not -1 <= values["lam"] <= 1:
-        raise CliError(f"--lambda is a threshold on per-unit correlations: it must be between -1 and 1, not {args.lam}")
-    if args.command == "rosetta" and args.grid is not None and not all(1 <= g <= GRID_MAX for g in args.grid):
-        raise CliError(f"--grid T H W must be whole numbers from 1 to {GRID_MAX}, not {' '.join(map(str, args.grid))}")
     from precompute.common import check_folder_name
 
     if values.get("run_id") is not None:
@@ -627,19 +539,14 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
 
 def cmd_static_dynamic(args: argparse.Namespace) -> None:
+    from core.static_dynamic.config import StaticDynamicConfig
     from precompute import static_dynamic
+    from precompute.config_args import config_from_args
 
     if isinstance(args.model, str):
         args.model = [args.model]
-    if args.pairs < 2:
-        raise CliError("--pairs must be at least 2 (a covariance needs two pairs)")
-    if args.removal_seeds < 1:
-        raise CliError("--removal-seeds must be at least 1")
-    fractions = args.removal_fractions or []
-    if any(not 0 <= f <= 1 for f in fractions) or fractions != sorted(fractions):
-        raise CliError("--removal-fractions must be increasing values between 0 and 1")
-    args.removal_layers = _split_commas(args.removal_layers)
-    print(static_dynamic.run(args))
+    config = config_from_args(StaticDynamicConfig, args, flags=STATIC_DYNAMIC_FLAGS)
+    print(static_dynamic.run(args, config))
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -698,8 +605,9 @@ def cmd_rosetta(args: argparse.Namespace) -> None:
 def cmd_demo(args: argparse.Namespace) -> None:
     from precompute import demo
 
-    for path in demo.run(Path(args.out), args.device):
-        print(path)
+    for argv in demo.commands(Path(args.out), args.device):  # each command prints its run folder
+        sub = parse_args(argv)
+        COMMANDS[sub.command](sub)
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {

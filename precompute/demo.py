@@ -1,48 +1,38 @@
 """`precompute demo`: regenerate every shipped demo run (on CPU, from scratch).
 
-Each analysis adds its demo runs here. Demo runs have fixed run ids and replace the previous
-ones, so regenerating keeps ``assets/demo`` at one run per demo.
+Each analysis adds its demo runs here, as the command lines that make them (``precompute demo``
+runs them in order; this module imports no job, so it and ``precompute.cli`` do not import each
+other). Demo runs have fixed run ids and replace the previous ones, so regenerating keeps
+``assets/demo`` at one run per demo.
 """
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 from core.models.resolve import ASSETS_MODELS
-from precompute import predict
 
 ZOO = ("c2d", "r3d", "slowfast", "two_stream", "vit")
 SYNTHETIC_CLIPS = "synthetic:motion:24"  # held-out clips of the motion task (the test split)
 
 
-def run(out: Path, device: str = "auto") -> list[Path]:
-    """Write the demo runs under ``out``; returns their folders."""
-    def predictions(model: str, run_id: str, batch_size: int, **data: object) -> Path:
-        args = {"model": model, "layers": None, "out": str(out), "device": device, "seed": 0, "run_id": run_id,
-                "overwrite": True, "images": None, "videos": None, "clips_per_video": None, "batch_size": batch_size}
-        return predict.run(argparse.Namespace(**{**args, **data}))
+def commands(out: Path, device: str = "auto") -> list[list[str]]:
+    """The command lines (``python -m precompute`` arguments) of every demo run under ``out``, in order."""
+    def predictions(model: str, run_id: str, batch_size: int, *data: str) -> list[str]:
+        return ["predict", "--model", model, *data, "--batch-size", str(batch_size), "--out", str(out),
+                "--device", device, "--run-id", run_id, "--overwrite"]
 
-    paths = [predictions("efficientnet_lite0", "efficientnet_lite0-photos", 8, images=["demo"])]
+    argvs = [predictions("efficientnet_lite0", "efficientnet_lite0-photos", 8, "--images", "demo")]
     for model in ("r3d-motion", "c2d-motion"):  # the zoo on held-out synthetic clips: C2D cannot see direction
         if (ASSETS_MODELS / model / "model.json").is_file():
-            paths.append(predictions(model, f"{model}-synthetic", 16, videos="synthetic:motion:45"))
-    paths.extend(static_dynamic_runs(out, device))
-    paths.extend(vtcd_runs(out, device))
-    paths.extend(vcc_runs(out, device))
-    return paths
+            argvs.append(predictions(model, f"{model}-synthetic", 16, "--videos", "synthetic:motion:45"))
+    argvs.extend(static_dynamic_runs(out, device))
+    argvs.extend(vtcd_runs(out, device))
+    argvs.extend(vcc_runs(out, device))
+    return argvs
 
 
-def _cli(argv: list[str], kind: str, run_id: str) -> Path:
-    """Run one precompute subcommand (errors propagate) and return its run folder."""
-    from precompute import cli
-
-    args = cli.parse_args(argv)
-    cli.COMMANDS[args.command](args)
-    return Path(args.out) / kind / run_id
-
-
-def vtcd_runs(out: Path, device: str = "auto", which: str = "all") -> list[Path]:
+def vtcd_runs(out: Path, device: str = "auto", which: str = "all") -> list[list[str]]:
     """VTCD of the motion-task transformer on the real street clips (label-free: agreement with the
     unmasked prediction), and of both zoo transformers on the same held-out synthetic clips (with
     their ground-truth object masks) with the Rosetta concepts the two share. ``which``: ``all``,
@@ -53,62 +43,59 @@ def vtcd_runs(out: Path, device: str = "auto", which: str = "all") -> list[Path]
     # settles with far fewer masks, keep each run under an hour on 2 CPU cores.
     common = ["--media-videos", "2", "--media-concepts", "60", "--head-masks", "1000", "--out", str(out),
               "--overwrite", "--device", device]
-    paths = []
+    argvs = []
     if which in ("all", "real"):
-        paths.append(_cli(["vtcd", "--model", "vit-motion", "--videos", "demo", "--clips-per-video", "16",
-                           "--run-id", "vit-motion-real", *common], "vtcd", "vit-motion-real"))
+        argvs.append(["vtcd", "--model", "vit-motion", "--videos", "demo", "--clips-per-video", "16",
+                      "--run-id", "vit-motion-real", *common])
     if which in ("all", "synthetic"):
         synthetic = []
         for model in ("vit-motion", "vit-appearance"):
             if (ASSETS_MODELS / model / "model.json").is_file():
-                synthetic.append(_cli(["vtcd", "--model", model, "--videos", SYNTHETIC_CLIPS, "--ground-truth",
-                                       "--run-id", f"{model}-synthetic", *common],
-                                      "vtcd", f"{model}-synthetic"))
-        paths.extend(synthetic)
+                argvs.append(["vtcd", "--model", model, "--videos", SYNTHETIC_CLIPS, "--ground-truth",
+                              "--run-id", f"{model}-synthetic", *common])
+                synthetic.append(str(Path(out) / "vtcd" / f"{model}-synthetic"))
         if len(synthetic) == 2:
-            paths.append(_cli(["rosetta", "--runs", *map(str, synthetic), "--out", str(out), "--run-id",
-                               "vit-motion-vs-appearance", "--overwrite"], "rosetta", "vit-motion-vs-appearance"))
-    return paths
+            argvs.append(["rosetta", "--runs", *synthetic, "--out", str(out), "--run-id",
+                          "vit-motion-vs-appearance", "--overwrite"])
+    return argvs
 
 
-def vcc_runs(out: Path, device: str = "auto") -> list[Path]:
+def vcc_runs(out: Path, device: str = "auto") -> list[list[str]]:
     """VCCs of EfficientNet-Lite0 for three classes that have a real photo each (each class set is
     that photo plus crops and flips of it, recorded as augmented copies in the data spec) and for
     "drilling platform", which has no photo: its images are the crops the model predicts as it (recorded
     as such). Then the failure debugger on the misclassified images: the rocket photo, predicted drilling
     platform, gets the VCCs of both classes."""
-    run = _cli(["vcc", "--model", "efficientnet_lite0", "--images", "demo", "--classes", "missile", "Egyptian cat",
-                "espresso", "drilling platform", "--augment", "20", "--from-predictions", "600", "--n-images", "20",
-                "--random", "demo", "--random-augment", "100", "--n-random-sets", "10", "--random-set-size", "20",
-                "--layers", "blocks.3", "blocks.4", "blocks.5", "conv_head", "--n-concepts", "10",
-                "--out", str(out), "--run-id", "efficientnet_lite0-photos", "--overwrite", "--device", device],
-               "vcc", "efficientnet_lite0-photos")
-    debug = _cli(["vcc-debug", "--model", "efficientnet_lite0", "--runs", "efficientnet_lite0-photos", "--out",
-                  str(out), "--run-id", "efficientnet_lite0-mistakes", "--overwrite", "--device", device],
-                 "vcc-debug", "efficientnet_lite0-mistakes")
+    run = ["vcc", "--model", "efficientnet_lite0", "--images", "demo", "--classes", "missile", "Egyptian cat",
+           "espresso", "drilling platform", "--augment", "20", "--from-predictions", "600", "--n-images", "20",
+           "--random", "demo", "--random-augment", "100", "--n-random-sets", "10", "--random-set-size", "20",
+           "--layers", "blocks.3", "blocks.4", "blocks.5", "conv_head", "--n-concepts", "10",
+           "--out", str(out), "--run-id", "efficientnet_lite0-photos", "--overwrite", "--device", device]
+    debug = ["vcc-debug", "--model", "efficientnet_lite0", "--runs", "efficientnet_lite0-photos", "--out",
+             str(out), "--run-id", "efficientnet_lite0-mistakes", "--overwrite", "--device", device]
     return [run, debug]
 
 
-def static_dynamic_runs(out: Path, device: str = "auto", which: str = "all") -> list[Path]:
+def static_dynamic_runs(out: Path, device: str = "auto", which: str = "all") -> list[list[str]]:
     """The static/dynamic demos: the whole zoo on the same synthetic pairs (with removal curves for the
     motion models), r3d-motion's training dynamics, and the motion models on real street footage.
     ``which`` (``all``, ``zoo``, ``training``, ``real``) regenerates one of them."""
     def shipped(task: str) -> list[str]:
         return [f"{a}-{task}" for a in ZOO if (ASSETS_MODELS / f"{a}-{task}" / "model.json").is_file()]
 
-    def analyse(models: list[str], run_id: str, videos: str, *flags: str) -> Path:
-        return _cli(["static-dynamic", "--model", *models, "--videos", videos, "--run-id", run_id, "--out", str(out),
-                     "--overwrite", "--device", device, *flags], "static-dynamic", run_id)
+    def analyse(models: list[str], run_id: str, videos: str, *flags: str) -> list[str]:
+        return ["static-dynamic", "--model", *models, "--videos", videos, "--run-id", run_id, "--out", str(out),
+                "--overwrite", "--device", device, *flags]
 
     motion, appearance = shipped("motion"), shipped("appearance")
-    paths = []
+    argvs = []
     if which in ("all", "training") and (ASSETS_MODELS / "r3d-motion" / "epochs").is_dir():
-        paths.append(analyse(["r3d-motion"], "r3d-motion-training", "synthetic:motion:100", "--examples", "0",
+        argvs.append(analyse(["r3d-motion"], "r3d-motion-training", "synthetic:motion:100", "--examples", "0",
                              "--pairs", "100", "--checkpoints", str(ASSETS_MODELS / "r3d-motion")))
     if which in ("all", "real") and motion:
-        paths.append(analyse(motion, "zoo-real-clips", "demo", "--clips-per-video", "16", "--pairs", "100"))
+        argvs.append(analyse(motion, "zoo-real-clips", "demo", "--clips-per-video", "16", "--pairs", "100"))
     if which in ("all", "zoo") and motion:
-        paths.append(analyse(motion + appearance, "zoo-synthetic", "synthetic:motion:100", "--removal",
+        argvs.append(analyse(motion + appearance, "zoo-synthetic", "synthetic:motion:100", "--removal",
                              "--removal-fractions", "0", "0.1", "0.2", "0.3", "0.5", "0.7", "1",
                              "--removal-layers", "layer3", "slow.layer3", "fast.layer3", "fusion", "blocks.3"))
-    return paths
+    return argvs

@@ -3,8 +3,8 @@
 For every class: top-down segments of its images, concepts per layer (k-means, pruned), ITCAV edges
 between adjacent layers and to the class node with per-random-set values and t-test p-values, graph
 metrics per layer, and the validation (concept suppression against random directions; APS against
-LS). The algorithm is :func:`core.vcc.build_vcc`; this job loads the images, runs it class by class
-and writes the run.
+LS). The analysis is :func:`core.vcc.analyse` (over :func:`core.vcc.build_vcc`); this job loads and
+augments the images, runs it class by class and records the run's data, warnings and summary.
 
 Inputs: ``--target-class`` (an index or a name) with ``--images`` holding that class's images (a
 folder, files, or ``demo``); or ``--images`` with one sub-folder per class (named after the model's
@@ -21,41 +21,9 @@ are then left out of that class's random pool. Default layers: four of the model
 spaced and ending at the deepest (``--all-layers``: every stage). Every VCC setting of
 :class:`core.vcc.VCCConfig` is a flag.
 
-Run layout (kind ``vcc``); each class under ``classes/<slug>/``, ``<slug>`` = ``<index>-<name>``::
-
-    classes.json                      [{slug, class_index, class_name, n_images, n_augmented,
-                                        n_segments, n_concepts, n_edges, n_significant, layers,
-                                        misclassified, timings}]  (one entry per finished class)
-    classes/<slug>/graph.json         the VCC (``core.vcc.VCCGraph.to_dict``): layers, class node,
-                                      nodes {id, layer, index, size, members, exemplars, kind,
-                                      label, exemplar_files}, edges {source, target, weight,
-                                      p_value, significant, values, random_values}, meta
-    classes/<slug>/metrics.json       per layer (then the class node): n_concepts, n_edges,
-                                      branching_factor (incoming edges), mean_edge_weight,
-                                      edge_weight_variance, weight_edges, grouped_by (the edges the
-                                      weight statistics are over: leaving the layer by default)
-    classes/<slug>/fidelity.json      {enabled, scales, eps (= scales: multiples of the layer's
-                                      mean GAP norm), concept {layer: mean curve}, random {layer:
-                                      mean curve}, matched {layer: mean curve or null}, random_kind,
-                                      matched_kind, layers {layer: {eps (absolute), concept (m, S),
-                                      random (n, S), matched (n, S) or null, concept_ids,
-                                      reference_norm, auc {concept, random, matched} (mean accuracy
-                                      over the scale range; null when missing), falls_faster,
-                                      falls_faster_matched}},
-                                      aps, ls, correlation, aps_all_edges, correlation_all_edges}
-    classes/<slug>/segments.npz       segment_masks (N, G, G), segment_image, segment_layer,
-                                      segment_parent, segment_score, segment_concept,
-                                      segment_logits, centroids.<i> (m, C) per layer index i
-    classes/<slug>/images.json        every discovery image: {index, id, source, origin, augment,
-                                      file, top (5), predicted, predicted_name, correct}
-    classes/<slug>/images/NNN.webp    the discovery images (longer side 256)
-    classes/<slug>/exemplars/L<i>-C<c>-<k>.webp   exemplar crops of concept c of layer i (the
-                                      segment's bounding box, the rest of it dimmed)
-    classes/<slug>/class.json         the class's entry of classes.json; written last, it marks
-                                      the class finished
-
-A single-class run uses the same layout. Classes run one after the other; a killed run resumes
-at the first class without ``class.json`` (rerun the same command).
+The run layout (kind ``vcc``, each class under ``classes/<slug>/``) is :mod:`core.vcc.store`'s. Classes
+run one after the other through :func:`core.vcc.analyse` with the run writer as its checkpoint store:
+a killed run resumes at the first class the store does not hold (rerun the same command).
 """
 
 from __future__ import annotations
@@ -69,23 +37,26 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageOps
 from tqdm import tqdm
 
-from core.artifacts import RunWriter, slug
-from core.data.images import ImageItem, demo_images, load_image, thumbnail
+from core.artifacts import RunWriter
+from core.data.images import ImageItem, demo_images, load_image
 from core.data.labels import label_index
 from core.errors import DataError, UserError
 from core.models import ModelBundle
-from core.vcc import VCCConfig, VCCResult, build_vcc
-from core.vcc.predict import predictions, top_record
-from core.vcc.segments import upsample_mask
+from core.vcc import VCCConfig, analyse
+from core.vcc import store as vcc_store
+from core.vcc.analysis import default_layers, resolve_class
+from core.vcc.forward import execution_order
+from core.vcc.predict import predictions
+from core.vcc.store import class_slug
 from precompute.common import load_model, progress, resolve_device, seed_everything
 from precompute.predict import load_images
 
-THUMB_SIDE = 256
-EXEMPLAR_SIDE = 128
-DEFAULT_LAYERS = 4
+# VCCConfig fields whose flag is not --field-name, or that the subcommand adds itself (seed: shared;
+# prune and commonality take KEY=VALUE words)
+VCC_FLAGS: dict[str, str] = {}
+VCC_OWN = ("seed", "prune", "commonality")
 AUGMENT_SCALE = (0.6, 0.95)
 PREDICTED_SELECTION = ("crops and flips of the photos that the model predicts as the class: the model's own view "
                        "of a class that has no labelled photo here, not photos of it")
@@ -98,23 +69,16 @@ AUGMENTATION = ("random crops (a {lo:.0%}-{hi:.0%} side window of the photo) and
 
 
 def config_from_args(args: Any) -> VCCConfig:
-    """A :class:`VCCConfig` from the flags that were given (the rest keep methods.md's defaults)."""
-    values: dict[str, Any] = {}
-    for f in VCCConfig.__dataclass_fields__:
-        v = getattr(args, f, None)
-        if v is not None:
-            values[f] = v
-    values["seed"] = args.seed
-    if "prune" in values:
-        values["prune"] = parse_prune(values["prune"])
-    if "commonality" in values:
-        values["commonality"] = parse_commonality(values["commonality"])
-    if values.get("suppression_concepts") == 0:
-        values["suppression_concepts"] = None
-    try:
-        return VCCConfig(**values)
-    except (TypeError, ValueError) as e:
-        raise UserError(f"VCC settings: {e}") from None
+    """A :class:`VCCConfig` from the parsed flags (generated from its fields by :mod:`precompute.config_args`);
+    ``--prune`` and ``--commonality`` take ``KEY=VALUE`` words, ``--suppression-concepts 0`` means all."""
+    from precompute.config_args import config_from_args as from_args
+
+    values = {k: v for k, v in vars(args).items() if k not in ("prune", "commonality")}
+    if args.prune is not None:
+        values["prune"] = parse_prune(args.prune)
+    if args.commonality is not None:
+        values["commonality"] = parse_commonality(args.commonality)
+    return from_args(VCCConfig, values, flags=VCC_FLAGS)
 
 
 def _key_values(value: Any, flag: str, known: Any) -> dict[str, float]:
@@ -160,18 +124,6 @@ def parse_commonality(value: Any) -> dict[str, float] | None:
                                                                                          "no"):
         return None
     return _key_values(value, "--commonality", Commonality.__dataclass_fields__)
-
-
-def default_layers(bundle: ModelBundle, every: bool, n: int = DEFAULT_LAYERS) -> list[str]:
-    """The model's stages (``every``), or ``n`` of them evenly spaced, ending at the deepest."""
-    stages = list(bundle.stages)
-    if not stages:
-        raise UserError(f"{bundle.spec}: no default layers known; pass --layers (see `python -m precompute "
-                        f"layers --model {bundle.spec}`)")
-    if every or len(stages) <= n:
-        return stages
-    picks = np.round(np.linspace(1, len(stages) - 1, n)).astype(int)
-    return [stages[i] for i in dict.fromkeys(picks.tolist())]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -244,25 +196,6 @@ def augmented(items: list[ImageItem], n: int, seed: int, tag: str) -> tuple[list
     return list(items) + [it for it, _ in made], {it.id: info for it, info in made}
 
 
-def resolve_class(text: str | int, bundle: ModelBundle) -> int:
-    """A class index or name of the model; an unknown one is a one-line error with suggestions."""
-    import difflib
-
-    names = bundle.class_names
-    text = str(text).strip()
-    index = label_index(text, names)
-    if index is not None and (not names or 0 <= index < len(names)):
-        return index
-    if text.isdigit():
-        raise UserError(f"class index {text} is out of range for {bundle.spec} ({len(names or [])} classes)")
-    if not names:
-        raise UserError(f"{bundle.spec} has no class names; give the class as an index")
-    flat = {part.strip().lower(): n for n in names for part in n.split(",")}
-    close = difflib.get_close_matches(text.lower(), list(flat), n=3, cutoff=0.6)
-    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else "; give an index or a class name"
-    raise UserError(f"unknown class {text!r} for {bundle.spec}{hint}")
-
-
 @dataclass
 class ClassImages:
     index: int
@@ -277,10 +210,6 @@ class ClassImages:
     @property
     def slug(self) -> str:
         return class_slug(self.index, self.name)
-
-
-def class_slug(index: int, name: str) -> str:
-    return slug(f"{index}-{name.split(',')[0]}", 60)
 
 
 def labels_of(pool: Pool, bundle: ModelBundle) -> list[int | None]:
@@ -307,7 +236,7 @@ def pick_classes(args: Any, bundle: ModelBundle, pool: Pool) -> list[tuple[int, 
         if not labelled:  # a flat folder or files: all of them are the class's images
             return [(index, list(pool.items))]
         found = images_of(index)
-        if not found and not getattr(args, "from_predictions", 0):
+        if not found and not args.from_predictions:
             raise missing(index)
         return [(index, found)]
     if args.classes:
@@ -315,7 +244,7 @@ def pick_classes(args: Any, bundle: ModelBundle, pool: Pool) -> list[tuple[int, 
         for text in args.classes:
             index = resolve_class(text, bundle)
             found = images_of(index)
-            if not found and not getattr(args, "from_predictions", 0):
+            if not found and not args.from_predictions:
                 raise missing(index)
             if index not in [i for i, _ in out]:
                 out.append((index, found))
@@ -408,108 +337,6 @@ class StageBars:
             bar.close()
 
 
-def dimmed_crop(image: np.ndarray, mask: np.ndarray, max_side: int = EXEMPLAR_SIDE) -> np.ndarray:
-    """The segment's bounding-box crop with the pixels outside the segment dimmed, fitted into a square
-    (for display: graph nodes line up)."""
-    full = upsample_mask(mask, image.shape[:2])
-    rows, cols = np.flatnonzero(full.any(axis=1)), np.flatnonzero(full.any(axis=0))
-    sl = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
-    crop = image[sl].astype(np.float32)
-    inside = full[sl][..., None]
-    crop = np.where(inside, crop, 0.3 * crop + 0.7 * 200.0)
-    square = ImageOps.pad(Image.fromarray(crop.round().astype(np.uint8)), (max_side, max_side),
-                          method=Image.LANCZOS, color=(240, 242, 246))
-    return np.asarray(square)
-
-
-def fidelity_record(result: VCCResult) -> dict[str, Any]:
-    """``fidelity.json``: suppression curves per layer (and their means), APS and LS."""
-    cfg = result.config
-    if result.fidelity is None:
-        return {"enabled": False, "scales": list(cfg.suppression_scales)}
-    fid = result.fidelity.to_dict()
-    layers = {}
-    for name, curves in result.fidelity.suppression.items():
-        matched = curves.matched_accuracy
-        layers[name] = {"eps": curves.eps.tolist(), "scales": curves.scales.tolist(),
-                        "reference_norm": curves.reference_norm, "concept_ids": list(curves.concept_ids),
-                        "concept": curves.concept_accuracy.tolist(), "random": curves.random_accuracy.tolist(),
-                        "matched": None if matched is None else matched.tolist(),
-                        "auc": {k: (v if np.isfinite(v) else None)
-                                for k, v in zip(("concept", "random", "matched"),
-                                                (*curves.auc(), curves.auc_matched()), strict=True)},
-                        "falls_faster": curves.falls_faster(),
-                        "falls_faster_matched": curves.falls_faster_matched()}
-
-    def mean(a: np.ndarray | None) -> list[float] | None:
-        return a.mean(axis=0).tolist() if a is not None and len(a) else None
-
-    return {"enabled": True, "scales": list(cfg.suppression_scales), "eps": list(cfg.suppression_scales),
-            "eps_unit": "multiple of the mean L2 norm of the class images' GAP features at the layer",
-            "metric": "top-1 accuracy on the target class over the class images",
-            "concept": {n: mean(c.concept_accuracy) for n, c in result.fidelity.suppression.items()},
-            "random": {n: mean(c.random_accuracy) for n, c in result.fidelity.suppression.items()},
-            "random_kind": "isotropic: N(0, I) directions",
-            "matched": {n: mean(c.matched_accuracy) for n, c in result.fidelity.suppression.items()},
-            "matched_kind": cfg.matched_random,
-            "layers": layers, **{k: fid[k] for k in ("aps", "ls", "correlation", "aps_all_edges",
-                                                     "correlation_all_edges")}}
-
-
-def write_class(writer: RunWriter, bundle: ModelBundle, cls: ClassImages, pool: Pool, result: VCCResult,
-                probs: np.ndarray) -> dict[str, Any]:
-    """Every file of one class; returns its ``class.json`` entry (written last)."""
-    base = f"classes/{cls.slug}"
-    g = result.graph
-    segs = result.segments
-    images = [it.image for it in cls.items]
-    records = []
-    for i, it in enumerate(cls.items):
-        file = f"{base}/images/{i:03d}.webp"
-        writer.write_image(file, thumbnail(it.image, THUMB_SIDE))
-        aug = cls.augment.get(it.id)
-        origin = pool.origin.get(aug["of"] if aug else it.id)
-        records.append({"index": i, "id": it.id, "source": it.source, "origin": origin, "augment": aug,
-                        "file": file, "size": list(it.image.shape[:2]),
-                        **top_record(bundle, probs[i], cls.index)})
-    graph = g.to_dict()
-    layer_index = {name: i for i, name in enumerate(g.layers)}
-    for node in graph["nodes"]:
-        files = []
-        if node["kind"] == "concept":
-            li = layer_index[node["layer"]]
-            for k, sid in enumerate(node["exemplars"]):
-                name = f"{base}/exemplars/L{li}-C{node['index']}-{k}.webp"
-                writer.write_image(name, dimmed_crop(images[segs.image[sid]], segs.masks[sid]))
-                files.append(name)
-        node["exemplar_files"] = files
-    graph["meta"]["timings"] = result.timings
-    writer.write_json(f"{base}/graph.json", graph)
-    writer.write_json(f"{base}/metrics.json", [m.to_dict() for m in g.metrics(result.config.metrics_group_by)])
-    writer.write_json(f"{base}/fidelity.json", fidelity_record(result))
-    arrays = {k: v for k, v in result.arrays().items() if not k.startswith("features.")}
-    writer.write_npz(f"{base}/segments.npz", **arrays)
-    writer.write_json(f"{base}/images.json", records)
-    concepts = {name: len(g.layer_nodes(name)) for name in g.layers}
-    entry = {"slug": cls.slug, "class_index": cls.index, "class_name": cls.name, "dir": base,
-             "n_images": len(cls.items), "n_photos": cls.n_photos, "n_augmented": len(cls.items) - cls.n_photos,
-             "selected_by": cls.selected_by,
-             "n_random_images": g.meta.get("n_random_images"), "layers": list(g.layers),
-             "n_segments": len(segs), "n_concepts": concepts, "n_edges": len(g.edges),
-             "n_significant": len(g.kept_edges()),
-             "misclassified": [r["id"] for r in records if r["correct"] is False],
-             "accuracy": float(np.mean([bool(r["correct"]) for r in records])),
-             "timings": {k: round(v, 3) for k, v in result.timings.items()},
-             "warnings": result.warnings}
-    if result.fidelity is not None:
-        entry["suppression_falls_faster"] = {n: c.falls_faster() for n, c in result.fidelity.suppression.items()}
-        entry["suppression_falls_faster_matched"] = {n: c.falls_faster_matched()
-                                                     for n, c in result.fidelity.suppression.items()}
-        entry["aps_ls_pearson"] = result.fidelity.to_dict()["correlation"].get("pearson")
-    writer.write_json(f"{base}/class.json", entry)
-    return entry
-
-
 def record_warnings(writer: RunWriter, entries: list[dict[str, Any]]) -> None:
     """The warnings of the class just finished (``entries[-1]``) in the manifest: one per (code, layer),
     naming every finished class it concerns (the writer keeps one entry per code and layer)."""
@@ -530,26 +357,22 @@ def record_warnings(writer: RunWriter, entries: list[dict[str, Any]]) -> None:
 # The job
 
 
-def run(args: Any) -> Path:
+def run(args: Any, cfg: VCCConfig | None = None) -> Path:
     seed_everything(args.seed)
-    cfg = config_from_args(args)
+    cfg = cfg or config_from_args(args)
     device = resolve_device(args.device)
     bundle, layers = load_model(args.model, device, args.layers)
     if bundle.preprocessing.input != "image":
         raise DataError(f"{args.model} takes {bundle.preprocessing.input} input{bundle.input_hint()}; "
                         "the VCC needs an image classifier")
-    if not args.layers:
-        layers = default_layers(bundle, args.all_layers)
-    from core.vcc.forward import execution_order
-
-    layers = execution_order(bundle, layers)
+    layers = execution_order(bundle, layers if args.layers else default_layers(bundle, args.all_layers))
     pool = load_pool(args.images or ["demo"])
     classes = class_sets(args, bundle, pool, cfg)
     random_src = load_pool(args.random or ["demo"])
     randoms = {}
     for c in classes:
         cut_from = {a["of"] for a in c.augment.values()} if c.selected_by == "prediction" else set()
-        items, info = random_pool(random_src, bundle, c.index, args.random_augment or 0, args.seed, cut_from)
+        items, info = random_pool(random_src, bundle, c.index, args.random_augment, args.seed, cut_from)
         if len(items) < 2:
             raise DataError(f"{' '.join(args.random or ['demo'])}: {len(items)} random image(s) of classes other "
                             f"than {c.name}; CAVs and t-tests need at least 2 (pass --random, or --random-augment)")
@@ -562,9 +385,9 @@ def run(args: Any) -> Path:
         "classes": [{"index": c.index, "name": c.name, "n_images": len(c.items), "n_photos": c.n_photos,
                      "n_augmented": len(c.items) - c.n_photos, "selected_by": c.selected_by,
                      "ids": [it.id for it in c.items]} for c in classes],
-        "from_predictions": getattr(args, "from_predictions", 0) or 0,
+        "from_predictions": args.from_predictions,
         "selection": PREDICTED_SELECTION if any(c.selected_by == "prediction" for c in classes) else None,
-        "augment": args.augment or 0, "random_augment": args.random_augment or 0,
+        "augment": args.augment, "random_augment": args.random_augment,
         "augmentation": augmentation if any(c.augment for c in classes) or any(v[1] for v in randoms.values())
         else None,
         "n_random_images": {str(c.index): len(randoms[c.index][0]) for c in classes},
@@ -581,25 +404,24 @@ def run(args: Any) -> Path:
                    overwrite=args.overwrite) as writer:
         entries = []
         for c in progress(classes, "classes", len(classes)):
-            marker = f"classes/{c.slug}/class.json"
-            if writer.has(marker):
-                entries.append(writer.read_json(marker))
-                record_warnings(writer, entries)
-                continue
-            writer.remove(f"classes/{c.slug}")  # files of an attempt that was killed part way
-            images = [it.image for it in c.items]
-            rand_items, _ = randoms[c.index]
+            info = []
+            for it in c.items:
+                aug = c.augment.get(it.id)
+                info.append({"id": it.id, "source": it.source, "origin": pool.origin.get(aug["of"] if aug else it.id),
+                             "augment": aug})
             bars = StageBars(c.name.split(",")[0])
-            try:
-                result = build_vcc(bundle, layers, images, [it.image for it in rand_items], c.index, cfg,
-                                   progress=bars, n_jobs=max(1, int(getattr(args, "jobs", 1) or 1)))
+            try:  # the writer is the checkpoint store: a class it holds is read back, not recomputed
+                result = analyse(bundle, [it.image for it in c.items], c.index, cfg, writer, bars,
+                                 random=[it.image for it in randoms[c.index][0]],
+                                 layers=layers, n_jobs=args.jobs, info=info,
+                                 extra={"n_photos": c.n_photos, "n_augmented": len(c.items) - c.n_photos,
+                                        "selected_by": c.selected_by})
             finally:
                 bars.close()
-            probs = predictions(bundle, images, cfg.batch_size)
-            entries.append(write_class(writer, bundle, c, pool, result, probs))
+            entries.append(result.records["class"])
             record_warnings(writer, entries)
-            writer.write_json("classes.json", entries)
-        writer.write_json("classes.json", entries)
+            writer.write_json(vcc_store.CLASSES, entries)
+        writer.write_json(vcc_store.CLASSES, entries)
         summary = {"n_classes": len(entries), "classes": [e["class_name"].split(",")[0] for e in entries],
                    "n_layers": len(layers), "layers": layers,
                    "concepts": int(sum(sum(e["n_concepts"].values()) for e in entries)),

@@ -33,7 +33,8 @@ Run layout (kind ``vcc-debug``)::
     vccs/<key>/graph.json a copy of each VCC's graph.json; ``exemplar_files`` point at
     vccs/<key>/tiles/*    a copy of each concept's first exemplar
 
-Work is saved per image (``parts/NNN.json``): a killed run resumes at the next unfinished image.
+Work is saved per image through :func:`core.vcc.analysis.debug_images` (the run writer is its
+checkpoint store): a killed run resumes at the next unfinished image.
 """
 
 from __future__ import annotations
@@ -45,15 +46,17 @@ from typing import Any
 
 import numpy as np
 
-from core.artifacts import Run, RunWriter, open_run
+from core.artifacts import Run, RunWriter
 from core.data.images import ImageItem, image_folder, load_image, thumbnail
 from core.data.labels import label_index
 from core.errors import DataError, RunError, UserError
 from core.models import ModelBundle, resolve_model
-from core.vcc.debug import ClassVCC, analyse, load_vccs, pick_vccs
+from core.vcc import store as vcc_store
+from core.vcc.analysis import debug_images
+from core.vcc.debug import ClassVCC, load_vccs, pick_vccs
 from core.vcc.predict import predictions
 from precompute import vcc as vcc_job
-from precompute.common import progress, resolve_device, seed_everything
+from precompute.common import resolve_device, seed_everything
 
 IMAGE_SIDE = 384
 
@@ -63,16 +66,11 @@ IMAGE_SIDE = 384
 
 
 def open_vcc_run(text: str, out: str | Path) -> Run:
-    """``--runs`` entry: a run folder, or a run id under ``<out>/vcc/``."""
-    p = Path(text)
-    if not (p / "manifest.json").is_file() and (Path(out) / "vcc" / text / "manifest.json").is_file():
-        p = Path(out) / "vcc" / text
-    if not p.is_dir():
-        raise RunError(f"--runs {text}: no such run folder (nor a run id under {Path(out) / 'vcc'})")
-    run = open_run(p)
-    if run.kind != "vcc":
-        raise RunError(f"--runs {text}: a {run.kind!r} run, not a 'vcc' run")
-    return run
+    """``--runs`` entry: a run folder, or a run id under ``<out>/vcc/`` (:func:`core.vcc.store.find_run`)."""
+    try:
+        return vcc_store.find_run(text, out)
+    except RunError as e:
+        raise RunError(f"--runs {e}") from None
 
 
 def _norm_spec(spec: str) -> str:
@@ -123,8 +121,7 @@ def images_from_runs(vccs: dict[int, ClassVCC]) -> list[Job]:
     """The misclassified discovery images of the runs."""
     jobs = []
     for v in vccs.values():
-        base = f"classes/{v.slug}"
-        for rec in v.run.load_json(f"{base}/images.json"):
+        for rec in v.run.load_json(vcc_store.class_file(v.slug, vcc_store.IMAGES)):
             if rec.get("correct") is False:
                 image = vcc_job.load_origin(rec["origin"], rec.get("augment"))
                 jobs.append(Job(f"{v.slug}--{rec['id']}", image, rec["source"], v.class_index))
@@ -202,21 +199,21 @@ def run(args: Any) -> Path:
                            "class_index": v.class_index, "class_name": v.class_name, "layers": list(v.graph.layers),
                            "selected_by": v.selected_by,
                            "graph": copy_vcc(writer, v)}
+        # the writer is the checkpoint store: an image it holds is read back, not analysed again
+        bars = vcc_job.StageBars("debug")
+        try:
+            analyses = debug_images(bundle, [(job.image, true, pred) for job, true, pred in plans], writer,
+                                    n_paths=args.paths, batch_size=args.batch_size, progress=bars)
+        finally:
+            bars.close()
         records = []
-        for n, (job, true, pred) in enumerate(progress(plans, "images", len(plans))):
-            part = f"parts/{n:03d}.json"
-            if writer.has(part):
-                records.append(writer.read_json(part))
-                continue
-            result = analyse(bundle, job.image, true, pred, args.batch_size, args.paths)
-            writer.write_image(f"images/{n:03d}.webp", thumbnail(job.image, IMAGE_SIDE))
-            writer.write_npz(f"segments/{n:03d}.npz", **result.arrays)
-            rec = {"n": n, "id": job.id, "source": job.source, "file": f"images/{n:03d}.webp",
-                   "segments": f"segments/{n:03d}.npz", **result.record,
-                   "missing_predicted_vcc": pred is None and result.record["correct"] is False}
-            writer.write_json(part, rec)
-            records.append(rec)
-        writer.write_json("debug.json", {"vccs": used, "images": records})
-        writer.remove("parts")
+        for n, ((job, _, pred), result) in enumerate(zip(plans, analyses, strict=True)):
+            if not writer.has(vcc_store.debug_image(n)):
+                writer.write_image(vcc_store.debug_image(n), thumbnail(job.image, IMAGE_SIDE))
+            records.append({"n": n, "id": job.id, "source": job.source, "file": vcc_store.debug_image(n),
+                            "segments": vcc_store.debug_segments(n), **result.record,
+                            "missing_predicted_vcc": pred is None and result.record["correct"] is False})
+        writer.write_json(vcc_store.DEBUG, {"vccs": used, "images": records})
+        writer.remove(vcc_store.DEBUG_PARTS)
         return writer.finish({"n_images": len(records), "misclassified": sum(r["correct"] is False for r in records),
                               "classes": sorted({v["class_name"].split(",")[0] for v in used.values()})})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -51,12 +52,16 @@ def open_app(root: Path, monkeypatch: pytest.MonkeyPatch) -> AppTest:
     return at.run()
 
 
+def markdown_of(at: AppTest) -> str:
+    """The raw markdown of the page's titles, text, captions, alerts and subheaders, as one string."""
+    return "\n".join(str(e.value) for kind in ("title", "markdown", "caption", "info", "warning", "error",
+                                               "subheader") for e in getattr(at, kind))
+
+
 def page_text(at: AppTest) -> str:
-    """Markdown, captions, alerts and table cells of the rendered page, as one string."""
-    parts = [e.value for kind in ("title", "markdown", "caption", "info", "warning", "error", "subheader")
-             for e in getattr(at, kind)]
-    parts += [df.value.to_csv() for df in at.dataframe]
-    return "\n".join(str(p) for p in parts)
+    """Markdown (backslash escapes removed: the text a reader sees), and table cells of the page."""
+    parts = [re.sub(r"\\(.)", r"\1", markdown_of(at))] + [df.value.to_csv() for df in at.dataframe]
+    return "\n".join(parts)
 
 
 def test_home_lists_a_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -110,9 +115,15 @@ def test_predictions_page(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     captions = page_text(at)
     assert "top-1 accuracy 2/3" in captions
     assert "✗ cat" in captions and "(true: dog)" in captions
-    assert len(at.get("plotly_chart")) == 2
-    assert list(at.dataframe[0].value["layer"]) == ["layer1", "layer2"]
-    assert at.dataframe[0].value["output shape"][0] == "4 × 4 × 4"
+    assert not at.get("plotly_chart")  # the feature-norm chart waits in its (lazy) tab
+    top5 = at.dataframe[0].value
+    assert list(top5.columns) == ["class", "probability", ""] and len(top5) == 5
+    assert top5["probability"].is_monotonic_decreasing and top5[""][0] == "✓ true class"
+    assert list(at.dataframe[1].value["layer"]) == ["layer1", "layer2"]
+    assert at.dataframe[1].value["output shape"][0] == "4 × 4 × 4"
+    at.session_state["pred_detail"] = "Feature norm per layer"
+    at.run()
+    assert not at.exception and len(at.get("plotly_chart")) == 1
 
     at.toggle[0].set_value(True).run()
     assert not at.exception
@@ -151,12 +162,18 @@ def test_predictions_page_with_another_kind_picked(tmp_path: Path, monkeypatch: 
         vtcd = run.finish()
     at = open_app(tmp_path, monkeypatch)
     at.sidebar.selectbox[0].set_value(str(vtcd)).run()
+    assert at.query_params["run"] == "run-vtcd"
     at.switch_page("pages/predictions.py").run()
     assert not at.exception
-    assert "is a `vtcd` run" in page_text(at)
-    assert at.selectbox[0].label == "Predictions run"
-    assert at.session_state["run_path"] == str(vtcd)
+    # The page opens on the newest run of its own kind; the sidebar lists only those.
+    assert at.session_state["run_path"] == str(tmp_path / "predictions" / "run-ok")
+    assert at.sidebar.selectbox[0].options == ["predictions · tiny:test-net · run-ok"]
+    assert not [s for s in at.selectbox if s.label == "Predictions run"]
+    assert at.query_params["run"] == "run-ok"
     assert len(at.get("image")) >= 3
+    at.switch_page("pages/home.py").run()  # the Runs page lists every kind and keeps the pick
+    assert at.session_state["run_path"] == str(tmp_path / "predictions" / "run-ok")
+    assert len(at.sidebar.selectbox[0].options) == 2
 
 
 def test_predictions_page_with_a_modified_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -235,3 +252,129 @@ def test_demo_static_dynamic_runs_render(monkeypatch: pytest.MonkeyPatch) -> Non
         next(s for s in at.selectbox if s.label == "Static / dynamic run").select_index(i).run()
         assert not at.exception and not at.error
         assert len(at.get("plotly_chart")) >= 3
+
+
+def _url_state_app() -> None:
+    import streamlit as st
+
+    from core import ui_cache
+
+    options = ["a", "b", "c"]
+    value = ui_cache.url_state("pick", options, "b", key="pick_key")
+    st.selectbox("Pick", options, key="pick_key")
+    st.caption(f"value {value}")
+
+
+def test_url_state_reads_and_writes_the_url() -> None:
+    at = AppTest.from_function(_url_state_app, default_timeout=TIMEOUT)
+    at.run()
+    assert at.selectbox(key="pick_key").value == "b"  # the default
+    assert at.query_params["pick"] == "b"
+    at.selectbox(key="pick_key").set_value("c").run()
+    assert at.query_params["pick"] == "c" and at.caption[0].value == "value c"
+
+    linked = AppTest.from_function(_url_state_app, default_timeout=TIMEOUT)
+    linked.query_params["pick"] = "a"
+    linked.run()
+    assert linked.selectbox(key="pick_key").value == "a"
+    assert linked.caption[0].value == "value a"
+
+    bad = AppTest.from_function(_url_state_app, default_timeout=TIMEOUT)
+    bad.query_params["pick"] = "not-an-option"
+    bad.run()
+    assert bad.selectbox(key="pick_key").value == "b" and bad.query_params["pick"] == "b"
+
+
+IMG = "<img src=x onerror=alert(1)>"
+REMOTE = "![x](http://evil/x.png)"
+
+
+def test_hostile_strings_are_shown_as_text(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Names and errors from a run reach the page's markdown escaped: no HTML, no remote image."""
+    rng = np.random.default_rng(0)
+    with RunWriter(tmp_path, "predictions", model={"spec": f"py:{IMG}"}, data={"description": REMOTE},
+                   config={}, run_id="run-hostile") as run:
+        run.write_image("images/a.webp", rng.integers(0, 255, size=(8, 8, 3), dtype=np.uint8))
+        top = [{"index": 0, "name": IMG, "prob": 0.6}, {"index": 1, "name": REMOTE, "prob": 0.4}]
+        run.write_json("predictions.json", {"images": [
+            {"id": "a", "file": "images/a.webp", "source": REMOTE, "label": 1, "label_name": REMOTE, "top": top,
+             "predicted": 0, "predicted_name": IMG, "correct": False}]})
+        run.write_npz("features.npz", layer1=rng.normal(size=(1, 4)).astype(np.float32))
+        run.write_json("layers.json", [{"layer": "layer1", "shape": [4]}])
+        run.warn("few_images", REMOTE, setting=IMG)
+        run.finish(summary={"note": REMOTE})
+    broken = tmp_path / "predictions" / "run-broken"
+    broken.mkdir()
+    (broken / "manifest.json").write_text(json.dumps({"schema_version": 1, "kind": "predictions",
+                                                      "run_id": IMG, "status": REMOTE}))
+    at = open_app(tmp_path, monkeypatch)
+    assert not at.exception
+    home = markdown_of(at)
+    assert at.error, "the broken run is reported"
+    at.switch_page("pages/predictions.py").run()
+    assert not at.exception
+    shown = home + markdown_of(at)
+    outside_code = re.sub(r"(`+).*?\1", "", shown)  # code spans show their text verbatim
+    for active in (r"(?<!\\)<img", r"(?<!\\)!(?<!\\)\[", r"(?<!\\)\]\("):  # unescaped HTML / image / link
+        assert not re.search(active, outside_code), active
+    assert "\\!\\[x\\]\\(http\\://evil/x.png\\)" in shown  # the description, as text
+    assert "`py:<img src=x onerror=alert(1)>`" in shown  # the model spec in a code span: verbatim
+    assert at.session_state["run_path"].endswith("run-hostile")
+    table = open_app(tmp_path, monkeypatch).dataframe[0].value
+    assert table["warnings"][0] == 1
+
+
+def test_markdown_escapes() -> None:
+    from core.viz import md_code, md_text
+
+    assert md_text(REMOTE) == "\\!\\[x\\]\\(http\\://evil/x.png\\)"
+    assert md_text(IMG) == "\\<img src=x onerror=alert\\(1\\)\\>"
+    assert md_text("a\nb $x$ **y**") == "a b \\$x\\$ \\*\\*y\\*\\*"
+    assert md_code("a`b") == "`` a`b ``" and md_code("plain") == "`plain`"
+
+
+def test_topk_bar_escapes_class_names_once() -> None:
+    """A class name from a run is HTML-escaped exactly once in the bar's labels, and cannot read a hover
+    template field (``%{x}`` would show the bar's value)."""
+    from core.viz import topk_bar
+
+    hostile = f"{IMG} & %{{x}} <a href='http://evil'>l</a>"
+    fig = topk_bar([{"index": 3, "name": hostile, "prob": 0.7}, {"index": 1, "name": "dog", "prob": 0.2}], 1)
+    names = list(fig.data[0].y)
+    assert names[0] == ("&lt;img src=x onerror=alert(1)&gt; &amp; %&#123;x} "
+                        "&lt;a href=&#x27;http://evil&#x27;&gt;l&lt;/a&gt;")
+    assert names[1] == "dog"
+    assert "&amp;lt;" not in names[0] and "<" not in names[0] and "%{" not in names[0]
+
+
+def test_streamlit_config_keeps_everything_local() -> None:
+    """No telemetry, no external-IP lookup at start (an explicit browser.serverAddress), no file watcher."""
+    import tomllib
+
+    config = tomllib.loads((REPO / ".streamlit" / "config.toml").read_text())
+    assert config["browser"]["gatherUsageStats"] is False
+    assert config["browser"]["serverAddress"] == "localhost"
+    assert config["server"]["fileWatcherType"] == "none"
+    app = (REPO / "app.py").read_text()
+    assert 'page_icon="' in app  # else the tab's favicon is the page's :material: icon, fetched from a font host
+
+
+def test_root_and_run_from_the_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pasted link opens its root and run; a root other than the default is written back into the URL."""
+    make_predictions_run(tmp_path / "default", "run-default")
+    other = tmp_path / "other"
+    make_predictions_run(other, "run-x")
+    make_predictions_run(other, "run-y")
+    monkeypatch.setenv("CONCEPT_LENS_ARTIFACTS", str(tmp_path / "default"))
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params.update({"root": str(other), "run": "run-x"})
+    at.switch_page("pages/predictions.py").run()
+    assert not at.exception
+    assert at.sidebar.text_input[0].value == str(other)
+    assert at.session_state["run_path"] == str(other.resolve() / "predictions" / "run-x")
+    assert at.query_params["root"] == str(other.resolve()) and at.query_params["run"] == "run-x"
+
+    plain_link = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    plain_link.run()
+    assert "root" not in plain_link.query_params  # the default root stays out of the URL
+    assert plain_link.query_params["run"] == "run-default"

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+import core.viz_vcc as vv
+
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "assets" / "demo"
 APP = str(REPO / "app.py")
@@ -102,7 +104,10 @@ def test_vcc_demo_records_the_matched_baseline_and_the_commonality_filter(run: P
 def test_connectome_page_renders_the_demo(run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     at = open_run_page(run, "pages/vcc.py", monkeypatch)
     assert not at.exception and not at.error
-    assert at.get("iframe") and len(at.get("plotly_chart")) >= 2
+    charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    assert len(charts) >= 2  # the clickable graph and the open validation tab's figures
+    nodes = [t for t in charts[0]["data"] if t.get("name") == vv.NODE_TRACE]
+    assert nodes and len(nodes[0]["x"]) > 1  # the graph has its concept nodes
 
 
 @pytest.mark.parametrize("run", runs("vcc-debug"), ids=lambda p: p.name)

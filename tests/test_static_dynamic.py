@@ -234,11 +234,11 @@ def test_order_blind_py_model_on_a_user_folder_has_no_dynamic_units(tmp_path: Pa
 
 
 def test_two_models_share_pairs_and_restyles_come_from_the_cache(tmp_path: Path, monkeypatch) -> None:
-    from precompute import static_dynamic
+    from core.static_dynamic import analysis
 
     calls = []
-    real = static_dynamic.stylize
-    monkeypatch.setattr(static_dynamic, "stylize", lambda c, s: calls.append(s) or real(c, s))
+    real = analysis.stylize
+    monkeypatch.setattr(analysis, "stylize", lambda c, s: calls.append(s) or real(c, s))
     args = ["static-dynamic", "--model", "c2d-motion", "r3d-motion", "--videos", "synthetic:motion:6",
             "--pairs", "8", "--out", str(tmp_path / "runs"), "--cache-dir", str(tmp_path / "cache"),
             "--examples", "0", "--device", "cpu"]

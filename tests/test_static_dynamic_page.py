@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,8 @@ from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from core import viz_static_dynamic as vsd  # noqa: E402
 from core.artifacts import RunWriter  # noqa: E402
-from core.data.videos import write_video  # noqa: E402
+from core.static_dynamic import ModelResult, StaticDynamicResult, store  # noqa: E402
+from core.static_dynamic.scores import LayerScores  # noqa: E402
 from tests.page_helpers import texts  # noqa: E402
 
 APP = str(REPO / "app.py")
@@ -56,7 +58,7 @@ def fake_layers(seed: int = 0) -> tuple[list[dict[str, Any]], dict[str, np.ndarr
             live = np.isfinite(s_static)
             st, dy = live & (s_static > LAM), live & (s_dynamic > LAM)
             i = len(records)
-            arrays[f"s_static_{i}"], arrays[f"s_dynamic_{i}"] = s_static, s_dynamic
+            arrays[store.units_key("static", i)], arrays[store.units_key("dynamic", i)] = s_static, s_dynamic
             S_static, S_dynamic = float(np.nanmean(s_static)), float(np.nanmean(s_dynamic))
             pct_dynamic, pct_static, pct_identical = softmax_pct(S_dynamic, S_static)
             records.append({
@@ -98,32 +100,54 @@ def fake_dynamics() -> dict[str, Any]:
     return {"checkpoints": checkpoints, "records": records}
 
 
-def make_static_dynamic_run(root: Path, run_id: str = "sd-run", optional: bool = True, seed: int = 0) -> Path:
-    """A complete fake ``static-dynamic`` run: two models; with ``optional`` also removal, dynamics, examples."""
+def make_static_dynamic_run(root: Path, run_id: str = "sd-run", optional: bool = True, seed: int = 0,
+                            warnings: tuple[dict[str, Any], ...] = ()) -> Path:
+    """A complete fake ``static-dynamic`` run, saved by :func:`core.static_dynamic.store.save`: two models; with
+    ``optional`` also removal, dynamics, examples; ``warnings`` are recorded in the manifest (keys: code, message
+    and optionally setting, layer, figure)."""
     records, arrays = fake_layers(seed)
-    models = [{"label": label, "spec": label, "description": f"{label} (fake)", "architecture": label.split("-")[0],
-               "task": label.split("-")[1], "input": "video", "val_accuracy": 0.8 if label == "r3d-motion" else None,
-               "layers": [s[0] for s in specs]} for label, specs in MODELS.items()]
-    with RunWriter(root, KIND, model=[{"spec": m["spec"]} for m in models], data={"description": "synthetic:motion"},
-                   config={"lambda": LAM, "pairs": 40}, run_id=run_id) as run:
-        run.write_json("models.json", models)
-        run.write_json("layers.json", records)
-        run.write_npz("units.npz", **arrays)
-        if optional:
-            run.write_json("removal.json", fake_removal())
-            run.write_json("dynamics.json", fake_dynamics())
-            rng = np.random.default_rng(seed)
-            files = {}
-            for key in EXAMPLE_KEYS:
-                frames = rng.integers(0, 255, size=(6, 32, 32, 3), dtype=np.uint8)
-                write_video(run.path(f"examples/0-{key}.mp4"), frames, fps=6)
-                files[key] = f"examples/0-{key}.mp4"
-            run.write_json("examples.json", [{"video": "bikes.mp4", "caption": "bikes.mp4, clip 0", "files": files,
-                                              "styles": {"static": "pencil", "style_a": "pencil",
-                                                         "style_b": "palette"}}])
-        final = {r["model"]: {k: r[k] for k in ("layer", "pct_static", "pct_dynamic", "S_static", "S_dynamic")}
-                 for r in records}
-        return run.finish(summary={"models": list(MODELS), "pairs": 40, "lambda": LAM, "final_layer": final})
+    removal = fake_removal() if optional else {"curves": []}
+    fields = [f for f in LayerScores.__dataclass_fields__ if f not in ("s_static", "s_dynamic")]
+    results = []
+    for label, specs in MODELS.items():
+        rows = [(i, r) for i, r in enumerate(records) if r["model"] == label]
+        scores = [LayerScores(**{f: r[f] for f in fields}, s_static=arrays[store.units_key("static", i)],
+                              s_dynamic=arrays[store.units_key("dynamic", i)]) for i, r in rows]
+        record = {"label": label, "spec": label, "description": f"{label} (fake)", "architecture": label.split("-")[0],
+                  "task": label.split("-")[1], "input": "video", "val_accuracy": 0.8 if label == "r3d-motion" else None,
+                  "layers": [s[0] for s in specs]}
+        curves = [{k: v for k, v in c.items() if k != "model"} for c in removal["curves"] if c["model"] == label]
+        results.append(ModelResult(label, record, [r["layer"] for _, r in rows], scores, curves))
+    examples = []
+    if optional:
+        rng = np.random.default_rng(seed)
+        clips = {key: rng.integers(0, 255, size=(6, 32, 32, 3), dtype=np.uint8) for key in EXAMPLE_KEYS}
+        examples = [{"video": "bikes.mp4", "caption": "bikes.mp4, clip 0", "clips": clips,
+                     "styles": {"static": "pencil", "style_a": "pencil", "style_b": "palette"}}]
+    config = {"lambda": LAM, "pairs": 40}
+    if optional:
+        config |= {"removal": True, "removal_fractions": FRACTIONS, "removal_seeds": removal["seeds"]}
+    result = StaticDynamicResult(
+        config=None, models=results, pairs={}, data={"description": "synthetic:motion"}, n_clips=0,
+        n_labelled=removal.get("n_videos", 0), styles=[], model_spec=[{"spec": label} for label in MODELS],
+        manifest_config=config, examples=examples, dynamics=fake_dynamics() if optional else None,
+        warnings=[dict(w) for w in warnings])
+    return store.save(result, root, run_id=run_id)
+
+
+def make_bare_run(root: Path, run_id: str, summary: dict[str, Any], lam: Any = None) -> Path:
+    """A ``static-dynamic`` run with only the required files, written file by file (an older or foreign
+    writer): its layer records carry ``lambda`` only when ``lam`` is given."""
+    records, arrays = fake_layers()
+    records = [{k: v for k, v in r.items() if k != "lambda"} | ({"lambda": lam} if lam is not None else {})
+               for r in records]
+    models = [{"label": label, "spec": label} for label in MODELS]
+    with RunWriter(root, KIND, model=[{"spec": label} for label in MODELS], data={}, config={},
+                   run_id=run_id) as run:
+        run.write_json(store.MODELS, models)
+        run.write_json(store.LAYERS, records)
+        run.write_npz(store.UNITS, **arrays)
+        return run.finish(summary=summary)
 
 
 @pytest.fixture(scope="module")
@@ -131,6 +155,11 @@ def sd_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("sd")
     make_static_dynamic_run(root)
     return root
+
+
+def plain(markdown: str) -> str:
+    """Markdown with its backslash escapes removed: the text a reader sees."""
+    return re.sub(r"\\(.)", r"\1", markdown)
 
 
 def open_page(root: Path, monkeypatch: pytest.MonkeyPatch) -> AppTest:
@@ -164,21 +193,19 @@ def test_page_shows_every_section(sd_root: Path, monkeypatch: pytest.MonkeyPatch
     assert not at.exception
     assert not at.error
     assert at.title[0].value == "Static / dynamic units"
-    text = texts(at)
+    text = plain(texts(at))
     assert "r3d-motion, c2d-appearance" in text and "40 pairs" in text and "λ = 0.5" in text
     assert "**joint** when both are" in text
-    assert "under 47%" in text
-    assert [s.value for s in at.subheader] == ["Units of one layer", "Unit removal", "Training dynamics",
-                                               "Example pairs"]
+    assert [s.value for s in at.subheader] == ["Units of one layer", "Removal, training, examples"]
+    assert [t.label for t in at.tabs] == ["Unit categories", "Layer scores", "Unit removal", "Training dynamics",
+                                          "Example pairs"]
     figs = charts(at)
-    assert len(figs) == 6  # categories, layer scores, unit scatter, score histograms, removal, dynamics
+    assert len(figs) == 4  # only the open tabs: unit categories, unit scatter, score histograms, removal
     assert all(cfg["toImageButtonOptions"]["format"] == "png" for _, cfg in figs)
-    assert len(at.get("video")) == len(EXAMPLE_KEYS)
-    assert "static pair: frames shuffled" in text and "static pair: flow, hue-jittered" in text
-    assert "dynamic pair: style B (palette)" in text
+    assert not at.get("video")
     labels = [b.label for b in at.get("download_button")]
     assert labels == ["Download layers (CSV)", "Download unit scores (CSV)", "Download AUCs (CSV)",
-                      "Download removal curves (CSV)", "Download dynamics (CSV)"]
+                      "Download removal curves (CSV)"]
     models = at.dataframe[0].value
     assert list(models["model"]) == list(MODELS)
     assert list(models["units"]) == [sum(s[1] for s in specs) for specs in MODELS.values()]
@@ -190,6 +217,27 @@ def test_page_shows_every_section(sd_root: Path, monkeypatch: pytest.MonkeyPatch
     assert values(static[0]["y"]) == [r["n_static"] for r in records if r["model"] == "r3d-motion"]
     assert values(static[1]["x"]) == [s[0] for s in MODELS["c2d-appearance"]]
     assert [t["marker"]["color"] for t in hist["data"][:5]] == [vsd.COLORS[c] for c in vsd.CATEGORIES]
+
+    at.session_state["sd_view"] = "Layer scores"  # the other overview tab: drawn instead
+    at.run()
+    assert not at.exception
+    figs = charts(at)
+    assert len(figs) == 4 and not traces(figs[0][0], "joint")
+    assert values(traces(figs[0][0], "dynamic")[0]["y"]) == pytest.approx(
+        [r["pct_dynamic"] for r in records if r["model"] == "r3d-motion"])
+    assert "under 47%" in texts(at)
+
+    at.session_state["sd_more"] = "Training dynamics"
+    at.run()
+    assert not at.exception
+    assert len(charts(at)) == 4 and "Download dynamics (CSV)" in [b.label for b in at.get("download_button")]
+    at.session_state["sd_more"] = "Example pairs"
+    at.run()
+    assert not at.exception
+    assert len(at.get("video")) == len(EXAMPLE_KEYS) and len(charts(at)) == 3
+    text = plain(texts(at))
+    assert "static pair: frames shuffled" in text and "static pair: flow, hue-jittered" in text
+    assert "dynamic pair: style B (palette)" in text
 
 
 def test_page_unit_selection_and_export_format(sd_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -204,13 +252,19 @@ def test_page_unit_selection_and_export_format(sd_root: Path, monkeypatch: pytes
     assert metrics["s_dynamic"] == f"{arrays[f's_dynamic_{row}'][5]:.3f}"
     expected = vsd.classify_units(arrays[f"s_static_{row}"][5:6], arrays[f"s_dynamic_{row}"][5:6], LAM)[0]
     assert metrics["category"] == expected
-    scatter = charts(at)[2][0]
+    scatter = charts(at)[1][0]
     ring = traces(scatter, "unit 5")[0]
     assert values(ring["customdata"]) == [[5]] and values(ring["x"])[0] == pytest.approx(arrays[f"s_static_{row}"][5])
-    units_table = at.dataframe[2].value  # models, layers, unit scores, AUCs, dynamics
+    assert len(at.dataframe) == 2  # models, AUCs: the layer and unit tables wait in closed expanders
+    at.session_state["sd_unit_table"] = True
+    at.run()
+    units_table = at.dataframe[1].value  # models, unit scores, AUCs
     assert list(units_table.columns) == vsd.UNIT_COLUMNS and len(units_table) == 32
     assert units_table["s_dynamic"][7] == pytest.approx(arrays[f"s_dynamic_{row}"][7])
     assert "3 dead units" in texts(at)
+    url = at.query_params
+    assert (url["model"], url["layer"], url["unit"]) == ("r3d-motion", "layer3", "5")
+    assert at.query_params["run"] == "sd-run"
 
     at.number_input(key=f"sd_unit-{row}").set_value(31).run()  # the last 3 units are dead
     assert {m.label: m.value for m in at.metric}["category"] == "dead"
@@ -218,9 +272,9 @@ def test_page_unit_selection_and_export_format(sd_root: Path, monkeypatch: pytes
     at.segmented_control(key="sd_export").set_value("SVG").run()
     assert not at.exception
     figs = charts(at)
-    assert len(figs) == 6
+    assert len(figs) == 4
     assert {cfg["toImageButtonOptions"]["format"] for _, cfg in figs} == {"svg"}
-    assert figs[2][1]["toImageButtonOptions"]["filename"] == "sd-run-units-r3d-motion-layer3"
+    assert figs[1][1]["toImageButtonOptions"]["filename"] == "sd-run-units-r3d-motion-layer3"
 
     at.toggle(key="sd_share").set_value(True).run()
     hist = charts(at)[0][0]
@@ -233,44 +287,123 @@ def test_page_unit_selection_and_export_format(sd_root: Path, monkeypatch: pytes
     assert {m.label: m.value for m in at.metric}["s_static"] == f"{arrays['s_static_6'][0]:.3f}"
 
 
+def test_page_view_from_the_url(sd_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pasted link restores the run's one-layer view: model, layer and unit."""
+    monkeypatch.setenv("CONCEPT_LENS_ARTIFACTS", str(sd_root))
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params.update({"run": "sd-run", "model": "c2d-appearance", "layer": "layer1", "unit": "4",
+                            "models": "c2d-appearance,no-such-model"})
+    at.switch_page(PAGE).run()
+    assert not at.exception
+    assert at.multiselect(key="sd_models-sd-run").value == ["c2d-appearance"]
+    assert [a["text"] for a in charts(at)[0][0]["layout"]["annotations"]] == ["c2d-appearance"]
+    assert at.query_params["models"] == "c2d-appearance"
+    at.multiselect(key="sd_models-sd-run").select("r3d-motion").run()
+    assert at.query_params["models"] == "c2d-appearance,r3d-motion"
+    assert at.selectbox(key="sd_layer_model").value == "c2d-appearance"
+    assert at.selectbox(key="sd_layer-c2d-appearance").value == "layer1"
+    assert at.number_input(key="sd_unit-5").value == 4
+    _, arrays = fake_layers()
+    assert {m.label: m.value for m in at.metric}["s_static"] == f"{arrays['s_static_5'][4]:.3f}"
+    at.selectbox(key="sd_layer-c2d-appearance").set_value("stem").run()
+    assert at.query_params["layer"] == "stem" and at.query_params["model"] == "c2d-appearance"
+
+
 def test_page_without_optional_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     make_static_dynamic_run(tmp_path, "sd-bare", optional=False)
     at = open_page(tmp_path, monkeypatch)
     assert not at.exception
     assert not at.error
-    text = texts(at)
-    assert "`--removal`" in text and "`--checkpoints`" in text
-    assert "Example pairs" not in [s.value for s in at.subheader]
-    assert len(charts(at)) == 4
+    assert "`--removal`" in texts(at)
+    assert [t.label for t in at.tabs][2:] == ["Unit removal", "Training dynamics"]  # no examples tab
+    assert len(charts(at)) == 3
+    at.session_state["sd_more"] = "Training dynamics"
+    at.run()
+    assert "`--checkpoints`" in texts(at)
     assert not at.get("video")
 
 
 def test_page_follows_the_sidebar_pick(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     make_static_dynamic_run(tmp_path, "sd-a", optional=False, seed=1)
-    b = make_static_dynamic_run(tmp_path, "sd-b", optional=False, seed=2)
+    make_static_dynamic_run(tmp_path, "sd-b", optional=False, seed=2)
     with RunWriter(tmp_path, "predictions", model={"spec": "tiny"}, data={}, config={}, run_id="preds") as run:
         run.write_json("predictions.json", {"images": []})
-        preds = run.finish()
+        run.finish()
     monkeypatch.setenv("CONCEPT_LENS_ARTIFACTS", str(tmp_path))
     at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
-    at.sidebar.selectbox[0].set_value(str(b)).run()
-    at.switch_page(PAGE).run()
+    assert at.session_state["run_path"].endswith("preds")  # the newest run of any kind on Runs
+    at.switch_page(PAGE).run()  # opens on a static-dynamic run, not on the sidebar's predictions run
     assert not at.exception
-    assert "`sd-b`" in texts(at)
+    shown = Path(at.session_state["run_path"]).name
+    assert shown in ("sd-a", "sd-b") and f"`{shown}`" in texts(at)
     assert "Static / dynamic run" not in [s.label for s in at.selectbox]
+    assert len(at.sidebar.selectbox[0].options) == 2  # only runs this page can show
 
-    at.sidebar.selectbox[0].set_value(str(preds)).run()
+    other = "sd-b" if shown == "sd-a" else "sd-a"
+    at.sidebar.selectbox[0].set_value(str(tmp_path / KIND / other)).run()
     assert not at.exception
-    assert "is a `predictions` run" in texts(at)
-    assert at.selectbox[0].label == "Static / dynamic run"
+    assert f"`{other}`" in texts(at) and at.query_params["run"] == other
+    at.switch_page("pages/home.py").run()
+    at.switch_page(PAGE).run()  # the page's run is kept across pages
+    assert f"`{other}`" in texts(at)
+
+
+def test_page_shows_warnings_beside_their_layer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    make_static_dynamic_run(tmp_path, "sd-warned", optional=False, warnings=(
+        {"code": "few_pairs", "message": "Only 40 pairs: scores are noisy.", "setting": "--pairs"},
+        {"code": "dead_layer", "message": "layer1 of r3d-motion: 2 dead units", "setting": "--pairs",
+         "layer": "layer1", "figure": "histogram"},
+        {"code": "dead_layer", "message": "stem is all dead", "layer": "stem", "figure": "histogram"}))
+    at = open_page(tmp_path, monkeypatch)
+    assert not at.exception
+    shown = [plain(w.value) for w in at.warning]
+    assert shown == ["Only 40 pairs: scores are noisy. (setting: `--pairs`)"]  # run-level: at the top
+    assert "2 warnings about layers `layer1`, `stem`" in texts(at)
+    at.selectbox(key="sd_layer-r3d-motion").set_value("layer1").run()
+    assert not at.exception
+    assert [plain(w.value) for w in at.warning][1:] == ["layer1 of r3d-motion: 2 dead units (setting: `--pairs`)"]
+
+
+def test_page_escapes_names_from_the_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    img, remote = "<img src=x onerror=alert(1)>-motion", "![x](http://evil/x.png)"
+    monkeypatch.setattr(sys.modules[__name__], "MODELS", {img: [(remote, 8, 0.7, 0.2, 0), ("deep", 8, 0.3, 0.6, 0)]})
+    make_static_dynamic_run(tmp_path, "sd-hostile", optional=False,
+                            warnings=({"code": "x", "message": remote, "layer": remote, "setting": img},))
+    at = open_page(tmp_path, monkeypatch)
+    assert not at.exception and not at.error
+    at.selectbox(key=f"sd_layer-{img}").set_value(remote).run()
+    assert not at.exception
+    markdown = "\n".join([texts(at)] + [e.label for e in at.expander])
+    outside_code = re.sub(r"(`+).*?\1", "", markdown)
+    for active in (r"(?<!\\)<img", r"(?<!\\)!(?<!\\)\[", r"(?<!\\)\]\("):
+        assert not re.search(active, outside_code), active
+    assert img in plain(texts(at)) and remote in plain(texts(at))  # shown, as text
 
 
 def test_page_reports_a_damaged_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     run = make_static_dynamic_run(tmp_path, "sd-damaged", optional=False)
-    (run / "units.npz").write_bytes(b"not a zip")
+    (run / store.UNITS).write_bytes(b"not a zip")
     at = open_page(tmp_path, monkeypatch)
     assert not at.exception
-    assert "units.npz" in at.error[0].value and "sd-damaged" in at.error[0].value
+    assert store.UNITS in at.error[0].value and "sd-damaged" in at.error[0].value
+
+
+@pytest.mark.parametrize(("summary", "lam", "shown"), [
+    ({"lambda": 0.3}, None, 0.3),  # layer records without lambda: the summary's (this raised KeyError)
+    ({"lambda": 0.3}, 0.2, 0.3),  # the summary's wins
+    ({"lambda": "high"}, 0.2, 0.2),  # not a number: the layer records'
+    ({}, None, 0.5),  # neither: the config default
+], ids=["summary-only", "summary-first", "bad-summary", "default"])
+def test_page_threshold_from_summary_or_layers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                               summary: dict[str, Any], lam: float | None, shown: float) -> None:
+    make_bare_run(tmp_path, "sd-lambda", summary, lam)
+    at = open_page(tmp_path, monkeypatch)
+    assert not at.exception and not at.error
+    assert f"λ = {shown:g}" in texts(at)
+    _, arrays = fake_layers()
+    sel = at.number_input(key="sd_unit-3").value  # r3d-motion · layer3, the default layer
+    expected = vsd.classify_units(arrays["s_static_3"][sel:sel + 1], arrays["s_dynamic_3"][sel:sel + 1], shown)[0]
+    assert {m.label: m.value for m in at.metric}["category"] == expected
 
 
 def test_page_without_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -344,6 +477,8 @@ def test_unit_scatter_lambda_lines_and_categories() -> None:
     rng = np.random.default_rng(0)
     many = vsd.unit_scatter(rng.uniform(-1, 1, 2500), rng.uniform(-1, 1, 2500), 0.5)
     assert [t.type for t in many.data] == ["histogram2d"]
+    assert many.data[0].xbins.start < -1 and many.data[0].xbins.end > 1  # units at exactly ±1 are counted
+    assert many.data[0].ybins.start < -1 and many.data[0].ybins.end > 1
     assert many.layout.shapes[0].x0 == 0.5
 
 
@@ -357,7 +492,7 @@ def test_point_unit() -> None:
 
 def test_score_histograms_drop_dead_units() -> None:
     fig = vsd.score_histograms(np.array([0.1, 0.6, np.nan]), np.array([0.2, np.nan, np.nan]), 0.3)
-    assert [len(t.x) for t in fig.data] == [2, 1]
+    assert [sum(t.y) for t in fig.data] == [2, 1]
     assert [t.marker.color for t in fig.data] == [vsd.COLORS["static"], vsd.COLORS["dynamic"]]
     assert [s.x0 for s in fig.layout.shapes] == [0.3, 0.3]
 
@@ -446,3 +581,37 @@ def test_example_views_order_and_titles() -> None:
     assert views[-1][1] == "extra view"
     styled = vsd.example_views({"style_a": "a.mp4", "original": "o.mp4"}, {"style_a": "pencil"})
     assert styled == [("original", "original", "o.mp4"), ("style_a", "dynamic pair: style A (pencil)", "a.mp4")]
+
+
+def test_score_histograms_count_every_unit_on_the_edges_and_beyond() -> None:
+    """Plotly's fixed bins from -1 to 1 dropped values at 1.0 and S > 1: every value is counted now."""
+    s_static = np.array([1.0, 1.0, 0.9999999, -1.0, 1.37, 0.5])
+    s_dynamic = np.array([1.0 + 1e-12, -1.2, 0.0, 0.05, np.nan, 1.0])
+    fig = vsd.score_histograms(s_static, s_dynamic, 0.5)
+    assert [int(sum(values(t.y))) for t in fig.data] == [6, 5]
+    static = fig.data[0]
+    top = max(range(len(static.y)), key=lambda i: static.x[i])
+    assert static.y[top] == 1 and static.customdata[top][1] >= 1.37  # the S > 1 unit, in the last bin
+    lo, hi = fig.layout.xaxis.range
+    assert lo <= -1.2 and hi >= 1.37
+
+
+DEMO_SD = sorted((REPO / "assets" / "demo" / KIND).glob("*/manifest.json"))
+
+
+@pytest.mark.skipif(not DEMO_SD, reason="no static-dynamic demo runs")
+@pytest.mark.parametrize("manifest", DEMO_SD, ids=lambda p: p.parent.name)
+def test_demo_histograms_plot_every_scored_unit(manifest: Path) -> None:
+    """For every layer of every demo run the plotted counts add up to the layer's scored units."""
+    from core.artifacts import open_run
+
+    run = open_run(manifest.parent)
+    layers, units = run.load_json(store.LAYERS), run.load_npz(store.UNITS)
+    assert layers
+    for row, rec in enumerate(layers):
+        s_static, s_dynamic = units[store.units_key("static", row)], units[store.units_key("dynamic", row)]
+        fig = vsd.score_histograms(s_static, s_dynamic, float(rec["lambda"]))
+        plotted = [int(sum(values(t["y"]))) for t in json.loads(fig.to_json())["data"]]  # as sent to the browser
+        scored = int(rec["n_units"]) - int(rec["n_dead"])
+        assert plotted == [scored, scored], f"{manifest.parent.name} {rec['model']} {rec['layer']}"
+        assert len(s_static) == int(rec["n_units"])

@@ -13,6 +13,7 @@ from scipy import stats
 from torch import nn
 
 from core.data.images import preprocess_images
+from core.errors import ConfigError
 from core.models import ModelBundle, Preprocessing, count_hooks
 from core.vcc import (
     Commonality,
@@ -33,23 +34,10 @@ from core.vcc import (
     top_down_segments,
 )
 from core.vcc.forward import feature_grids, flat_activations, objective_gradients
+from tests.models import TinyCNN
 
 # ----------------------------------------------------------------------------------------------
 # Helpers
-
-
-class TinyCNN(nn.Module):
-    """(B, 3, 32, 32) -> (B, 5): three conv stages (16, 8, 4 px), GAP, linear head."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.ReLU())
-        self.block1 = nn.Sequential(nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.BatchNorm2d(16), nn.ReLU())
-        self.block2 = nn.Sequential(nn.Conv2d(16, 24, 3, stride=2, padding=1), nn.ReLU(inplace=True))
-        self.head = nn.Linear(24, 5)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.block2(self.block1(self.stem(x))).mean((2, 3)))
 
 
 def bundle_of(model: nn.Module, size: int = 32, stages: list[str] | None = None) -> ModelBundle:
@@ -197,7 +185,7 @@ def test_commonality_rule_is_aces() -> None:
     assert not rule.keeps(26, 105, 100)  # not > 0.25 s, and not > 0.5 N
     assert rule.keeps(51, 500, 100) and not rule.keeps(50, 500, 100)  # > 0.1 s and > 0.5 N
     assert not rule.keeps(51, 510, 100)
-    with pytest.raises(ValueError, match="high_share"):
+    with pytest.raises(ConfigError, match="high_share"):
         Commonality(high_share=1.5)
 
 
@@ -673,7 +661,7 @@ def test_matched_random_directions() -> None:
     ("matched_random", "yes", "matched_random"), ("metrics_group_by", "layer", "metrics_group_by"),
     ("commonality", {"low_share": -1}, "low_share")])
 def test_bad_vcc_settings_are_one_line_errors(key: str, value: object, match: str) -> None:
-    with pytest.raises(ValueError, match=match) as e:
+    with pytest.raises(ConfigError, match=match) as e:
         VCCConfig(**{key: value})
     assert "\n" not in str(e.value)
 

@@ -20,36 +20,12 @@ from core.vcc import VCCGraph
 from core.vcc.debug import graph_from_json
 from precompute import cli
 from precompute import vcc as vcc_job
+from tests.models import MODEL_PY
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSES = ["red", "green", "blue", "yellow", "purple"]
 COLORS = {"red": (200, 30, 30), "green": (30, 200, 30), "blue": (30, 30, 200), "yellow": (220, 220, 30)}
 
-MODEL_PY = '''
-import torch
-from torch import nn
-
-CLASSES = ["red", "green", "blue", "yellow", "purple"]
-MODEL_SPEC = {"input": "image", "size": 32, "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5],
-              "classes": CLASSES, "stages": ["stem", "block1", "block2"]}
-
-
-class TinyCNN(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.ReLU())
-        self.block1 = nn.Sequential(nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.ReLU())
-        self.block2 = nn.Sequential(nn.Conv2d(16, 24, 3, stride=2, padding=1), nn.ReLU())
-        self.head = nn.Linear(24, 5)
-
-    def forward(self, x):
-        return self.head(self.block2(self.block1(self.stem(x))).mean((2, 3)))
-
-
-def build():
-    torch.manual_seed(0)
-    return TinyCNN()
-'''
 
 # Tiny settings: seconds per class.
 TINY = ["--layers", "block1", "block2", "--grid", "8", "--n-concepts", "3", "--prune", "A=0", "K=2",
@@ -220,7 +196,8 @@ def test_vcc_flags_reach_every_new_setting() -> None:
 
 
 @pytest.mark.parametrize(("flags", "words"), [
-    (["--cav-train-fraction", "0"], ["cav_train_fraction"]), (["--commonality", "share=1"], ["--commonality", "share"]),
+    (["--cav-train-fraction", "0"], ["--cav-train-fraction"]),
+    (["--commonality", "share=1"], ["--commonality", "share"]),
     (["--commonality", "high_share=2"], ["high_share"])])
 def test_bad_new_vcc_flags_are_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFixture, flags: list[str],
                                                words: list[str]) -> None:
@@ -254,7 +231,9 @@ def test_resume_after_a_kill_between_classes(tmp_path: Path, monkeypatch: pytest
                                              capsys: pytest.CaptureFixture) -> None:
     inp = make_inputs(tmp_path / "inputs")
     out = tmp_path / "runs"
-    real = vcc_job.build_vcc
+    from core.vcc import analysis
+
+    real = analysis.build_vcc  # resume is core's: core.vcc.analyse asks the run writer before each class
     calls: list[int] = []
 
     def killed_at_second_class(bundle, layers, images, random_images, class_index, *a, **k):
@@ -263,7 +242,7 @@ def test_resume_after_a_kill_between_classes(tmp_path: Path, monkeypatch: pytest
             raise KeyboardInterrupt
         return real(bundle, layers, images, random_images, class_index, *a, **k)
 
-    monkeypatch.setattr(vcc_job, "build_vcc", killed_at_second_class)
+    monkeypatch.setattr(analysis, "build_vcc", killed_at_second_class)
     argv = vcc_args(inp, out, "--classes", "red", "blue", "--run-id", "resumed")
     rc, _, err = run_main(argv, capsys)
     assert rc == 130 and "rerun the same command" in err
@@ -348,7 +327,7 @@ def test_bad_inputs_exit_2_with_one_line(tmp_path: Path, capsys: pytest.CaptureF
     rc, _, err = run_main(vcc_args(inp, out, "--target-class", "red", "--prune", "Z=1"), capsys)
     one_line_error(rc, err, "--prune", "'Z'")
     rc, _, err = run_main(vcc_args(inp, out, "--target-class", "red", "--split-range", "1", "3"), capsys)
-    one_line_error(rc, err, "split_range")
+    one_line_error(rc, err, "--split-range")
     assert not list_runs(out)
 
 
@@ -380,6 +359,33 @@ def test_vcc_debug_on_the_runs_mistakes(runs: dict[str, Any]) -> None:
     for v in debug["vccs"].values():
         graph = run.load_json(v["graph"])
         assert all(run.has(f) for n in graph["nodes"] for f in n["exemplar_files"])
+
+
+def test_vcc_debug_resumes_after_a_kill(runs: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                        capsys: pytest.CaptureFixture) -> None:
+    import importlib
+
+    debug_module = importlib.import_module("core.vcc.debug")  # the module (core.vcc.debug is the entry point)
+    real = debug_module.analyse
+    calls: list[int] = []
+
+    def killed_at_second_image(bundle, image, *a, **k):
+        calls.append(int(image.sum()))
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(bundle, image, *a, **k)
+
+    monkeypatch.setattr(debug_module, "analyse", killed_at_second_image)
+    argv = ["vcc-debug", "--model", runs["model"], "--image", str(runs["images"] / "red"), "--true-class", "red",
+            "--runs", str(runs["vcc"]), "--out", str(tmp_path), "--device", "cpu", "--run-id", "resumed"]
+    rc, _, err = run_main(argv, capsys)
+    assert rc == 130 and "rerun the same command" in err
+    rc, stdout, err = run_main(argv, capsys)
+    assert rc == 0, err
+    assert len(calls) == 2 + 4 and calls[2] == calls[1] and calls[0] not in calls[2:]  # image 0 is not redone
+    run = open_run(stdout.strip().splitlines()[-1], verify=True)
+    assert [r["n"] for r in run.load_json("debug.json")["images"]] == [0, 1, 2, 3, 4]
+    assert not run.has("parts/000.json")
 
 
 def test_vcc_debug_on_one_image(runs: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -153,29 +153,40 @@ def test_ground_truth_against_random_crops(tiny: dict[str, Path]) -> None:
 
 def test_resume_after_a_kill_recomputes_nothing_finished(tiny: dict[str, Path], tmp_path: Path, monkeypatch,
                                                          capsys) -> None:
-    from precompute import vtcd
+    """Killed during attribution, the rerun resumes through core's store: no layer discovered again, no
+    masked CRIS pass run again, and the same numbers."""
+    import core.vtcd.analysis as analysis
+    import core.vtcd.importance as importance
+    import core.vtcd.pipeline as pipeline
 
     args = vtcd_args(tiny["ckpt"], tmp_path, "a", "--ground-truth")
-    real = vtcd.attribution_curves
+    real = analysis.attribution_curves
 
     def killed(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(vtcd, "attribution_curves", killed)
+    monkeypatch.setattr(analysis, "attribution_curves", killed)
     assert cli.main(args) == 130
     assert "rerun the same command to resume" in capsys.readouterr().err
     partial = [p for p in (tmp_path / "vtcd").iterdir() if p.name.startswith(".partial-")]
     assert len(partial) == 1 and (partial[0] / "parts" / "discover-01.npz").is_file()
     assert (partial[0] / "parts" / "cris-concepts" / "video-0002.npz").is_file()
 
-    def recomputed(*a, **k):
-        raise AssertionError("finished work was recomputed on resume")
+    calls: dict[str, int] = {}
 
-    monkeypatch.setattr(vtcd, "attribution_curves", real)
-    monkeypatch.setattr(vtcd, "discover", recomputed)
-    monkeypatch.setattr(vtcd, "masked_metrics", recomputed)
-    monkeypatch.setattr(vtcd, "run_masks", recomputed)
+    def counted(name: str, fn):
+        def wrapper(*a, **k):
+            calls[name] = calls.get(name, 0) + 1
+            return fn(*a, **k)
+        return wrapper
+
+    monkeypatch.setattr(analysis, "attribution_curves", counted("attribution_curves", real))
+    for module, name in ((pipeline, "discover"), (importance, "masked_metrics"), (importance, "run_masks"),
+                         (analysis, "attention_diagnostics"), (analysis, "occlusion_importance")):
+        monkeypatch.setattr(module, name, counted(name, getattr(module, name)))
     assert cli.main(args) == 0
+    assert calls.get("attribution_curves", 0) >= 1  # the unfinished stage ran
+    assert {k: v for k, v in calls.items() if k != "attribution_curves"} == {}, calls
     resumed = json.loads((tmp_path / "vtcd" / "a" / "concepts.json").read_text())
     reference = json.loads((tiny["run"] / "concepts.json").read_text())
     assert [c["importance"] for c in resumed["concepts"]] == [c["importance"] for c in reference["concepts"]]

@@ -32,7 +32,8 @@ URL = re.compile(r"https?://|//[a-z0-9.-]+\.[a-z]{2,}/", re.IGNORECASE)
 
 @pytest.fixture(scope="module")
 def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Two tiny vtcd runs (``a`` with ground truth, ``b``) and a rosetta run ``twins`` across them."""
+    """Three tiny vtcd runs (``a`` with ground truth, ``b``, ``c`` without head importance) and a rosetta run
+    ``twins`` across ``a`` and ``b``."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -41,6 +42,7 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
         out = base / "runs"
         assert cli.main(vtcd_args(ckpt, out, "a", "--ground-truth")) == 0
         assert cli.main(vtcd_args(ckpt, out, "b", "--media-videos", "1")) == 0
+        assert cli.main(vtcd_args(ckpt, out, "c", "--media-videos", "1", "--head-masks", "0")) == 0
         assert cli.main(["rosetta", "--runs", "a", "b", "--out", str(out), "--run-id", "twins"]) == 0
     finally:
         torch.set_num_threads(threads)
@@ -69,8 +71,8 @@ def test_page_renders_a_vtcd_run(root: Path, monkeypatch: pytest.MonkeyPatch) ->
     assert not at.exception and not at.error
     assert at.title[0].value == "Concept tubelets"
     assert [s.value for s in at.subheader] == ["Concept browser", "Players",
-                                               "Importance, its uncertainty, and what each block does",
-                                               "Validation", "Ground truth"]
+                                               "Importance, its uncertainty, and what each block does"]
+    assert [t.label for t in at.tabs] == ["Importance and uncertainty", "Validation", "Ground truth"]
     doc = json.loads((root / "vtcd" / "a" / "concepts.json").read_text())
     text = texts(at)
     assert f"{len(doc['concepts'])} concepts in 4 heads of 2 layers" in text and "3 clips" in text
@@ -80,9 +82,8 @@ def test_page_renders_a_vtcd_run(root: Path, monkeypatch: pytest.MonkeyPatch) ->
     table = at.dataframe[0].value
     mine = [c for c in doc["concepts"] if c["unit"] == top["index"]]
     assert list(table["concept"]) == [c["id"] for c in sorted(mine, key=lambda c: -c["importance"])]
-    # grid, top concepts with intervals, importance by layer beside the attention diagnostics, attribution,
-    # pruning, head heatmap
-    assert len(at.get("plotly_chart")) == 6
+    # grid, top concepts with intervals, importance by layer beside the attention diagnostics (the open tab)
+    assert len(at.get("plotly_chart")) == 3
     diag = json.loads((root / "vtcd" / "a" / "diagnostics.json").read_text())
     shown = at.dataframe[1].value
     assert list(shown["block"]) == ["blocks.0", "blocks.1"]
@@ -93,6 +94,12 @@ def test_page_renders_a_vtcd_run(root: Path, monkeypatch: pytest.MonkeyPatch) ->
     assert len(html) == 1 and not URL.search(html[0])
     concept = doc["concepts"][[c["id"] for c in doc["concepts"]].index(at.selectbox(key="vt_concept").value)]
     assert tile_count(html[0]) == min(4, len(concept["videos"]))
+    assert '"state": "' + str(root / "vtcd" / "a") in html[0] and f"|concept|{concept['id']}" in html[0]
+    # the validation tab: attribution, pruning, head heatmap (only the open tab is drawn)
+    at.session_state["vt_section"] = "Validation"
+    at.run()
+    assert not at.exception
+    assert [s.value for s in at.subheader][-1] == "Validation" and len(at.get("plotly_chart")) == 4
     assert f"{concept['layer']} · head {concept['head']} · concept {concept['concept']}" in html[0]
     # all heads, filtered by layer
     at.radio(key="vt_scope").set_value("all heads").run()
@@ -107,6 +114,8 @@ def test_ground_truth_outline_in_the_players(root: Path, monkeypatch: pytest.Mon
     at.toggle(key="vt_gt").set_value(False).run()
     assert not at.exception and players(at)[0] != with_gt  # the same tiles, without the cyan outline
     gt = json.loads((root / "vtcd" / "a" / "ground_truth.json").read_text())
+    at.session_state["vt_section"] = "Ground truth"
+    at.run()
     at.button(key="vt_show_best").click().run()
     assert not at.exception
     assert at.selectbox(key="vt_concept").value == gt["best"]["id"] and at.toggle(key="vt_gt").value
@@ -140,6 +149,65 @@ def test_one_video_several_concepts(root: Path, monkeypatch: pytest.MonkeyPatch)
     assert tile_count(html) == 1 + len(present) and "appearance-test-001 (the clip)" in html
     at.radio(key="vt_vscope").set_value("top").run()
     assert tile_count(players(at)[0]) > 1
+
+
+def test_a_run_without_head_importance(root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run made with --head-masks 0 (every unit's importance null): the page says so where head importance
+    would be, and colours the grid by each head's best concept instead."""
+    doc = json.loads((root / "vtcd" / "c" / "concepts.json").read_text())
+    assert all(u["importance"] is None and u["rank"] is None for u in doc["units"])
+    at = open_page(root, monkeypatch, "vtcd/c")
+    assert not at.exception and not at.error
+    note = "No head importance was computed for this run (it was made with `--head-masks 0`)."
+    assert any(note in c.value for c in at.caption)
+    grid = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert grid["layout"]["title"]["text"] == vv.COLOR_BY["top"][0]
+    at.session_state["vt_section"] = "Validation"
+    at.run()
+    assert not at.exception
+    assert note in [c.value for c in at.caption]  # in place of the head heatmap
+    assert len(at.get("plotly_chart")) == 2  # the grid and the attribution curves: no heatmap, no pruning
+    # a manifest whose settings cannot be read: the page still shows the run, without naming the cause
+    import shutil
+
+    copy = tmp_path / "root" / "vtcd" / "c"
+    shutil.copytree(root / "vtcd" / "c", copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["config"]["vtcd"] = ["not", "settings"]
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    at = open_page(tmp_path / "root", monkeypatch)
+    assert not at.exception and not at.error
+    assert any("No head importance in this run: it is undefined (NaN) for every head." in c.value
+               for c in at.caption)
+
+
+def test_null_and_nan_importances(root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run where one head's importance is NaN (as a hand-made or older run may write it) and another's null,
+    and a concept's importance NaN: no exception, the head's caption says its importance is undefined."""
+    import shutil
+
+    from tests.hostile import rehash
+
+    copy = tmp_path / "root" / "vtcd" / "a"
+    shutil.copytree(root / "vtcd" / "a", copy)
+    doc = json.loads((copy / "concepts.json").read_text())
+    top = min(doc["units"], key=lambda u: u["rank"])  # the head the page opens on
+    top["importance"] = float("nan")
+    next(u for u in doc["units"] if u is not top)["importance"] = None
+    first = next(c for c in doc["concepts"] if c["unit"] == top["index"])
+    first["importance"] = float("nan")
+    (copy / "concepts.json").write_text(json.dumps(doc))  # NaN written as the bare word NaN
+    rehash(copy)
+    at = open_page(tmp_path / "root", monkeypatch)
+    assert not at.exception and not at.error
+    head = next(c.value for c in at.caption if c.value.startswith(f"**{top['layer']} · head {top['head']}**"))
+    assert "head importance undefined for this head" in head and "nan" not in head
+    assert list(at.dataframe[0].value["concept"])[-1] == first["id"]  # an undefined importance sorts last
+    at.selectbox(key="vt_concept").set_value(first["id"]).run()
+    assert not at.exception and "importance —" in players(at)[0]
+    at.session_state["vt_section"] = "Validation"
+    at.run()
+    assert not at.exception and len(at.get("plotly_chart")) == 4  # the other heads still have a heatmap
 
 
 def test_page_renders_a_rosetta_run(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -176,6 +244,12 @@ def test_player_html_is_self_contained_and_synced() -> None:
     assert "</" not in raw  # the settings cannot close their script element early
     cfg = json.loads(raw)
     assert cfg["frames"] == [8, 16] and cfg["fps"] == 8.0
+    assert cfg["state"] == ""  # no key: nothing kept in the browser
+    hostile = "run</script><script>alert(1)</script>|concept|<!--x"
+    doc = vv.player_html(tiles, state=hostile)
+    raw = re.search(r"<script id='cfg' type='application/json'>(.*?)</script>", doc).group(1)
+    assert "<" not in raw and json.loads(raw)["state"] == hostile  # kept whole, cannot end its element
+    assert "sessionStorage" in doc and doc.count("</script>") == 2
     assert vv.player_height(tiles, 2) > 176
 
 
@@ -195,6 +269,11 @@ def test_filters_and_grid_click() -> None:
                  "importance": imp, "coverage": 0.1 * i, "n_videos": i} for i, imp in enumerate([0.1, None, 0.3, -0.2])]
     assert [c["id"] for c in vv.filter_concepts(concepts)] == ["blocks.1/h0/c0", "blocks.0/h0/c0", "blocks.1/h1/c0",
                                                                "blocks.0/h1/c0"]
+    nan = {"id": "blocks.2/h0/c0", "layer": "blocks.2", "head": 0, "importance": float("nan")}
+    ranked = vv.filter_concepts([nan, *concepts])
+    assert [c["id"] for c in ranked][:3] == ["blocks.1/h0/c0", "blocks.0/h0/c0", "blocks.1/h1/c0"]
+    assert {c["id"] for c in ranked[3:]} == {"blocks.2/h0/c0", "blocks.0/h1/c0"}  # NaN sorts with null, last
+    assert [vv.finite(x) for x in (1, 0.0, None, float("nan"), float("inf"), "1", True)] == [1.0, 0.0] + [None] * 5
     assert [c["head"] for c in vv.filter_concepts(concepts, layers=["blocks.1"], min_importance=0.0)] == [0]
     assert vv.grid_point({"customdata": ["blocks.1", 2], "x": 2, "y": "blocks.1"}) == ("blocks.1", 2)
     assert vv.grid_point({"x": 1, "y": "blocks.0"}) == ("blocks.0", 1)
@@ -220,3 +299,38 @@ def test_layer_figure_and_the_diagnostics_sentence() -> None:
     assert vv.diagnostics_summary({"blocks": diag["blocks"][:1]}) is None
     hostile = {"blocks": [{**diag["blocks"][1], "layer": "![x](http://evil/x.png)"}]}
     assert "\\!\\[x\\]\\(http://evil/x.png\\)" in vv.diagnostics_summary(hostile)
+
+
+def test_run_warnings_are_shown_beside_their_figure(root: Path, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run's warnings: run-level ones at the top, a layer's beside the concept browser, a figure's in its
+    section; every part from the run escaped."""
+    import shutil
+
+    copy = tmp_path / "root" / "vtcd" / "a"
+    shutil.copytree(root / "vtcd" / "a", copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["warnings"] = [
+        {"code": "few", "message": "only 3 clips: ![x](http://evil.example/x.png)", "setting": "--videos",
+         "layer": None, "figure": None},
+        {"code": "flat", "message": "every concept of this layer is flat", "setting": None, "layer": "blocks.1",
+         "figure": None},
+        {"code": "ci", "message": "intervals are wide", "setting": "--bootstrap", "layer": None,
+         "figure": "importance"}]
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    at = open_page(tmp_path / "root", monkeypatch)
+    assert not at.exception
+    warned = [w.value for w in at.warning]
+    top = "only 3 clips\\: \\!\\[x\\]\\(http\\://evil.example/x.png\\) (setting: `--videos`)"
+    assert warned == [top, "**blocks.1**: every concept of this layer is flat", "intervals are wide (setting: "
+                      "`--bootstrap`)"]
+    # in page order: above the browser, in the browser, in the importance tab (after the players)
+    def walk(node):  # every element of the page in order
+        yield node
+        for child in getattr(node, "children", {}).values():
+            yield from walk(child)
+
+    marks = (*warned, "Concept browser", "Players", "Importance, its uncertainty, and what each block does")
+    order = [e.value for e in walk(at.main) if isinstance(getattr(e, "value", None), str) and e.value in marks]
+    assert order == [top, "Concept browser", warned[1], "Players",
+                     "Importance, its uncertainty, and what each block does", warned[2]]

@@ -255,10 +255,10 @@ def test_vtcd_degenerate_warnings() -> None:
     assert set(got) == {("vtcd.few_clips", None), ("vtcd.empty_layer", "b1"), ("vtcd.cris_unconverged", None),
                         ("vtcd.head_cris_unconverged", None)}
     assert got[("vtcd.few_clips", None)]["message"].startswith("3 clips (fewer than 10)")
-    assert "--min-tubelet" in got[("vtcd.empty_layer", "b1")]["message"]
+    assert "min_tubelet_fraction" in got[("vtcd.empty_layer", "b1")]["message"]  # core names config fields
     msg = got[("vtcd.cris_unconverged", None)]["message"]
-    assert "of the top 5 have a 95% bootstrap interval" in msg and "--masks" in msg
-    assert got[("vtcd.head_cris_unconverged", None)]["setting"] == "--head-masks"
+    assert "of the top 5 have a 95% bootstrap interval" in msg and "n_masks" in msg
+    assert got[("vtcd.head_cris_unconverged", None)]["setting"] == "head_masks"
     assert degenerate_warnings(fake_vtcd_result(3, ["b0"], ["b0"], min_clips=3)) == []
 
 

@@ -1,11 +1,15 @@
 """Visual Concept Connectome, VCC (dissertation chapter 5, methods.md section 3).
 
-:func:`build_vcc` runs the whole pipeline for one class; the modules hold its parts:
+:func:`analyse` (model, images, classes, config, store) is the entry point and :func:`debug` the failure
+debugger (both in ``analysis``); :func:`build_vcc` runs the pipeline for one class on arrays;
+``store`` owns the run layout (``VCCResult.save`` / ``VCCResult.load``). The modules hold the parts:
 ``segments`` (top-down feature-space segments), ``concepts`` (k-means concepts per layer),
 ``itcav`` (CAVs, interlayer edges, significance), ``graph`` (the graph, JSON, metrics),
 ``fidelity`` (concept suppression, APS vs LS) and ``forward`` (the hooked passes they share).
 """
 
+from core.vcc import debug as _debug_module  # noqa: F401  (loaded before the function takes its name)
+from core.vcc.analysis import analyse, debug
 from core.vcc.concepts import LayerConcepts, discover_concepts, nearest_concepts
 from core.vcc.config import Commonality, PruneSigmoid, VCCConfig
 from core.vcc.fidelity import (
@@ -35,11 +39,13 @@ __all__ = [
     "VCCConfig",
     "VCCGraph",
     "VCCResult",
+    "analyse",
     "aps_ls_correlation",
     "average_path_strength",
     "build_vcc",
     "class_node_id",
     "concept_id",
+    "debug",
     "discover_concepts",
     "edge_pvalues",
     "edge_values",

@@ -6,12 +6,33 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+import numpy as np
+
+from core.errors import ConfigError
 from core.settings import from_known_fields
 
 CavMethod = Literal["svm", "logistic", "sgd"]
 CAV_METHODS = ("svm", "logistic", "sgd")
 MatchedKind = Literal["segments", "nonnegative", "off"]
 MATCHED_KINDS = ("segments", "nonnegative", "off")
+
+# Whole-number settings: (lowest, highest). The upper bounds keep an absurd value from filling memory
+# or running for days before it fails.
+INT_BOUNDS: dict[str, tuple[int, int]] = {
+    "n_images": (1, 100_000), "grid": (1, 1024), "fill_value": (0, 255), "n_concepts": (1, 10_000),
+    "min_clusters": (1, 10_000), "kmeans_n_init": (1, 1000), "max_members": (1, 100_000), "n_exemplars": (0, 1000),
+    "n_random_sets": (1, 10_000), "random_set_size": (1, 100_000), "n_random_directions": (1, 10_000),
+    "suppression_concepts": (0, 100_000), "batch_size": (1, 4096), "seed": (0, 2**32 - 1),
+}
+
+
+class VCCSettingError(ConfigError, ValueError):
+    """A VCC setting out of range: a :class:`ConfigError` (the CLI names the flag), and a ``ValueError``
+    as before the config had its own error type."""
+
+
+def _help(text: str) -> dict[str, str]:
+    return {"help": text}
 
 
 @dataclass(frozen=True)
@@ -28,6 +49,13 @@ class PruneSigmoid:
     Q: float = 1.0
     B: float = 0.0004
     nu: float = 1.0
+
+    def __post_init__(self) -> None:
+        for k, v in asdict(self).items():
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
+                raise VCCSettingError(f"prune {k}", f"must be a finite number, not {v!r}")
+        if self.nu == 0:
+            raise VCCSettingError("prune nu", "must not be 0")
 
     def __call__(self, t: float) -> float:
         return self.A + (self.K - self.A) / (self.C + self.Q * math.exp(-self.B * t)) ** (1.0 / self.nu)
@@ -56,8 +84,8 @@ class Commonality:
 
     def __post_init__(self) -> None:
         for k, v in asdict(self).items():
-            if not 0.0 <= float(v) <= 1.0:
-                raise ValueError(f"commonality {k} must be in [0, 1], got {v}")
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0.0 <= float(v) <= 1.0:
+                raise VCCSettingError(f"commonality {k}", f"must be in [0, 1], not {v}")
 
     def keeps(self, n_images_in: int, size: int, n_images: int) -> bool:
         """Whether a cluster of ``size`` members from ``n_images_in`` distinct images (of ``n_images``) passes."""
@@ -66,7 +94,7 @@ class Commonality:
                     or (u > self.low_share * s and u > self.many_images * n))
 
 
-@dataclass
+@dataclass(frozen=True)
 class VCCConfig:
     """Settings of one VCC build; ``to_dict`` is what a run's manifest records.
 
@@ -116,68 +144,113 @@ class VCCConfig:
     image it is given.
     """
 
-    n_images: int = 50
-    grid: int = 28
-    slic_compactness: float = 0.8
-    split_range: tuple[int, int] = (2, 4)
-    silhouette_threshold: float = 0.0
-    min_segment_fraction: float = 0.001
-    fill_value: int = 117
-    n_concepts: int = 25
-    clusters_per_segments: float | None = None
-    min_clusters: int = 2
-    kmeans_n_init: int = 10
-    prune: PruneSigmoid = field(default_factory=PruneSigmoid)
-    commonality: Commonality | None = field(default_factory=Commonality)
-    max_members: int = 50
-    n_exemplars: int = 4
-    cav_method: CavMethod = "svm"
-    cav_alpha: float = 0.01
-    cav_balance: bool = True
-    cav_train_fraction: float = 0.67
-    drop_prefix_tokens: bool = True
-    n_random_sets: int = 20
-    random_set_size: int = 50
-    adjacent_only: bool = True
-    significance: bool = True
-    p_threshold: float = 0.05
-    metrics_group_by: Literal["source", "target"] = "source"
-    fidelity: bool = True
-    suppression_scales: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0, 4.0)
-    n_random_directions: int = 10
-    matched_random: MatchedKind = "segments"
-    suppression_concepts: int | None = None
-    batch_size: int = 32
-    seed: int = 0
+    n_images: int = field(default=50, metadata=_help("images per class"))
+    grid: int = field(default=28, metadata=_help("side of the shared feature grid every layer is resized to"))
+    slic_compactness: float = field(default=0.8, metadata=_help("maskSLIC compactness"))
+    split_range: tuple[int, int] = field(default=(2, 4), metadata={"help": "pieces tried per region (lo hi)",
+                                                                   "metavar": ("LO", "HI")})
+    silhouette_threshold: float = field(default=0.0, metadata=_help(
+        "keep a region whole unless a split scores above this silhouette"))
+    min_segment_fraction: float = field(default=0.001, metadata=_help(
+        "smallest piece, as a fraction of the image"))
+    fill_value: int = field(default=117, metadata=_help("grey outside a segment in its image"))
+    n_concepts: int = field(default=25, metadata=_help("k-means clusters per layer"))
+    clusters_per_segments: float | None = field(default=None, metadata={
+        "help": "extension: k = round(segments at the layer x RATIO), between min_clusters and n_concepts "
+                "(default: off)", "metavar": "RATIO"})
+    min_clusters: int = field(default=2, metadata=_help("fewest clusters with clusters_per_segments"))
+    kmeans_n_init: int = field(default=10, metadata=_help("k-means restarts"))
+    prune: PruneSigmoid = field(default_factory=PruneSigmoid, metadata=_help(
+        "pruning sigmoid Y(t) parameters A, K, C, Q, B, nu (default A=-102 K=115 C=1 Q=1 B=0.0004 nu=1)"))
+    commonality: Commonality | None = field(default_factory=Commonality, metadata=_help(
+        "ACE's commonality filter thresholds high_share, mild_share, mild_images, low_share, many_images "
+        "(default 0.5 0.25 0.25 0.1 0.5; None/'off' turns the filter off)"))
+    max_members: int = field(default=50, metadata=_help("member segments kept per concept"))
+    n_exemplars: int = field(default=4, metadata=_help("exemplars per concept"))
+    cav_method: CavMethod = field(default="svm", metadata=_help(
+        "CAV solver: svm (exact hinge-loss minimiser, the released code's objective), logistic (exact log loss) "
+        "or sgd (scikit-learn SGDClassifier)"))
+    cav_alpha: float = field(default=0.01, metadata=_help("CAV L2 penalty"))
+    cav_balance: bool = field(default=True, metadata=_help("balance the two classes of a CAV by truncation"))
+    cav_train_fraction: float = field(default=0.67, metadata=_help(
+        "stratified share of the rows a CAV is fitted on (1: all)"))
+    drop_prefix_tokens: bool = field(default=True, metadata=_help(
+        "leave a token model's prefix (CLS) tokens out of CAVs and ITCAV gradients"))
+    n_random_sets: int = field(default=20, metadata=_help("random sets: CAVs and t-test samples"))
+    random_set_size: int = field(default=50, metadata=_help("images per random set"))
+    adjacent_only: bool = field(default=True, metadata=_help("edges between adjacent selected layers only"))
+    significance: bool = field(default=True, metadata=_help("drop edges failing the t-test"))
+    p_threshold: float = field(default=0.05, metadata=_help("t-test threshold"))
+    metrics_group_by: Literal["source", "target"] = field(default="source", metadata=_help(
+        "layer at which edge-weight mean and variance are grouped"))
+    fidelity: bool = field(default=True, metadata=_help("concept suppression and APS vs LS validation"))
+    suppression_scales: tuple[float, ...] = field(
+        default=(0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0, 4.0),
+        metadata=_help("suppression strengths, multiples of the mean feature norm"))
+    n_random_directions: int = field(default=10, metadata=_help("random directions per layer"))
+    matched_random: MatchedKind = field(default="segments", metadata=_help(
+        "matched random baseline beside the isotropic one: centroids of random segment sets of the concepts' "
+        "sizes, random non-negative directions, or none"))
+    suppression_concepts: int | None = field(default=None, metadata=_help(
+        "concepts suppressed per layer (default: all; 0 also means all)"))
+    batch_size: int = field(default=32, metadata=_help("forward batch size"))
+    seed: int = field(default=0, metadata=_help("seed of k-means, random sets, CAV splits and directions"))
 
     def __post_init__(self) -> None:
+        def put(name: str, value: Any) -> None:
+            object.__setattr__(self, name, value)
+
         if isinstance(self.prune, dict):
-            self.prune = PruneSigmoid(**self.prune)
+            try:
+                put("prune", PruneSigmoid(**{k: float(v) for k, v in self.prune.items()}))
+            except TypeError as e:
+                raise VCCSettingError("prune", f"takes A, K, C, Q, B, nu: {e}") from None
         if isinstance(self.commonality, dict):
-            self.commonality = Commonality(**self.commonality)
-        self.split_range = (int(self.split_range[0]), int(self.split_range[1]))
-        self.suppression_scales = tuple(float(s) for s in self.suppression_scales)
+            put("commonality", Commonality(**{k: float(v) for k, v in self.commonality.items()}))
+        for name, (lo, hi) in INT_BOUNDS.items():
+            value = getattr(self, name)
+            if name == "suppression_concepts" and value is None:
+                continue
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
+                raise VCCSettingError(name, f"must be a whole number, not {value!r}")
+            if not lo <= value <= hi:
+                raise VCCSettingError(name, f"must be {lo} to {hi}, not {value}")
+            put(name, int(value))
+        if self.suppression_concepts == 0:
+            put("suppression_concepts", None)
+        for name in ("slic_compactness", "silhouette_threshold", "min_segment_fraction", "cav_alpha",
+                     "cav_train_fraction", "p_threshold"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+                raise VCCSettingError(name, f"must be a finite number, not {value!r}")
+        try:
+            put("split_range", (int(self.split_range[0]), int(self.split_range[1])))
+        except (TypeError, ValueError, IndexError):
+            raise VCCSettingError("split_range", f"must be two whole numbers, not {self.split_range!r}") from None
+        try:
+            put("suppression_scales", tuple(float(s) for s in self.suppression_scales))
+        except (TypeError, ValueError):
+            raise VCCSettingError("suppression_scales", f"must be numbers, not {self.suppression_scales!r}") from None
         lo, hi = self.split_range
         if not 2 <= lo <= hi:
-            raise ValueError(f"split_range must be (lo, hi) with 2 <= lo <= hi, got {self.split_range}")
+            raise VCCSettingError("split_range", f"must be (lo, hi) with 2 <= lo <= hi, not {self.split_range}")
+        if not self.suppression_scales or not all(math.isfinite(s) for s in self.suppression_scales):
+            raise VCCSettingError("suppression_scales", f"must be finite numbers, not {self.suppression_scales}")
         if self.cav_method not in CAV_METHODS:
-            raise ValueError(f"cav_method must be one of {', '.join(CAV_METHODS)}, not {self.cav_method!r}")
+            raise VCCSettingError("cav_method", f"must be one of {', '.join(CAV_METHODS)}, not {self.cav_method!r}")
         if self.matched_random not in MATCHED_KINDS:
-            raise ValueError(f"matched_random must be one of {', '.join(MATCHED_KINDS)}, not {self.matched_random!r}")
+            raise VCCSettingError("matched_random", f"must be one of {', '.join(MATCHED_KINDS)}, "
+                              f"not {self.matched_random!r}")
         if self.metrics_group_by not in ("source", "target"):
-            raise ValueError(f"metrics_group_by must be 'source' or 'target', not {self.metrics_group_by!r}")
+            raise VCCSettingError("metrics_group_by", f"must be 'source' or 'target', not {self.metrics_group_by!r}")
         if not self.cav_alpha > 0:
-            raise ValueError(f"cav_alpha must be positive, got {self.cav_alpha}")
+            raise VCCSettingError("cav_alpha", f"must be positive, not {self.cav_alpha}")
         if not 0.0 < self.cav_train_fraction <= 1.0:
-            raise ValueError(f"cav_train_fraction must be in (0, 1], got {self.cav_train_fraction}")
+            raise VCCSettingError("cav_train_fraction", f"must be in (0, 1], not {self.cav_train_fraction}")
         if self.significance and self.n_random_sets < 2:
-            raise ValueError("the t-test needs at least 2 random sets (n_random_sets); or turn significance off")
+            raise VCCSettingError("n_random_sets", "must be at least 2 for the t-test; or turn significance off")
         if self.clusters_per_segments is not None and not 0.0 < float(self.clusters_per_segments) <= 1.0:
-            raise ValueError(f"clusters_per_segments must be in (0, 1], got {self.clusters_per_segments}")
-        for name in ("grid", "n_concepts", "min_clusters", "max_members", "n_random_sets", "random_set_size",
-                     "batch_size"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+            raise VCCSettingError("clusters_per_segments", f"must be in (0, 1], not {self.clusters_per_segments}")
 
     def clusters_for(self, n_segments: int) -> int:
         """k-means clusters for a layer of ``n_segments`` segments: ``n_concepts``, or with

@@ -13,7 +13,6 @@ VCCs are read from ``vcc`` runs (:class:`core.artifacts.Run` objects); images ar
 from __future__ import annotations
 
 import warnings
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +26,7 @@ from core.errors import DataError, UserError
 from core.models import ModelBundle
 from core.vcc.concepts import nearest_concepts
 from core.vcc.config import VCCConfig
+from core.vcc.fidelity import upward_edges
 from core.vcc.forward import batches, feature_grids, gap_and_logits
 from core.vcc.graph import VCCGraph, concept_id
 from core.vcc.predict import predictions, top_record
@@ -70,11 +70,12 @@ def graph_from_json(d: dict[str, Any]) -> VCCGraph:
 
 
 def load_vcc(run: Run, entry: dict[str, Any]) -> ClassVCC:
-    """The VCC of one ``classes.json`` entry of ``run``."""
-    base = entry.get("dir") or f"classes/{entry['slug']}"
-    graph_json = run.load_json(f"{base}/graph.json")
+    """The VCC of one ``classes.json`` entry of ``run`` (read through :mod:`core.vcc.store`)."""
+    from core.vcc import store
+
+    graph_json = run.load_json(store.class_file(entry, store.GRAPH))
     graph = graph_from_json(graph_json)
-    arrays = run.load_npz(f"{base}/segments.npz")
+    arrays = run.load_npz(store.class_file(entry, store.SEGMENTS))
     centroids = {name: arrays[f"centroids.{i}"] for i, name in enumerate(graph.layers)}
     cfg = VCCConfig.from_dict(run.manifest["config"]["vcc"])
     return ClassVCC(run, entry["slug"], int(entry["class_index"]), str(entry["class_name"]), graph, graph_json,
@@ -83,9 +84,11 @@ def load_vcc(run: Run, entry: dict[str, Any]) -> ClassVCC:
 
 def load_vccs(runs: Sequence[Run]) -> dict[int, ClassVCC]:
     """Every class's VCC in ``runs``, by class index; the first run holding a class wins."""
+    from core.vcc import store
+
     out: dict[int, ClassVCC] = {}
     for run in runs:
-        for entry in run.load_json("classes.json"):
+        for entry in store.classes(run):
             index = int(entry["class_index"])
             if index in out:
                 warnings.warn(f"class {entry['class_name']} has a VCC in {out[index].run.run_id} and "
@@ -110,19 +113,11 @@ class Analysis:
 def strongest_paths(graph: VCCGraph, starts: dict[str, int], n: int) -> list[dict[str, Any]]:
     """The ``n`` strongest paths over significant edges from the nodes ``starts`` (id -> segment
     count) to the class node: per start node the path of highest mean edge weight, strongest first."""
-    depth = {layer: i for i, layer in enumerate(graph.layers)}
-    depth["class"] = len(graph.layers)
-    layer_of = {nd.id: nd.layer for nd in graph.nodes}
-    out_edges: dict[str, list] = defaultdict(list)
-    for e in graph.kept_edges():
-        if depth[layer_of[e.target]] > depth[layer_of[e.source]]:
-            out_edges[e.source].append(e)
+    nodes_deep_first, out_edges = upward_edges(graph)
     # best[node][length] = (sum of weights, nodes, weights) of the heaviest path of that length to the class
     best: dict[str, dict[int, tuple[float, list[str], list[float]]]] = {graph.class_id: {0: (0.0, [graph.class_id],
                                                                                              [])}}
-    for node in sorted(graph.nodes, key=lambda nd: -depth[nd.layer]):
-        if node.kind == "class":
-            continue
+    for node in nodes_deep_first:
         acc: dict[int, tuple[float, list[str], list[float]]] = {}
         for e in out_edges.get(node.id, []):
             for length, (total, nodes, weights) in best.get(e.target, {}).items():
@@ -168,7 +163,7 @@ def analyse(bundle: ModelBundle, image: np.ndarray, true: ClassVCC, predicted: C
     if predicted is not None and list(predicted.graph.layers) != layers:
         raise UserError(f"the VCCs of {true.class_name} and {predicted.class_name} use other layers "
                         f"({', '.join(layers)} vs {', '.join(predicted.graph.layers)}); build them with the same "
-                        "--layers")
+                        "layers")
     was_training = bundle.model.training
     bundle.model.eval()
     try:
@@ -230,11 +225,11 @@ def pick_vccs(vccs: dict[int, ClassVCC], true_index: int, predicted: int,
     """The VCCs of the true and the predicted class (``None``: the model is right, or the predicted
     class has no VCC: a warning says so); raises :class:`DataError` when the true class has none."""
     if true_index not in vccs:
-        raise DataError(f"no VCC of the true class {true_index} in --runs (they hold: "
+        raise DataError(f"no VCC of the true class {true_index} in the VCC runs given (they hold: "
                         f"{', '.join(v.class_name for v in vccs.values())})")
     if warn and predicted != true_index and predicted not in vccs:
-        warnings.warn(f"no VCC of the predicted class {predicted} in --runs: matching the segments against the true "
-                      f"class's concepts only; build it with `python -m precompute vcc --target-class {predicted} ...`",
+        warnings.warn(f"no VCC of the predicted class {predicted} in the VCC runs given: matching the segments against "
+                      f"the true class's concepts only; build a VCC of class {predicted} too",
                       stacklevel=2)
     return vccs[true_index], vccs.get(predicted) if predicted != true_index else None
 

@@ -15,7 +15,7 @@ from scipy import stats
 from core.models import ModelBundle
 from core.vcc.config import MATCHED_KINDS
 from core.vcc.forward import gap_and_logits, shifted_correct
-from core.vcc.graph import CLASS_LAYER, VCCGraph
+from core.vcc.graph import CLASS_LAYER, Edge, Node, VCCGraph
 
 # ----------------------------------------------------------------------------------------------
 # Concept suppression
@@ -144,26 +144,31 @@ def suppression_curves(bundle: ModelBundle, layer: str, x: torch.Tensor, class_i
 # APS vs LS
 
 
-def average_path_strength(graph: VCCGraph, significant_only: bool = True) -> dict[str, float]:
-    """APS (eq. 5.8) of every concept: over all paths to the class node, the mean of each path's mean
-    edge weight. NaN for a concept with no path (its edges were dropped by the t-test)."""
+def upward_edges(graph: VCCGraph, significant_only: bool = True) -> tuple[list[Node], dict[str, list[Edge]]]:
+    """The concept nodes deepest first and each node's edges to a deeper layer (or the class node): the
+    order in which path statistics to the class node are built, one layer at a time (APS here, the
+    failure debugger's strongest paths in :mod:`core.vcc.debug`)."""
     depth = {layer: i for i, layer in enumerate(graph.layers)}
     depth[CLASS_LAYER] = len(graph.layers)
     layer_of = {n.id: n.layer for n in graph.nodes}
-    out_edges: dict[str, list] = defaultdict(list)
+    out_edges: dict[str, list[Edge]] = defaultdict(list)
     for e in graph.edges:
-        if e.significant or not significant_only:
+        if (e.significant or not significant_only) and depth[layer_of[e.target]] > depth[layer_of[e.source]]:
             out_edges[e.source].append(e)
+    nodes = [n for n in sorted(graph.nodes, key=lambda n: -depth[n.layer]) if n.kind != "class"]
+    return nodes, out_edges
+
+
+def average_path_strength(graph: VCCGraph, significant_only: bool = True) -> dict[str, float]:
+    """APS (eq. 5.8) of every concept: over all paths to the class node, the mean of each path's mean
+    edge weight. NaN for a concept with no path (its edges were dropped by the t-test)."""
+    nodes, out_edges = upward_edges(graph, significant_only)
     # paths[node][length] = (number of paths, sum over those paths of their summed weights)
     paths: dict[str, dict[int, tuple[float, float]]] = {graph.class_id: {0: (1.0, 0.0)}}
     aps = {}
-    for node in sorted(graph.nodes, key=lambda n: -depth[n.layer]):
-        if node.kind == "class":
-            continue
+    for node in nodes:
         acc: dict[int, list[float]] = defaultdict(lambda: [0.0, 0.0])
         for e in out_edges.get(node.id, []):
-            if depth[layer_of[e.target]] <= depth[node.layer]:
-                continue
             for length, (count, total) in paths.get(e.target, {}).items():
                 acc[length + 1][0] += count
                 acc[length + 1][1] += total + count * e.weight

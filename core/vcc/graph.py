@@ -3,21 +3,17 @@
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
+
+from core.vcc.jsonsafe import nan_to_null, null_to_nan
 
 SCHEMA = "vcc-graph/1"
 CLASS_LAYER = "class"
 
 
-def _num(v: float) -> float | None:
-    """JSON has no NaN: write it as null."""
-    return None if v is None or not math.isfinite(v) else float(v)
-
-
-def _unnum(v: float | None) -> float:
-    return float("nan") if v is None else float(v)
+_num = nan_to_null
+_unnum = null_to_nan
 
 
 @dataclass

@@ -27,6 +27,7 @@ from core.vcc.fidelity import (
 from core.vcc.forward import batches, execution_order, feature_grids, flat_activations, gap_and_logits
 from core.vcc.graph import CLASS_LAYER, Edge, Node, VCCGraph, class_node_id, concept_id
 from core.vcc.itcav import LayerCAVs, edge_pvalues, edge_values, fit_cavs, random_sets
+from core.vcc.jsonsafe import nan_to_null
 from core.vcc.segments import Segments, segment_inputs, top_down_segments
 
 Progress = Callable[[str, int, int], None]
@@ -49,9 +50,7 @@ class Fidelity:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (NaN as null)."""
-        def clean(d: dict[str, float]) -> dict[str, float | None]:
-            return {k: (float(v) if np.isfinite(v) else None) for k, v in d.items()}
-
+        clean = nan_to_null
         return {"suppression": {k: v.to_dict() for k, v in self.suppression.items()}, "aps": clean(self.aps),
                 "ls": clean(self.ls), "correlation": clean(self.correlation),
                 "aps_all_edges": clean(self.aps_all_edges), "correlation_all_edges": clean(self.correlation_all_edges)}
@@ -75,6 +74,14 @@ class VCCResult:
       passes to :meth:`core.artifacts.RunWriter.warn`; the codes are listed in the README).
     - ``kept_images``: indices (into the images given) of the images used; images whose logits or
       activations are not finite are left out (with a ``vcc.nonfinite`` warning).
+    - ``images`` (``(H, W, 3)`` uint8, the images given: ``segments.image`` indexes them) and
+      ``probs`` ``(N, K)`` the model's class probabilities of them: set by :func:`core.vcc.analyse`
+      (empty for :func:`build_vcc`'s own result and for a loaded one).
+    - ``records``: JSON records :mod:`core.vcc.store` wrote or read (``class``, ``images``, ``graph``,
+      ``fidelity``; ``top``: each image's top classes); a loaded result has no ``fidelity`` object,
+      only its record.
+
+    ``result.save(root)`` writes a ``vcc`` run; ``VCCResult.load(run_dir, cls)`` reads a class back.
     """
 
     graph: VCCGraph
@@ -89,6 +96,23 @@ class VCCResult:
     timings: dict[str, float] = field(default_factory=dict)
     warnings: list[dict[str, Any]] = field(default_factory=list)
     kept_images: list[int] = field(default_factory=list)
+    images: list[np.ndarray] = field(default_factory=list)
+    probs: np.ndarray | None = None
+    records: dict[str, Any] = field(default_factory=dict)
+
+    def save(self, target: Any, *, model: Any = None, run_id: str | None = None, overwrite: bool = False) -> Any:
+        """Write this class as a ``vcc`` run under the artifact root ``target`` (or into an open
+        :class:`core.artifacts.RunWriter`); returns the run folder (:func:`core.vcc.store.save`)."""
+        from core.vcc import store
+
+        return store.save(self, target, model=model, run_id=run_id, overwrite=overwrite)
+
+    @classmethod
+    def load(cls, run_dir: Any, class_: int | str) -> VCCResult:
+        """Class ``class_`` (index, name or slug) of a finished ``vcc`` run (:func:`core.vcc.store.load`)."""
+        from core.vcc import store
+
+        return store.load(run_dir, class_)
 
     def arrays(self) -> dict[str, np.ndarray]:
         """Every array of the result, flat, for one ``.npz``; per-layer arrays are keyed by the layer's

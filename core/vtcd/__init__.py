@@ -1,5 +1,7 @@
 """Video Transformer Concept Discovery, VTCD (dissertation chapter 4, methods.md section 2).
 
+- :func:`analyse`: the whole analysis in one call (a :class:`VTCDAnalysis` that saves itself as a run,
+  :func:`load` reads one back); :func:`rosetta` across several analyses or runs.
 - :func:`discover`: per video, layer and head, SLIC tubelets in feature space; per head, concepts by
   convex NMF with the elbow's number of clusters.
 - :func:`cris`: CRIS importance of every concept (and every head) from batched randomly masked
@@ -8,14 +10,24 @@
   across models.
 """
 
+from core.vtcd.analysis import VTCDAnalysis, analyse
 from core.vtcd.attribution import AttributionCurves, attribution_curves, occlusion_importance
 from core.vtcd.cnmf import CNMFResult, convex_nmf, elbow_kmeans, silhouette
-from core.vtcd.config import VTCDConfig
+from core.vtcd.config import RosettaConfig, VTCDConfig
 from core.vtcd.features import FeatureSite, extract_features, feature_sites, prepare_videos
 from core.vtcd.importance import CRISResult, cris_units, draw_masks, importance_from_masks
 from core.vtcd.masking import UnitSet, masked_metrics, masked_metrics_reference
 from core.vtcd.pipeline import HeadConcepts, VTCDImportance, VTCDResult, attribution, cris, discover, head_pruning
-from core.vtcd.rosetta import RosettaResult, RosettaTuple, rosetta, to_common_grid
+from core.vtcd.rosetta import (
+    RosettaAnalysis,
+    RosettaResult,
+    RosettaTuple,
+    rosetta,
+    rosetta_of_runs,
+    rosetta_tuples,
+    to_common_grid,
+)
+from core.vtcd.store import VTCDRun, load
 from core.vtcd.tubelets import Tubelets, video_tubelets
 
 __all__ = [
@@ -24,13 +36,18 @@ __all__ = [
     "CRISResult",
     "FeatureSite",
     "HeadConcepts",
+    "RosettaAnalysis",
+    "RosettaConfig",
     "RosettaResult",
     "RosettaTuple",
     "Tubelets",
     "UnitSet",
+    "VTCDAnalysis",
     "VTCDConfig",
     "VTCDImportance",
     "VTCDResult",
+    "VTCDRun",
+    "analyse",
     "attribution",
     "attribution_curves",
     "convex_nmf",
@@ -43,11 +60,14 @@ __all__ = [
     "feature_sites",
     "head_pruning",
     "importance_from_masks",
+    "load",
     "masked_metrics",
     "masked_metrics_reference",
     "occlusion_importance",
     "prepare_videos",
     "rosetta",
+    "rosetta_of_runs",
+    "rosetta_tuples",
     "silhouette",
     "to_common_grid",
     "video_tubelets",

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import math
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from core.errors import ConfigError
 from core.settings import from_known_fields
 from core.vtcd.cnmf import ASSIGNMENTS, ELBOW_RULES, Assignment, ElbowRule
 
@@ -13,8 +15,33 @@ Metric = Literal["loss", "probability", "correct", "logit"]
 FEATURE_KINDS: tuple[str, ...] = ("key", "query", "value", "block")
 METRICS: tuple[str, ...] = ("loss", "probability", "correct", "logit")
 
+# Whole-number settings: (lowest, highest). The upper bounds keep an absurd value from filling memory or
+# running for days before it fails.
+INT_RANGES: dict[str, tuple[int, int]] = {
+    "channel_blocks": (1, 4096), "n_segments": (1, 10_000), "slic_max_num_iter": (1, 10_000),
+    "max_concepts": (1, 1000), "kmeans_n_init": (1, 10_000), "cnmf_max_iter": (1, 10_000_000),
+    "n_masks": (2, 1_000_000), "head_masks": (0, 1_000_000), "batch_size": (1, 4096),
+    "feature_batch_size": (1, 4096), "bootstrap": (0, 100_000), "convergence_top_k": (1, 10_000),
+    "min_clips": (0, 1_000_000), "diagnostic_draws": (1, 10_000), "attribution_steps": (2, 10_000),
+    "n_random_orders": (0, 10_000), "seed": (0, 2**32 - 1),
+}
+FLOAT_FIELDS = ("spatial_scale", "compactness", "min_tubelet_fraction", "elbow_threshold", "cnmf_tol", "rho",
+                "token_coverage", "ci_level", "rosetta_epsilon", "rosetta_delta")
 
-@dataclass
+
+class VTCDConfigError(ConfigError, ValueError):
+    """A VTCD setting out of its range (a ``ValueError`` too, as before)."""
+
+
+def _f(default: Any, help: str, flag: str | None = None) -> Any:
+    """A setting with its default and help; ``flag``: the command line's shorter name, kept for old scripts."""
+    meta: dict[str, Any] = {"help": help}
+    if flag:
+        meta["flag"] = flag
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
 class VTCDConfig:
     """Settings of one VTCD run; ``to_dict`` is what a run's manifest records.
 
@@ -67,70 +94,91 @@ class VTCDConfig:
     kept when R > ``rosetta_delta``.
     """
 
-    feature: FeatureKind = "key"
-    channel_blocks: int | None = None
-    upsample: bool = True
-    upsample_frames: bool = True
-    spatial_scale: float = 0.5
-    n_segments: int = 12
-    compactness: float = 0.1
-    slic_max_num_iter: int = 10
-    min_tubelet_fraction: float = 0.001
-    max_concepts: int = 14
-    elbow_threshold: float = 0.95
-    elbow_rule: ElbowRule = "stop"
-    kmeans_n_init: int = 10
-    cnmf_max_iter: int = 10000
-    cnmf_tol: float = 1e-7
-    assignment: Assignment = "g"
-    n_masks: int = 4000
-    head_masks: int | None = None
-    rho: float = 0.5
-    token_coverage: float = 0.5
-    metric: Metric = "loss"
-    batch_size: int = 64
-    feature_batch_size: int = 16
-    share_prefix: bool = True
-    bootstrap: int = 200
-    ci_level: float = 0.95
-    convergence_top_k: int = 5
-    min_clips: int = 10
-    diagnostics: bool = True
-    diagnostic_draws: int = 8
-    attribution_steps: int = 11
-    attribution_metric: Metric = "probability"
-    n_random_orders: int = 5
-    rosetta_epsilon: float = 0.15
-    rosetta_delta: float = 0.15
-    seed: int = 0
+    feature: FeatureKind = _f(  # noqa: RUF009 (a Literal-typed field)
+        "key", "what a head's tubelets are cut from: key, query, value, or block (the block output split into "
+        "head-sized chunks)")
+    channel_blocks: int | None = _f(None, "channel blocks a layer is split into (None: the model's head count for "
+                                    "transformers, 1 for CNNs)")
+    upsample: bool = _f(True, "upsample the token grid before SLIC")
+    upsample_frames: bool = _f(True, "upsample time to the input's frame count (False: keep the token grid's)")
+    spatial_scale: float = _f(0.5, "upsampled side as a fraction of the input's")
+    n_segments: int = _f(12, "SLIC segments per video and head", "segments")
+    compactness: float = _f(0.1, "SLIC compactness")
+    slic_max_num_iter: int = _f(10, "SLIC iterations at most")
+    min_tubelet_fraction: float = _f(0.001, "drop tubelets under this fraction of the volume", "min_tubelet")
+    max_concepts: int = _f(14, "elbow cap: concepts per head at most")
+    elbow_threshold: float = _f(0.95, "stop at the first k whose k-means inertia is above this times the "
+                                "previous one")
+    elbow_rule: ElbowRule = _f(  # noqa: RUF009 (a Literal-typed field)
+        "stop", "Q = the k at which the elbow loop stops (stop, as the released code) or "
+        "the k before it (before)")
+    kmeans_n_init: int = _f(10, "k-means restarts of the elbow", "kmeans_init")
+    cnmf_max_iter: int = _f(10000, "convex NMF iterations at most (the released code's 10000)", "cnmf_iters")
+    cnmf_tol: float = _f(1e-7, "stop convex NMF early when the relative error changes less than this over 10 "
+                         "updates (0: run every iteration)")
+    assignment: Assignment = _f(  # noqa: RUF009 (a Literal-typed field)
+        "g", "a tubelet's concept: argmax over its row of the convex weights G (g, as the "
+        "released code) or over its column of H (h)")
+    n_masks: int = _f(4000, "CRIS masks per video", "masks")
+    head_masks: int | None = _f(None, "CRIS masks per video for head importance (None: n_masks; 0: none, no head "
+                                "pruning)")
+    rho: float = _f(0.5, "masking ratio: fraction of the units each mask removes")
+    token_coverage: float = _f(0.5, "a concept masks a token it covers at least this much of")
+    metric: Metric = _f(  # noqa: RUF009 (a Literal-typed field)
+        "loss", "CRIS metric on the target class: loss, probability, correct or logit")
+    batch_size: int = _f(64, "masked forward passes per model call")
+    feature_batch_size: int = _f(16, "clips per forward pass when extracting features")
+    share_prefix: bool = _f(True, "run the layers before the first masked one once per batch (falls back to "
+                            "repeating the input when the model does not allow it)")
+    bootstrap: int = _f(200, "bootstrap resamplings of the masks for the importance intervals (0: none)")
+    ci_level: float = _f(0.95, "level of the importance intervals")
+    convergence_top_k: int = _f(5, "a ranking has converged when half of its top k are separated from the next "
+                                "unit")
+    min_clips: int = _f(10, "warn when fewer clips are analysed")
+    diagnostics: bool = _f(True, "attention diagnostics per block of a transformer: entropy, removing the "
+                           "attention branch, zeroed vs removed keys")
+    diagnostic_draws: int = _f(8, "random key sets per block for the diagnostics")
+    attribution_steps: int = _f(11, "removal fractions from 0 to 1 of the attribution curves")
+    attribution_metric: Metric = _f(  # noqa: RUF009 (a Literal-typed field)
+        "probability", "metric of the attribution curves")
+    n_random_orders: int = _f(5, "random removal orders averaged", "random_orders")
+    rosetta_epsilon: float = _f(0.15, "Rosetta: keep each model's top fraction of concepts by importance "
+                                "(the released code 0.075)")
+    rosetta_delta: float = _f(0.15, "Rosetta: keep tuples with R above this (the released code 0.2)")
+    seed: int = _f(0, "seed of SLIC, k-means, convex NMF, masks and bootstrap")
 
     def __post_init__(self) -> None:
-        if self.feature not in FEATURE_KINDS:
-            raise ValueError(f"feature must be one of {FEATURE_KINDS}, not {self.feature!r}")
+        def need(ok: bool, name: str, what: str) -> None:
+            if not ok:
+                raise VTCDConfigError(name, f"must be {what}, not {getattr(self, name)!r}")
+
+        need(self.feature in FEATURE_KINDS, "feature", f"one of {', '.join(FEATURE_KINDS)}")
         for name in ("metric", "attribution_metric"):
-            if getattr(self, name) not in METRICS:
-                raise ValueError(f"{name} must be one of {METRICS}, not {getattr(self, name)!r}")
-        if not 0.0 < self.rho < 1.0:
-            raise ValueError(f"rho must be in (0, 1), got {self.rho}")
-        if not 0.0 < self.rosetta_epsilon <= 1.0:
-            raise ValueError(f"rosetta_epsilon must be in (0, 1], got {self.rosetta_epsilon}")
-        if self.max_concepts < 1 or self.n_segments < 1 or self.batch_size < 1 or self.n_masks < 0:
-            raise ValueError("max_concepts, n_segments and batch_size must be >= 1, n_masks >= 0")
-        if self.assignment not in ASSIGNMENTS:
-            raise ValueError(f"assignment must be one of {ASSIGNMENTS}, not {self.assignment!r}")
-        if self.elbow_rule not in ELBOW_RULES:
-            raise ValueError(f"elbow_rule must be one of {ELBOW_RULES}, not {self.elbow_rule!r}")
-        if self.cnmf_max_iter < 1 or self.cnmf_tol < 0:
-            raise ValueError("cnmf_max_iter must be >= 1 and cnmf_tol >= 0")
-        if self.bootstrap < 0 or not 0.0 < self.ci_level < 1.0:
-            raise ValueError(f"bootstrap must be >= 0 and ci_level in (0, 1), got {self.bootstrap}, {self.ci_level}")
-        if self.convergence_top_k < 1 or self.min_clips < 0:
-            raise ValueError(f"convergence_top_k must be >= 1 and min_clips >= 0, got {self.convergence_top_k}, "
-                             f"{self.min_clips}")
-        if self.diagnostic_draws < 1:
-            raise ValueError(f"diagnostic_draws must be >= 1, got {self.diagnostic_draws}")
-        if not 0.0 < self.token_coverage <= 1.0:
-            raise ValueError(f"token_coverage must be in (0, 1], got {self.token_coverage}")
+            need(getattr(self, name) in METRICS, name, f"one of {', '.join(METRICS)}")
+        need(self.assignment in ASSIGNMENTS, "assignment", f"one of {', '.join(ASSIGNMENTS)}")
+        need(self.elbow_rule in ELBOW_RULES, "elbow_rule", f"one of {', '.join(ELBOW_RULES)}")
+        for name, (lo, hi) in INT_RANGES.items():
+            v = getattr(self, name)
+            if v is None and name in ("channel_blocks", "head_masks"):
+                continue
+            need(isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi, name,
+                 f"a whole number from {lo} to {hi}")
+        for name in ("upsample", "upsample_frames", "share_prefix", "diagnostics"):
+            need(isinstance(getattr(self, name), bool), name, "true or false")
+        for name in FLOAT_FIELDS:
+            v = getattr(self, name)
+            need(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v), name,
+                 "a finite number")
+        need(0.0 < self.rho < 1.0, "rho", "between 0 and 1 (exclusive)")
+        need(0.0 < self.rosetta_epsilon <= 1.0, "rosetta_epsilon", "in (0, 1]")
+        need(0.0 <= self.rosetta_delta < 1.0, "rosetta_delta", "in [0, 1)")
+        need(0.0 < self.ci_level < 1.0, "ci_level", "between 0 and 1 (exclusive)")
+        need(0.0 < self.token_coverage <= 1.0, "token_coverage", "in (0, 1]")
+        need(self.spatial_scale > 0, "spatial_scale", "above 0")
+        need(self.compactness > 0, "compactness", "above 0")
+        need(self.min_tubelet_fraction >= 0, "min_tubelet_fraction", "at least 0")
+        need(self.elbow_threshold > 0, "elbow_threshold", "above 0")
+        need(self.cnmf_tol >= 0, "cnmf_tol", "at least 0")
 
     @property
     def n_head_masks(self) -> int:
@@ -143,3 +191,51 @@ class VTCDConfig:
     def from_dict(cls, data: dict[str, Any]) -> VTCDConfig:
         """Build from a dict (unknown keys are an error naming them)."""
         return from_known_fields(cls, data, "VTCD")
+
+    def replace(self, **changes: Any) -> VTCDConfig:
+        """A copy with ``changes`` (validated)."""
+        return type(self)(**{**self.to_dict(), **changes})
+
+
+ROSETTA_AVERAGES: tuple[str, ...] = ("all", "present")
+GRID_MAX = 1024  # cells per axis of Rosetta's common grid
+
+
+@dataclass(frozen=True)
+class RosettaConfig:
+    """Settings of Rosetta concepts across models (eq. 4.7-4.8): each model keeps its top ``epsilon`` of
+    concepts by importance, tuples are kept when R > ``delta``; R averaged over ``all`` videos (a video where
+    no member appears counts 0, as the released code) or only the ``present`` ones; tuples up to ``max_d``
+    models (None: all); supports compared on ``grid`` (None: the finest of the runs' segmentation grids)."""
+
+    epsilon: float = _f(0.15, "keep each model's top fraction of concepts by importance (the released code 0.075)")
+    delta: float = _f(0.15, "keep tuples with R above this (the released code 0.2)")
+    average: Literal["all", "present"] = _f(
+        "all", "R averaged over all videos, one where no member appears counting 0 (all, as the released code), "
+        "or only over the videos where one appears (present)")
+    max_d: int | None = _f(None, "largest tuple size (None: the number of runs)")
+    grid: tuple[int, int, int] | None = field(default=None, metadata={
+        "help": "common grid of the supports (default: the finest of the runs' segmentation grids)",
+        "metavar": ("T", "H", "W")})
+
+    def __post_init__(self) -> None:
+        for name in ("epsilon", "delta"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise VTCDConfigError(name, f"must be a finite number, not {v!r}")
+        if not 0.0 < self.epsilon <= 1.0:
+            raise VTCDConfigError("epsilon", f"must be in (0, 1], not {self.epsilon}")
+        if not 0.0 <= self.delta < 1.0:
+            raise VTCDConfigError("delta", f"must be in [0, 1), not {self.delta}")
+        if self.average not in ROSETTA_AVERAGES:
+            raise VTCDConfigError("average", f"must be one of {', '.join(ROSETTA_AVERAGES)}, not {self.average!r}")
+        if self.max_d is not None and (isinstance(self.max_d, bool) or not 1 <= self.max_d <= 64):
+            raise VTCDConfigError("max_d", f"must be a whole number from 1 to 64, not {self.max_d!r}")
+        if self.grid is not None and (len(self.grid) != 3 or not all(1 <= int(g) <= GRID_MAX for g in self.grid)):
+            raise VTCDConfigError("grid", f"must be 3 whole numbers (T H W) from 1 to {GRID_MAX}, not "
+                                          f"{' '.join(map(str, self.grid))}")
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["grid"] = list(self.grid) if self.grid is not None else None
+        return out

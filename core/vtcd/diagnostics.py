@@ -32,7 +32,7 @@ from torch import nn
 
 from core.models import ModelBundle
 from core.vtcd.features import FeatureSite, Inputs, batch_size_of, extract_features, repeat, take
-from core.vtcd.masking import _apply_keep, _first, _replace_output, hooks, metric_values
+from core.vtcd.masking import apply_keep, first_tensor, hooks, metric_values, replace_output
 
 ATTENTION_NAMES = ("attn", "attention", "self_attn", "self_attention")
 
@@ -158,11 +158,11 @@ def attention_diagnostics(bundle: ModelBundle, x: Inputs, key_sites: Sequence[Fe
     state: dict[str, Any] = {"mask": None, "pending": None, "calls": 0, "keep": None, "site": None}
 
     def zero_branch(_m: nn.Module, _i: Any, output: Any) -> Any:
-        return _replace_output(output, torch.zeros_like(_first(output)))
+        return replace_output(output, torch.zeros_like(first_tensor(output)))
 
     def zero_keys(_m: nn.Module, _i: Any, output: Any) -> Any:
         keep, s = state["keep"], state["site"]
-        return _replace_output(output, _apply_keep(_first(output), s, keep[:, None, :].expand(-1, s.heads, -1)))
+        return replace_output(output, apply_keep(first_tensor(output), s, keep[:, None, :].expand(-1, s.heads, -1)))
 
     def enter(_m: nn.Module, _a: Any) -> None:
         state["mask"] = state["pending"]

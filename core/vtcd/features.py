@@ -215,8 +215,9 @@ def extract_features(bundle: ModelBundle, x: Inputs, sites: Sequence[FeatureSite
     return [torch.cat(f) for f in feats], torch.cat(logits)
 
 
-def execution_order(bundle: ModelBundle, x: Inputs, names: Sequence[str]) -> list[str]:
-    """``names`` in the order their modules run (one forward of the first input)."""
+def layers_in_run_order(bundle: ModelBundle, x: Inputs, names: Sequence[str]) -> list[str]:
+    """The layers ``names`` sorted by when their modules first run in one forward pass of the first input
+    (names that never run last). Not :func:`core.vcc.forward.execution_order`, which orders a model's layers."""
     order: list[str] = []
     targets = resolve_layers(bundle.model, names, bundle.spec)
     handles = []

@@ -14,12 +14,13 @@ video's masks with replacement; :func:`released_importance` is the released code
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from core.checkpoint import CheckpointStore
 from core.models import ModelBundle
 from core.vtcd.features import Inputs, batch_size_of, take
 from core.vtcd.masking import HIGHER_IS_BETTER, UnitSet, masked_metrics, metric_values, run_masks
@@ -186,7 +187,9 @@ def unmasked_metrics(bundle: ModelBundle, x: Inputs, targets: Sequence[int], met
 
 def cris_units(bundle: ModelBundle, x: Inputs, units: UnitSet, targets: Sequence[int] | None = None,
                n_masks: int = 4000, rho: float = 0.5, metric: str = "loss", batch_size: int = 64, seed: int = 0,
-               expand_at: str | None = None, salt: int = 0, n_boot: int = 0, ci_level: float = 0.95) -> CRISResult:
+               expand_at: str | None = None, salt: int = 0, n_boot: int = 0, ci_level: float = 0.95,
+               store: CheckpointStore | None = None, tag: str = "cris",
+               progress: Callable[[int, int], None] | None = None) -> CRISResult:
     """CRIS over ``units`` for the videos ``x`` ``(V, 3, T, H, W)`` (``units`` built for the same videos).
 
     ``targets`` ``(V,)``: the class each video's metric is taken on (default: the unmasked prediction).
@@ -194,6 +197,10 @@ def cris_units(bundle: ModelBundle, x: Inputs, units: UnitSet, targets: Sequence
     masked layer, whose input is repeated along the batch so the layers before it run once (checked on
     the first video against repeating the input; dropped if they differ or it fails). ``n_boot``
     bootstrap resamplings give the ``ci_level`` interval (seeded with ``seed + salt``).
+
+    ``store``: each video's masked metrics are saved as ``parts/<tag>/video-NNNN.npz`` (and the shared
+    prefix settled on the first video as ``parts/<tag>/expand.json``); videos saved before are not
+    recomputed. ``progress(done, total)`` is called after each video.
     """
     n_videos = batch_size_of(x)
     if units.n_videos and units.n_videos != n_videos:
@@ -204,15 +211,27 @@ def cris_units(bundle: ModelBundle, x: Inputs, units: UnitSet, targets: Sequence
     baseline, _ = unmasked_metrics(bundle, x, targets, metric)
     removed = np.zeros((n_videos, n_masks, units.n_units), dtype=bool)
     values = np.zeros((n_videos, n_masks))
+    state = f"parts/{tag}/expand.json"
+    settled = store is not None and store.has(state)
+    if settled:
+        expand_at = store.load_json(state)["expand_at"]
     for v in range(n_videos):
         removed[v] = draw_masks(n_masks, units.n_units, rho, np.random.default_rng([seed, salt, v]))
-        if n_masks == 0:
-            continue
-        xv, tv = take(x, v), int(targets[v])
-        if v == 0:  # settles whether the prefix can be shared
-            values[v], expand_at = run_masks(bundle, xv, units, v, removed[v], tv, metric, batch_size, expand_at)
-        else:
-            values[v] = masked_metrics(bundle, xv, units, v, removed[v], tv, metric, batch_size, expand_at)
+        name = f"parts/{tag}/video-{v:04d}.npz"
+        if store is not None and store.has(name):
+            values[v] = store.load_arrays(name)["values"]
+        elif n_masks > 0:
+            xv, tv = take(x, v), int(targets[v])
+            if not settled:  # the first video settles whether the prefix can be shared
+                values[v], expand_at = run_masks(bundle, xv, units, v, removed[v], tv, metric, batch_size, expand_at)
+                settled = True
+                if store is not None:
+                    store.save_json(state, {"expand_at": expand_at})
+            else:
+                values[v] = masked_metrics(bundle, xv, units, v, removed[v], tv, metric, batch_size, expand_at)
+            if store is not None:
+                store.save_arrays(name, values=values[v])
+        if progress is not None:
+            progress(v + 1, n_videos)
     return CRISResult.from_record(units.names, metric, rho, targets, baseline, removed, values, expand_at, n_boot,
                                   ci_level, seed + salt)
-

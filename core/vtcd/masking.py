@@ -97,7 +97,7 @@ class UnitSet:
 # Hooks
 
 
-def _apply_keep(out: torch.Tensor, site: FeatureSite, keep: torch.Tensor) -> torch.Tensor:
+def apply_keep(out: torch.Tensor, site: FeatureSite, keep: torch.Tensor) -> torch.Tensor:
     """Multiply the site's feature in ``out`` by ``keep`` ``(B, heads, N)`` (1 keeps, 0 zeroes)."""
     if site.layout == "tokens":
         sl = slice(site.offset, site.offset + site.channels)
@@ -112,7 +112,8 @@ def _apply_keep(out: torch.Tensor, site: FeatureSite, keep: torch.Tensor) -> tor
     return scaled.reshape(out.shape)
 
 
-def _replace_output(output: Any, new: torch.Tensor) -> Any:
+def replace_output(output: Any, new: torch.Tensor) -> Any:
+    """A module output with its tensor (the first item of a tuple output) replaced by ``new``."""
     if isinstance(output, torch.Tensor):
         return new
     if isinstance(output, tuple):
@@ -120,16 +121,19 @@ def _replace_output(output: Any, new: torch.Tensor) -> Any:
     raise TypeError(f"cannot mask a module output of type {type(output).__name__}")
 
 
-def _first(output: Any) -> torch.Tensor:
+def first_tensor(output: Any) -> torch.Tensor:
     return output if isinstance(output, torch.Tensor) else output[0]
 
 
 @contextmanager
-def hooks(pairs: Sequence[tuple[nn.Module, Callable[..., Any], bool]]) -> Iterator[None]:
-    """Register ``(module, hook, pre)`` forward (pre-)hooks for the ``with`` block; always removed."""
+def hooks(pairs: Sequence[tuple[nn.Module, Callable[..., Any], bool] | tuple[nn.Module, Callable[..., Any]]]
+          ) -> Iterator[None]:
+    """Register forward hooks ``(module, hook)`` and forward (pre-)hooks ``(module, hook, pre)`` for the ``with``
+    block; always removed, also on exceptions (a superset of :func:`core.vcc.forward.hooks`)."""
     handles = []
     try:
-        for mod, fn, pre in pairs:
+        for mod, fn, *rest in pairs:
+            pre = bool(rest and rest[0])
             handles.append(mod.register_forward_pre_hook(fn) if pre else mod.register_forward_hook(fn))
         yield
     finally:
@@ -186,12 +190,12 @@ def masked_metrics(bundle: ModelBundle, x: Inputs, units: UnitSet, video: int, r
 
     def make_hook(site_indices: list[int]) -> Callable[..., Any]:
         def hook(_mod: nn.Module, _inp: Any, output: Any) -> Any:
-            out = _first(output)
+            out = first_tensor(output)
             for s in site_indices:
                 keep = state["keep"].get(s)
                 if keep is not None:
-                    out = _apply_keep(out, units.sites[s], keep)
-            return _replace_output(output, out)
+                    out = apply_keep(out, units.sites[s], keep)
+            return replace_output(output, out)
 
         return hook
 
@@ -263,7 +267,7 @@ def masked_metrics_reference(bundle: ModelBundle, x: Inputs, units: UnitSet, vid
 
     def make_hook(module_name: str) -> Callable[..., Any]:
         def hook(_mod: nn.Module, _inp: Any, output: Any) -> Any:
-            out = _first(output).clone()
+            out = first_tensor(output).clone()
             for u in current:
                 s, head, toks = unit_info[u]
                 site = units.sites[s]
@@ -275,7 +279,7 @@ def masked_metrics_reference(bundle: ModelBundle, x: Inputs, units: UnitSet, vid
                 else:
                     t, h, w = np.unravel_index(toks, site.grid)
                     out[:, lo:lo + site.head_dim, torch.as_tensor(t), torch.as_tensor(h), torch.as_tensor(w)] = 0
-            return _replace_output(output, out)
+            return replace_output(output, out)
 
         return hook
 

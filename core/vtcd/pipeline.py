@@ -1,7 +1,9 @@
 """VTCD end to end: :func:`discover` (features -> tubelets -> concepts) and :func:`cris` (importance of
 concepts and heads), plus :func:`attribution` and :func:`head_pruning` for the validation of 4.5.5.
 
-Pure functions of a model and videos; the precompute job writes what they return.
+Functions of a model and videos; with a checkpoint store (:mod:`core.checkpoint`) :func:`discover` and
+:func:`cris` save each finished part and skip the parts saved before. :func:`core.vtcd.analyse` runs
+them all; :mod:`core.vtcd.store` writes what they return as a run.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from core.checkpoint import CheckpointStore
 from core.models import ModelBundle
 from core.vtcd.attribution import AttributionCurves, attribution_curves, occlusion_importance
 from core.vtcd.cnmf import convex_nmf, elbow_kmeans, silhouette
@@ -22,9 +25,9 @@ from core.vtcd.config import VTCDConfig
 from core.vtcd.features import (
     FeatureSite,
     Inputs,
-    execution_order,
     extract_features,
     feature_sites,
+    layers_in_run_order,
     prepare_videos,
 )
 from core.vtcd.importance import CRISResult, cris_units, ranking_convergence
@@ -86,6 +89,36 @@ class HeadConcepts:
         cmap = self.concept_map()
         qs = np.arange(self.n_concepts) if concepts is None else np.asarray(concepts, dtype=int)
         return cmap[None] == qs.reshape(-1, 1, 1, 1, 1)
+
+
+def pack_units(units: Sequence[HeadConcepts], offset: int = 0) -> dict[str, np.ndarray]:
+    """The arrays of ``units`` under keys ``u<offset + j>_*`` (npz-ready, no pickles)."""
+    out: dict[str, np.ndarray] = {}
+    for j, u in enumerate(units):
+        p = f"u{offset + j}_"
+        out.update({p + "labels": u.labels, p + "tubelet_video": u.tubelet_video, p + "tubelet_id": u.tubelet_id,
+                    p + "features": u.tubelet_features, p + "assignment": u.assignment, p + "G": u.G, p + "H": u.H,
+                    p + "centroids": u.centroids, p + "inertias": np.asarray(u.inertias, dtype=np.float64),
+                    p + "scalars": np.array([u.head, u.q_elbow, u.silhouette, u.cnmf_error], dtype=np.float64)})
+    return out
+
+
+def unpack_units(arrays: Mapping[str, np.ndarray], layer: str | Sequence[str], site: int | Sequence[int]
+                 ) -> list[HeadConcepts]:
+    """The units :func:`pack_units` packed; ``layer``/``site``: one for all, or one per unit."""
+    units = []
+    j = 0
+    while f"u{j}_labels" in arrays:
+        a = {k[len(f"u{j}_"):]: v for k, v in arrays.items() if k.startswith(f"u{j}_")}
+        head, q, sil, err = a["scalars"].tolist()
+        units.append(HeadConcepts(layer=layer if isinstance(layer, str) else layer[j],
+                                  head=int(head), site=site if isinstance(site, int) else int(site[j]),
+                                  labels=a["labels"], tubelet_video=a["tubelet_video"], tubelet_id=a["tubelet_id"],
+                                  tubelet_features=a["features"], assignment=a["assignment"], G=a["G"], H=a["H"],
+                                  centroids=a["centroids"], q_elbow=int(q), inertias=a["inertias"].tolist(),
+                                  silhouette=float(sil), cnmf_error=float(err)))
+        j += 1
+    return units
 
 
 @dataclass
@@ -218,7 +251,8 @@ def cluster_head(features: np.ndarray, config: VTCDConfig,
 
 def discover(bundle: ModelBundle, videos: Videos, layers: Sequence[str] | None = None,
              heads: Sequence[int] | Mapping[str, Sequence[int]] | None = None, config: VTCDConfig | None = None,
-             targets: Sequence[int] | None = None, progress: Progress | None = None) -> VTCDResult:
+             targets: Sequence[int] | None = None, progress: Progress | None = None,
+             store: CheckpointStore | None = None) -> VTCDResult:
     """Concept discovery: tubelets per video, layer and head (SLIC), concepts per head (convex NMF).
 
     ``videos``: uint8 clips ``(T, H, W, 3)`` (fitted to the model's input) or a preprocessed batch.
@@ -226,15 +260,19 @@ def discover(bundle: ModelBundle, videos: Videos, layers: Sequence[str] | None =
     per layer. ``targets``: class labels of the videos, recorded for :func:`cris`. ``progress(stage,
     done, total)`` is called as units finish. A head whose tubelets are all under
     ``min_tubelet_fraction`` gets no unit (:func:`degenerate_warnings` reports a layer left without any).
+    ``store``: one layer at a time, each saved as ``parts/discover-NN.npz``; layers saved before are not
+    recomputed (the same numbers: every head is clustered with ``config.seed``).
     """
     cfg = config or VTCDConfig()
     layers = list(layers or bundle.stages)
+    if store is not None:
+        return _discover_by_layer(bundle, videos, layers, heads, cfg, targets, progress, store)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     x = prepare_videos(bundle, videos)
     sites = feature_sites(bundle, layers, cfg.feature, cfg.channel_blocks)
     feats, logits = extract_features(bundle, x, sites, cfg.feature_batch_size)
-    order = execution_order(bundle, x, layers)
+    order = layers_in_run_order(bundle, x, layers)
     timings["features"] = time.perf_counter() - t0
     prep = bundle.preprocessing
     video_shape = (int(prep.frames or 1), int(prep.size[0]), int(prep.size[1]))
@@ -273,6 +311,35 @@ def discover(bundle: ModelBundle, videos: Videos, layers: Sequence[str] | None =
                       targets=None if targets is None else np.asarray(targets, dtype=np.int64))
 
 
+def _discover_by_layer(bundle: ModelBundle, videos: Videos, layers: list[str],
+                       heads: Sequence[int] | Mapping[str, Sequence[int]] | None, cfg: VTCDConfig,
+                       targets: Sequence[int] | None, progress: Progress | None,
+                       store: CheckpointStore) -> VTCDResult:
+    x = prepare_videos(bundle, videos)
+    parts = []
+    t0 = time.perf_counter()
+    for i, layer in enumerate(layers):
+        name = f"parts/discover-{i:02d}.npz"
+        if store.has(name):
+            parts.append(store.load_arrays(name))
+        else:
+            res = discover(bundle, x, [layer], heads, cfg)
+            arrays = {"logits": res.logits, **pack_units(res.units)}
+            store.save_arrays(name, **arrays)
+            parts.append(arrays)
+        if progress is not None:
+            progress("concepts (layers)", i + 1, len(layers))
+    sites = feature_sites(bundle, layers, cfg.feature, cfg.channel_blocks)
+    units = [u for i, (layer, p) in enumerate(zip(layers, parts, strict=True)) for u in unpack_units(p, layer, i)]
+    prep = bundle.preprocessing
+    video_shape = (int(prep.frames or 1), int(prep.size[0]), int(prep.size[1]))
+    seg_grid = segmentation_grid(video_shape, sites[0].grid, cfg.upsample, cfg.upsample_frames, cfg.spatial_scale)
+    return VTCDResult(spec=bundle.spec, config=cfg, sites=sites, video_shape=video_shape, seg_grid=seg_grid,
+                      units=units, logits=parts[0]["logits"], layer_order=layers_in_run_order(bundle, x, layers),
+                      timings={"discover": time.perf_counter() - t0},
+                      targets=None if targets is None else np.asarray(targets, dtype=np.int64))
+
+
 def _warning(code: str, message: str, setting: str | None, layer: str | None = None,
              figure: str | None = None) -> dict[str, Any]:
     return {"code": code, "message": message, "setting": setting, "layer": layer, "figure": figure}
@@ -290,16 +357,16 @@ def degenerate_warnings(result: VTCDResult, concepts: CRISResult | None = None,
         out.append(_warning(
             "vtcd.few_clips", f"{result.n_videos} clips (fewer than {cfg.min_clips}): concepts are clusters of "
             "tubelets across the clips and importance is a mean over them, while the bootstrap interval covers "
-            "only the masks; use more clips (--videos, --clips-per-video)", "--videos", figure="importance"))
+            "only the masks; use more clips (videos)", "videos", figure="importance"))
     for layer in dict.fromkeys(s.layer for s in result.sites):
         if not any(u.layer == layer and u.n_concepts for u in result.units):
             out.append(_warning(
                 "vtcd.empty_layer", f"{layer} has no concept: every tubelet of every head is under the minimum "
-                f"size ({cfg.min_tubelet_fraction:g} of the volume); lower --min-tubelet or use fewer SLIC "
-                "segments (--segments)", "--min-tubelet", layer, "concepts"))
+                f"size ({cfg.min_tubelet_fraction:g} of the volume); lower min_tubelet_fraction or use fewer SLIC "
+                "segments (n_segments)", "min_tubelet_fraction", layer, "concepts"))
     for res, code, what, flags, figure in (
-            (concepts, "vtcd.cris_unconverged", "concepts", "--masks", "importance"),
-            (heads, "vtcd.head_cris_unconverged", "heads", "--head-masks", "heads")):
+            (concepts, "vtcd.cris_unconverged", "concepts", "n_masks", "importance"),
+            (heads, "vtcd.head_cris_unconverged", "heads", "head_masks", "heads")):
         conv = ranking_convergence(res, cfg.convergence_top_k)
         if conv is None or conv[0] >= (conv[1] + 1) // 2:
             continue
@@ -307,7 +374,7 @@ def degenerate_warnings(result: VTCDResult, concepts: CRISResult | None = None,
         out.append(_warning(
             code, f"the CRIS ranking of the {what} has not converged: only {conv[0]} of the top {conv[1]} have a "
             f"{level:.0%} bootstrap interval whose lower end is above the importance of number {conv[1] + 1}; "
-            f"use more masks ({flags}) or more clips (--videos)", flags, figure=figure))
+            f"use more masks ({flags}) or more clips (videos)", flags, figure=figure))
     return out
 
 
@@ -327,22 +394,31 @@ def _targets(result: VTCDResult, targets: Sequence[int] | None) -> np.ndarray:
 
 
 def cris(bundle: ModelBundle, videos: Videos, result: VTCDResult, targets: Sequence[int] | None = None,
-         config: VTCDConfig | None = None) -> VTCDImportance:
+         config: VTCDConfig | None = None, store: CheckpointStore | None = None,
+         progress: Progress | None = None) -> VTCDImportance:
     """CRIS importance of every concept of ``result`` (all layers and heads masked together) and of every
-    head, on the same ``videos`` ``discover`` ran on. ``config`` defaults to the discovery's."""
+    head, on the same ``videos`` ``discover`` ran on. ``config`` defaults to the discovery's. ``store``:
+    each video's masked metrics are saved (``parts/cris-concepts/``, ``parts/cris-heads/``) and videos
+    saved before are not recomputed."""
     cfg = config or result.config
     x = prepare_videos(bundle, videos)
     tg = _targets(result, targets)
     expand = prefix_module(result.sites, result.layer_order) if cfg.share_prefix else None
+
+    def tick(stage: str) -> Callable[[int, int], None] | None:
+        return None if progress is None else (lambda done, total: progress(stage, done, total))
+
     t0 = time.perf_counter()
     concepts = cris_units(bundle, x, result.concept_units(), tg, cfg.n_masks, cfg.rho, cfg.metric, cfg.batch_size,
-                          cfg.seed, expand, salt=0, n_boot=cfg.bootstrap, ci_level=cfg.ci_level)
+                          cfg.seed, expand, salt=0, n_boot=cfg.bootstrap, ci_level=cfg.ci_level, store=store,
+                          tag="cris-concepts", progress=tick("CRIS concepts (videos)"))
     t1 = time.perf_counter()
     heads = None
     if cfg.n_head_masks > 0:
         heads = cris_units(bundle, x, result.head_units(), tg, cfg.n_head_masks, cfg.rho, cfg.metric,
                            cfg.batch_size, cfg.seed, concepts.expand_at if cfg.share_prefix else None, salt=1,
-                           n_boot=cfg.bootstrap, ci_level=cfg.ci_level)
+                           n_boot=cfg.bootstrap, ci_level=cfg.ci_level, store=store, tag="cris-heads",
+                           progress=tick("CRIS heads (videos)"))
     return VTCDImportance(concepts, heads, {"cris_concepts": t1 - t0, "cris_heads": time.perf_counter() - t1})
 
 

@@ -6,6 +6,9 @@ released code does (``average="all"``); ``average="present"`` averages only over
 the union is not empty (this project's earlier rule, which scores sparse concepts higher). Each
 model keeps its top ``epsilon`` concepts by importance; tuples grow from d = 2 to D over the models,
 and a concept whose every d-tuple has ``R <= delta`` is dropped before d + 1.
+
+:func:`rosetta` takes VTCD analyses, saved runs or run folders (:func:`rosetta_of_runs`) or, as before,
+support arrays and importances (:func:`rosetta_tuples`).
 """
 
 from __future__ import annotations
@@ -14,11 +17,17 @@ import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    from core.vtcd.analysis import VTCDAnalysis
+    from core.vtcd.config import RosettaConfig, VTCDConfig
+    from core.vtcd.store import VTCDRun
 
 Average = Literal["all", "present"]
 AVERAGES: tuple[str, ...] = ("all", "present")
@@ -97,8 +106,8 @@ def tuple_r(supports: Sequence[np.ndarray], average: str = "all") -> float:
     return float(mean_iou(inter.astype(np.float64), union.astype(np.float64), average))
 
 
-def rosetta(supports: Sequence[np.ndarray], importances: Sequence[np.ndarray], epsilon: float = 0.15,
-            delta: float = 0.15, max_d: int | None = None, average: str = "all") -> RosettaResult:
+def rosetta_tuples(supports: Sequence[np.ndarray], importances: Sequence[np.ndarray], epsilon: float = 0.15,
+                   delta: float = 0.15, max_d: int | None = None, average: str = "all") -> RosettaResult:
     """Mine Rosetta concepts across ``D = len(supports)`` models.
 
     ``supports[j]`` bool ``(Q_j, V, P)``: model ``j``'s concept supports on the same ``V`` videos and the
@@ -143,3 +152,141 @@ def rosetta(supports: Sequence[np.ndarray], importances: Sequence[np.ndarray], e
         result.mean_r[d] = float(np.mean(scores)) if scores else float("nan")
     result.tuples.sort(key=lambda t: (t.d, -t.r))
     return result
+
+
+# ----------------------------------------------------------------------------------------------
+# Across analyses or saved runs
+
+
+@dataclass
+class RosettaInput:
+    """What Rosetta needs of one model's VTCD: its label, the clip ids, frame count, segmentation grid, and
+    per concept (in CRIS order) its record ``{id, layer, head}``, importance and supports."""
+
+    label: str
+    video_ids: list[str]
+    frames: int
+    seg_grid: tuple[int, int, int]
+    concepts: list[dict[str, Any]]
+    importances: np.ndarray
+    supports: Any  # grid -> bool (Q, V, P)
+    source: Any = None
+
+
+def rosetta_input(item: VTCDAnalysis | VTCDRun | str | Path) -> RosettaInput:
+    """A :class:`RosettaInput` of an analysis, a loaded run, or a run folder."""
+    from core.vtcd.analysis import VTCDAnalysis
+    from core.vtcd.store import VTCDRun, load
+
+    if isinstance(item, (str, Path)):
+        item = load(item)
+    if isinstance(item, VTCDRun):
+        doc = item.concepts_doc
+        return RosettaInput(doc["model"]["label"], [v["id"] for v in doc["videos"]], int(doc["video_shape"][0]),
+                            tuple(int(g) for g in doc["seg_grid"]),
+                            [{"id": c["id"], "layer": c["layer"], "head": c["head"]} for c in doc["concepts"]],
+                            item.importances(), item.supports, item)
+    if isinstance(item, VTCDAnalysis):
+        res = item.discovery
+
+        def supports(grid: Sequence[int]) -> np.ndarray:
+            parts = [to_common_grid(res.unit_supports(i), grid) for i in range(len(res.units))]
+            return np.concatenate(parts) if parts else np.zeros((0, res.n_videos, int(np.prod(grid))), bool)
+
+        units = res.concept_unit
+        return RosettaInput(item.model["label"], list(item.video_ids), int(res.video_shape[0]),
+                            tuple(int(g) for g in res.seg_grid),
+                            [{"id": n, "layer": res.units[int(u)].layer, "head": res.units[int(u)].head}
+                             for n, u in zip(res.concept_names, units, strict=True)],
+                            np.asarray(item.concepts.importance, dtype=np.float64), supports, item)
+    raise TypeError(f"Rosetta takes VTCD analyses, loaded runs or run folders, not {type(item).__name__}")
+
+
+@dataclass
+class RosettaAnalysis:
+    """Rosetta concepts across ``inputs``: ``result`` the tuples, ``labels`` one unique label per input,
+    ``grid`` the common grid, ``tuples`` one record per tuple ``{index, d, runs, models, concepts,
+    concept_index, layers, heads, importances, r, videos: [{video, id, r}] (best first), media: []}``."""
+
+    config: RosettaConfig
+    inputs: list[RosettaInput]
+    labels: list[str]
+    grid: list[int]
+    result: RosettaResult
+    supports: list[np.ndarray]
+    tuples: list[dict[str, Any]]
+
+    def save(self, out: Any, *, run_id: str | None = None, overwrite: bool = False, media_tuples: int = 24,
+             media_videos: int = 2) -> Path:
+        """Write a ``rosetta`` run (:func:`core.vtcd.store.save_rosetta`): into an open run writer, or as a new
+        finished run under the artifact root ``out`` (returns the run folder)."""
+        from core.vtcd.store import save_rosetta
+
+        return save_rosetta(self, out, run_id=run_id, overwrite=overwrite, media_tuples=media_tuples,
+                            media_videos=media_videos)
+
+
+def rosetta_of_runs(items: Sequence[VTCDAnalysis | VTCDRun | str | Path],
+                    config: RosettaConfig | VTCDConfig | None = None, videos_per_tuple: int = 2) -> RosettaAnalysis:
+    """Rosetta concepts across several VTCD analyses or saved runs of other models on the same clips.
+    ``config`` a :class:`RosettaConfig` (a :class:`VTCDConfig` gives its ``rosetta_epsilon`` and
+    ``rosetta_delta``); ``videos_per_tuple`` best videos listed per tuple."""
+    from core.errors import DataError, UserError
+    from core.vtcd.config import RosettaConfig, VTCDConfig
+
+    if isinstance(config, VTCDConfig):
+        config = RosettaConfig(epsilon=config.rosetta_epsilon, delta=config.rosetta_delta)
+    cfg = config or RosettaConfig()
+    if len(items) < 2:
+        raise UserError("Rosetta concepts need at least two VTCD results made on the same videos")
+    inputs = [rosetta_input(it) for it in items]
+    ids = inputs[0].video_ids
+    for j, inp in enumerate(inputs[1:], start=1):
+        if inp.video_ids != ids:
+            raise DataError(f"result {j} ({inp.label}) was not made on the same videos as result 0 "
+                            f"({len(inp.video_ids)} vs {len(ids)} clips, or other clip ids); Rosetta concepts "
+                            "compare supports video by video")
+    frames = sorted({inp.frames for inp in inputs})
+    if len(frames) > 1:
+        raise DataError(f"the models take clips of {' and '.join(map(str, frames))} frames, so the same clip ids "
+                        "hold other footage; Rosetta concepts need models with one frame count")
+    grid = [int(g) for g in cfg.grid] if cfg.grid is not None else \
+        [max(inp.seg_grid[a] for inp in inputs) for a in range(3)]
+    taken: set[str] = set()
+    labels = []
+    for j, inp in enumerate(inputs):
+        run_id = getattr(getattr(inp.source, "run", None), "run_id", None)
+        lab = inp.label if inp.label not in taken else f"{inp.label} ({run_id or j})"
+        taken.add(lab)
+        labels.append(lab)
+    supports = [inp.supports(grid) for inp in inputs]
+    res = rosetta_tuples(supports, [inp.importances for inp in inputs], cfg.epsilon, cfg.delta, cfg.max_d,
+                         cfg.average)
+    tuples = []
+    for n, t in enumerate(res.tuples):
+        members = [supports[m][c] for m, c in zip(t.models, t.concepts, strict=True)]  # each (V, P)
+        inter = np.logical_and.reduce(members).sum(-1)
+        union = np.logical_or.reduce(members).sum(-1)
+        per_video = np.where(union > 0, inter / np.maximum(union, 1), 0.0)
+        best = [int(v) for v in np.argsort(-per_video, kind="stable") if union[v] > 0][:max(videos_per_tuple, 1)]
+        recs = [inputs[m].concepts[c] for m, c in zip(t.models, t.concepts, strict=True)]
+        imps = [inputs[m].importances[c] for m, c in zip(t.models, t.concepts, strict=True)]
+        tuples.append({"index": n, "d": t.d, "runs": list(t.models), "models": [labels[m] for m in t.models],
+                       "concepts": [r["id"] for r in recs], "concept_index": list(t.concepts),
+                       "layers": [r["layer"] for r in recs], "heads": [r["head"] for r in recs],
+                       "importances": [None if not math.isfinite(float(i)) else float(i) for i in imps], "r": t.r,
+                       "videos": [{"video": v, "id": ids[v], "r": float(per_video[v])} for v in best],
+                       "media": []})
+    return RosettaAnalysis(cfg, inputs, labels, grid, res, supports, tuples)
+
+
+def rosetta(supports: Sequence[Any], importances: Any = None, epsilon: float = 0.15, delta: float = 0.15,
+            max_d: int | None = None, average: str = "all") -> Any:
+    """Rosetta concepts. ``rosetta(results, config=None)``: across VTCD analyses, loaded runs or run folders
+    (:func:`rosetta_of_runs`, a :class:`RosettaAnalysis`); ``rosetta(supports, importances, epsilon, delta,
+    max_d, average)``: on support arrays (:func:`rosetta_tuples`, a :class:`RosettaResult`)."""
+    from core.vtcd.config import RosettaConfig, VTCDConfig
+
+    if importances is None or isinstance(importances, (RosettaConfig, VTCDConfig)):
+        return rosetta_of_runs(supports, importances)
+    return rosetta_tuples(supports, importances, epsilon, delta, max_d, average)

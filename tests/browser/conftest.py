@@ -165,10 +165,27 @@ def settle(page, timeout_ms: int = SETTLE_TIMEOUT_MS) -> None:
     page.wait_for_timeout(300)
 
 
-def goto(page, app_url: str, path: str = "") -> None:
-    """Open ``app_url/path`` and wait for it to settle."""
-    page.goto(f"{app_url}/{path.lstrip('/')}", wait_until="domcontentloaded")
+def drawn(page, attempts: int = 300) -> None:
+    """Wait until the page has drawn (``settle``, then the page benchmark's test: a title, no script
+    running, every chart and image in place), with the same element count twice 200 ms apart:
+    ``settle`` alone can return before the first script run has drawn anything."""
+    from benchmarks.pages import SETTLED_JS
+
     settle(page)
+    last = -1
+    for _ in range(attempts):
+        n = page.evaluate(SETTLED_JS)
+        if n >= 0 and n == last:
+            return
+        last = n
+        page.wait_for_timeout(200)
+    raise AssertionError(f"{page.url} did not finish drawing")
+
+
+def goto(page, app_url: str, path: str = "") -> None:
+    """Open ``app_url/path`` and wait until it has drawn."""
+    page.goto(f"{app_url}/{path.lstrip('/')}", wait_until="domcontentloaded")
+    drawn(page)
 
 
 def exceptions_on_page(page) -> list[str]:

@@ -1,0 +1,230 @@
+"""Benchmark of the dashboard in a real browser: time to a settled page and DOM size, per page.
+
+    python benchmarks/pages.py [--root assets/demo] [--pages home static_dynamic ...] [--screenshots DIR]
+
+Starts ``streamlit run app.py`` on ``--root`` and, as the baseline, ``benchmarks/trivial_page.py`` (a
+title and a line) in a second Streamlit server, and drives Debian's Chromium through Playwright
+(``executable_path``; nothing is downloaded). Each page is opened twice, each time in a new tab (a new
+Streamlit session): *first visit* in a fresh browser profile (empty HTTP cache; the server's caches
+cold for that page's data) and *warm*, the second visit in the same profile (what a user returning to
+the page gets: scripts such as plotly.js cached, the run's data cached on the server).
+A page is *settled* when Streamlit reports no script running, every plotly chart has drawn its
+SVG, every image has loaded, and the DOM's element count has not changed for 0.75 s; the time is from
+the navigation's start to that count's last change. *DOM nodes* is
+``document.getElementsByTagName('*').length`` once settled. Prints a markdown table, including
+*warm - trivial*; ``--screenshots DIR`` also saves a full-page PNG of each page (warm visit) as
+``DIR/<page>.png``, plus ``predictions-misclassified.png`` and ``static_dynamic-units.png`` (the
+file names of ``docs/screenshots/``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+TRIVIAL = Path(__file__).resolve().parent / "trivial_page.py"
+PAGES = ["home", "predictions", "static_dynamic", "vtcd", "vcc", "vcc_debug"]
+CHROMIUM = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
+VIEWPORT = {"width": 1400, "height": 1000}
+POLL_S = 0.05
+STABLE_S = 0.75  # lazily loaded parts (data grids, charts) can appear this long after the script ends
+TIMEOUT_S = 120.0
+
+SETTLED_JS = """() => {
+    const app = document.querySelector('[data-testid="stApp"]');
+    if (!app || app.getAttribute('data-test-script-state') === 'running') return -1;
+    if (document.querySelector('[data-testid="stStatusWidget"], [data-testid="stSkeleton"]')) return -1;
+    const main = document.querySelector('[data-testid="stMain"]');
+    if (!main || !main.querySelector('h1')) return -1;
+    for (const c of document.querySelectorAll('[data-testid="stPlotlyChart"]'))
+        if (!c.querySelector('.main-svg')) return -1;
+    for (const i of document.images) if (!i.complete) return -1;
+    return document.getElementsByTagName('*').length;
+}"""
+
+
+def chromium_path() -> str:
+    """Debian's Chromium (``$CONCEPT_LENS_CHROMIUM`` overrides)."""
+    env = os.environ.get("CONCEPT_LENS_CHROMIUM")
+    for p in ([env] if env else []) + list(CHROMIUM) + [shutil.which("chromium") or ""]:
+        if p and Path(p).is_file() and os.access(p, os.X_OK):
+            return p
+    sys.exit("benchmarks/pages.py: no Chromium found (apt-get install chromium, or set CONCEPT_LENS_CHROMIUM)")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_streamlit(script: Path, root: Path, log: Path) -> tuple[subprocess.Popen, str]:
+    """A headless Streamlit server for ``script`` on a free local port; returns it and its URL."""
+    port = free_port()
+    env = {**os.environ, "CONCEPT_LENS_ARTIFACTS": str(root)}
+    cmd = [sys.executable, "-m", "streamlit", "run", str(script), "--server.headless", "true",
+           "--server.port", str(port), "--server.address", "127.0.0.1"]
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            sys.exit(f"streamlit exited with {proc.returncode}: {log.read_text()[-2000:]}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                if r.status == 200:
+                    return proc, url
+        except OSError:
+            time.sleep(0.3)
+    proc.kill()
+    sys.exit(f"streamlit did not start in 90 s: {log.read_text()[-2000:]}")
+
+
+def wait_settled(page) -> None:
+    """Wait (untimed) until the page is settled, as :func:`visit` defines it."""
+    last, since = -1, time.perf_counter()
+    while True:
+        n, now = page.evaluate(SETTLED_JS), time.perf_counter()
+        if n != last:
+            last, since = n, now
+        elif n >= 0 and now - since >= STABLE_S:
+            return
+        if now - since > TIMEOUT_S:
+            raise TimeoutError(f"{page.url} did not settle in {TIMEOUT_S:.0f} s")
+        page.wait_for_timeout(int(POLL_S * 1000))
+
+
+def full_screenshot(page, path: Path) -> None:
+    """The whole page as one PNG: Streamlit scrolls inside its main block, not the document, so the
+    viewport is made as tall as the content for the shot (and put back afterwards)."""
+    height = page.evaluate("() => Math.max(...Array.from(document.querySelectorAll("
+                           "'[data-testid=\"stMain\"], [data-testid=\"stMainBlockContainer\"]'), e => e.scrollHeight))")
+    page.set_viewport_size({"width": VIEWPORT["width"], "height": max(VIEWPORT["height"], min(int(height) + 40, 8000))})
+    page.wait_for_timeout(700)
+    wait_settled(page)
+    page.screenshot(path=str(path))
+    page.set_viewport_size(VIEWPORT)
+
+
+def shot_misclassified(page, folder: Path) -> None:
+    """predictions-misclassified.png: the grid with "Only misclassified" on."""
+    page.get_by_text("Only misclassified", exact=True).click()
+    page.wait_for_timeout(500)
+    wait_settled(page)
+    full_screenshot(page, folder / "predictions-misclassified.png")
+
+
+def shot_units(page, folder: Path) -> None:
+    """static_dynamic-units.png: one screen from the "Units of one layer" view."""
+    page.get_by_role("heading", name="Units of one layer").scroll_into_view_if_needed()
+    page.evaluate("() => { const h = Array.from(document.querySelectorAll('h3'))"
+                  ".find(e => e.textContent.startsWith('Units of one layer')); if (h) h.scrollIntoView(); }")
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(folder / "static_dynamic-units.png"))
+
+
+EXTRA_SHOTS = {"predictions": shot_misclassified, "static_dynamic": shot_units}
+
+
+def visit(context, url: str, screenshot: Path | None = None, extra=None) -> tuple[float, int]:
+    """Open ``url`` in a new tab of ``context`` (a new Streamlit session; the context keeps the browser's
+    HTTP cache); (seconds to a settled page, DOM element count)."""
+    page = context.new_page()
+    try:
+        start = time.perf_counter()
+        page.goto(url, wait_until="commit")
+        last, since = -1, start
+        while True:
+            n = page.evaluate(SETTLED_JS)
+            now = time.perf_counter()
+            if n != last:
+                last, since = n, now
+            elif n >= 0 and now - since >= STABLE_S:
+                break
+            if now - start > TIMEOUT_S:
+                raise TimeoutError(f"{url} did not settle in {TIMEOUT_S:.0f} s")
+            time.sleep(POLL_S)
+        seconds = since - start
+        if screenshot is not None:
+            full_screenshot(page, screenshot)
+            if extra is not None:
+                extra(page, screenshot.parent)
+        return seconds, last
+    finally:
+        page.close()
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def machine() -> str:
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return f"{platform.machine()}, {os.cpu_count()} cores, load {load:.1f} at start"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--root", type=Path, default=REPO / "assets" / "demo", help="artifact root to serve")
+    parser.add_argument("--pages", nargs="+", default=PAGES, choices=PAGES, help="pages to time")
+    parser.add_argument("--screenshots", type=Path, help="save a full-page PNG per page here")
+    args = parser.parse_args(argv)
+    from playwright.sync_api import sync_playwright
+
+    root = args.root.resolve()
+    if args.screenshots:
+        args.screenshots.mkdir(parents=True, exist_ok=True)
+    logs = Path(tempfile.mkdtemp(prefix="pages-bench-"))
+    print(f"machine: {machine()}; root {root}; server logs in {logs}", file=sys.stderr)
+    app, app_url = start_streamlit(REPO / "app.py", root, logs / "app.log")
+    trivial, trivial_url = start_streamlit(TRIVIAL, root, logs / "trivial.log")
+    rows = []
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=chromium_path(), args=["--no-sandbox"])
+            warmup = browser.new_context(viewport=VIEWPORT)
+            visit(warmup, trivial_url)  # the browser's own first start is not the page's time
+            warmup.close()
+            context = browser.new_context(viewport=VIEWPORT)
+            base = [visit(context, trivial_url) for _ in range(2)]
+            context.close()
+            rows.append(("trivial Streamlit page", base[0], base[1]))
+            for name in args.pages:
+                url = f"{app_url}/{'' if name == 'home' else name}"
+                context = browser.new_context(viewport=VIEWPORT)  # first visit: empty browser cache
+                first = visit(context, url)
+                shot = args.screenshots / f"{name}.png" if args.screenshots else None
+                warm = visit(context, url, shot, EXTRA_SHOTS.get(name))
+                context.close()
+                rows.append((name, first, warm))
+                print(f"{name}: first {first[0]:.2f} s, warm {warm[0]:.2f} s, {warm[1]} nodes", file=sys.stderr)
+            browser.close()
+    finally:
+        stop(app)
+        stop(trivial)
+    trivial_warm = rows[0][2][0]
+    print(f"\n{machine()}, Chromium {chromium_path()}, root `{root.name}`\n")
+    print("| page | first visit (s) | warm (s) | warm - trivial (s) | DOM nodes (warm) |")
+    print("|---|---|---|---|---|")
+    for name, first, warm in rows:
+        print(f"| {name} | {first[0]:.2f} | {warm[0]:.2f} | {warm[0] - trivial_warm:+.2f} | {warm[1]} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Streamlit pieces shared by several pages (not pages themselves)."""
