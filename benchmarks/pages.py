@@ -34,6 +34,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 TRIVIAL = Path(__file__).resolve().parent / "trivial_page.py"
 PAGES = ["home", "predictions", "static_dynamic", "vtcd", "vcc", "vcc_debug"]
+NAV = {"home": ("Runs", "Concept Lens"), "predictions": ("Predictions", "Predictions"),
+       "static_dynamic": ("Static / dynamic", "Static / dynamic units"),
+       "vtcd": ("Concept tubelets", "Concept tubelets"), "vcc": ("Concept connectome", "Concept connectome"),
+       "vcc_debug": ("Failure debugger", "Failure debugger")}
+"""Page -> (its link in the sidebar, its title)."""
 CHROMIUM = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
 VIEWPORT = {"width": 1400, "height": 1000}
 POLL_S = 0.05
@@ -165,6 +170,56 @@ def visit(context, url: str, screenshot: Path | None = None, extra=None) -> tupl
         page.close()
 
 
+def settle_time(page, start: float, label: str) -> tuple[float, int]:
+    """Poll until settled (as :func:`visit` defines it); (seconds from ``start`` to the DOM's last change,
+    element count)."""
+    last, since = -1, start
+    while True:
+        n = page.evaluate(SETTLED_JS)
+        now = time.perf_counter()
+        if n != last:
+            last, since = n, now
+        elif n >= 0 and now - since >= STABLE_S:
+            return since - start, last
+        if now - start > TIMEOUT_S:
+            raise TimeoutError(f"{label} did not settle in {TIMEOUT_S:.0f} s")
+        time.sleep(POLL_S)
+
+
+def switch(page, link: str, title: str) -> tuple[float, int]:
+    """Click the sidebar link ``link`` of an open, settled page (Streamlit switches pages in the same tab and
+    session: scripts stay loaded, the server's caches stay warm); (seconds until the page titled ``title``
+    has settled, element count)."""
+    start = time.perf_counter()
+    page.locator('[data-testid="stSidebarNav"] a', has_text=link).first.click()
+    page.wait_for_function("t => { const h = document.querySelector('[data-testid=\"stMain\"] h1');"
+                           " return h && h.textContent.trim().startsWith(t); }", arg=title,
+                           timeout=TIMEOUT_S * 1000)
+    return settle_time(page, start, title)
+
+
+def switches(context, url: str, pairs: list[tuple[str, str, str]]) -> list[tuple[float, int]]:
+    """For each ``(from link, to link, to title)``: open ``url``, click ``from link``, then time the click on
+    ``to link`` (each in the same tab and session)."""
+    page = context.new_page()
+    out = []
+    try:
+        page.goto(url, wait_until="commit")
+        wait_settled(page)
+        for src, dst, title in pairs:
+            page.locator('[data-testid="stSidebarNav"] a', has_text=src).first.click()
+            page.wait_for_timeout(300)
+            wait_settled(page)
+            switch(page, dst, title)  # the first switch to a page warms its data and code
+            page.locator('[data-testid="stSidebarNav"] a', has_text=src).first.click()
+            page.wait_for_timeout(300)
+            wait_settled(page)
+            out.append(switch(page, dst, title))
+    finally:
+        page.close()
+    return out
+
+
 def stop(proc: subprocess.Popen) -> None:
     proc.terminate()
     try:
@@ -203,26 +258,34 @@ def main(argv: list[str] | None = None) -> int:
             context = browser.new_context(viewport=VIEWPORT)
             base = [visit(context, trivial_url) for _ in range(2)]
             context.close()
-            rows.append(("trivial Streamlit page", base[0], base[1]))
+            context = browser.new_context(viewport=VIEWPORT)
+            [base_switch] = switches(context, trivial_url, [("Trivial", "Second", "Second trivial page")])
+            context.close()
+            rows.append(("trivial Streamlit page", base[0], base[1], base_switch))
             for name in args.pages:
                 url = f"{app_url}/{'' if name == 'home' else name}"
                 context = browser.new_context(viewport=VIEWPORT)  # first visit: empty browser cache
                 first = visit(context, url)
                 shot = args.screenshots / f"{name}.png" if args.screenshots else None
                 warm = visit(context, url, shot, EXTRA_SHOTS.get(name))
+                src = "Predictions" if name == "home" else "Runs"
+                [moved] = switches(context, app_url, [(src, NAV[name][0], NAV[name][1])])
                 context.close()
-                rows.append((name, first, warm))
-                print(f"{name}: first {first[0]:.2f} s, warm {warm[0]:.2f} s, {warm[1]} nodes", file=sys.stderr)
+                rows.append((name, first, warm, moved))
+                print(f"{name}: first {first[0]:.2f} s, warm {warm[0]:.2f} s, switch {moved[0]:.2f} s, "
+                      f"{warm[1]} nodes", file=sys.stderr)
             browser.close()
     finally:
         stop(app)
         stop(trivial)
-    trivial_warm = rows[0][2][0]
+    trivial_warm, trivial_switch = rows[0][2][0], rows[0][3][0]
     print(f"\n{machine()}, Chromium {chromium_path()}, root `{root.name}`\n")
-    print("| page | first visit (s) | warm (s) | warm - trivial (s) | DOM nodes (warm) |")
-    print("|---|---|---|---|---|")
-    for name, first, warm in rows:
-        print(f"| {name} | {first[0]:.2f} | {warm[0]:.2f} | {warm[0] - trivial_warm:+.2f} | {warm[1]} |")
+    print("| page | first visit (s) | warm, new tab (s) | warm - trivial (s) | switch in the app (s) "
+          "| switch - trivial (s) | DOM nodes (warm) |")
+    print("|---|---|---|---|---|---|---|")
+    for name, first, warm, moved in rows:
+        print(f"| {name} | {first[0]:.2f} | {warm[0]:.2f} | {warm[0] - trivial_warm:+.2f} | {moved[0]:.2f} "
+              f"| {moved[0] - trivial_switch:+.2f} | {warm[1]} |")
     return 0
 
 
