@@ -36,6 +36,7 @@ import numpy as np
 
 from core import run_schema
 from core.errors import RunError, UserError
+from core.jsonsafe import nan_to_null
 
 try:
     import fcntl
@@ -564,10 +565,9 @@ def _writer_gone(manifest: dict[str, Any]) -> bool:
 
 
 def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
+    """numpy values as plain JSON; their NaN and infinities as null (:mod:`core.jsonsafe`)."""
+    if isinstance(obj, (np.generic, np.ndarray)):
+        return nan_to_null(obj.item() if isinstance(obj, np.generic) else obj)
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"{type(obj).__name__} is not JSON serialisable")

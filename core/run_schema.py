@@ -173,9 +173,10 @@ VCC_CLASS = Obj({"slug": STR, "class_index": INT, "class_name": STR},
 
 VIDEO = Obj({"id": STR, "file": STR}, {"label_name": Opt(STR), "predicted_name": Opt(STR)})
 
-SD_LAYER = Obj({"model": STR, "layer": STR, "depth": INT, "n_units": INT, "S_static": NUM, "S_dynamic": NUM,
-                "pct_static": NUM, "pct_dynamic": NUM, "n_static": INT, "n_dynamic": INT},
-               {"pct_identical": NUM, "n_joint": INT, "n_residual": INT, "n_dead": INT, "lambda": NUM})
+SD_LAYER = Obj({"model": STR, "layer": STR, "depth": INT, "n_units": INT, "S_static": Opt(NUM),
+                "S_dynamic": Opt(NUM), "pct_static": Opt(NUM), "pct_dynamic": Opt(NUM), "n_static": INT,
+                "n_dynamic": INT},  # null: a layer with no live unit has no score
+               {"pct_identical": Opt(NUM), "n_joint": INT, "n_residual": INT, "n_dead": INT, "lambda": NUM})
 
 
 def _concept_videos(doc: dict[str, Any]) -> str | None:

@@ -2,11 +2,13 @@
 
 Inputs are the files of a ``static-dynamic`` run as loaded from JSON / npz: ``models.json``,
 ``layers.json`` (one record per model and layer), per-unit score arrays, ``removal.json`` and
-``dynamics.json``.
+``dynamics.json``. A layer with no live unit has no score: ``null`` in the JSON (NaN in memory),
+``—`` in text, a missing bar in a figure.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -158,13 +160,32 @@ def unit_histogram(layers: Sequence[Mapping[str, Any]], models: Sequence[str], s
     return fig
 
 
+def score(value: Any) -> float:
+    """A layer score from ``layers.json`` as a float: NaN for ``null`` (a layer with no live unit)."""
+    return float("nan") if value is None else float(value)
+
+
+def fmt_score(value: Any, spec: str = ".3f") -> str:
+    """A layer score as text, ``—`` when there is none (``null`` or NaN)."""
+    v = score(value)
+    return format(v, spec) if math.isfinite(v) else "—"
+
+
+LAYER_KEYS = ("S_static", "S_dynamic", "pct_static", "pct_dynamic", "pct_identical")
+
+
 def _layer_custom(recs: Sequence[Mapping[str, Any]]) -> np.ndarray:
-    keys = ("S_static", "S_dynamic", "pct_static", "pct_dynamic", "pct_identical")
-    return np.array([[float(r[k]) for k in keys] for r in recs], dtype=np.float64).reshape(len(recs), len(keys))
+    """``(layers, 5)`` floats: :data:`LAYER_KEYS` of each record (NaN where a layer has no score)."""
+    return np.array([[score(r[k]) for k in LAYER_KEYS] for r in recs], dtype=np.float64).reshape(len(recs),
+                                                                                                   len(LAYER_KEYS))
 
 
-LAYER_HOVER = ("S_static %{customdata[0]:.3f} · S_dynamic %{customdata[1]:.3f}<br>"
-               "static %{customdata[2]:.1f}% · dynamic %{customdata[3]:.1f}% · identical %{customdata[4]:.1f}%")
+def layer_hover(rec: Mapping[str, Any]) -> str:
+    """Hover text of a layer's scores (``—`` for a layer with no live unit)."""
+    f = {k: fmt_score(rec.get(k), ".3f" if k.startswith("S_") else ".1f") for k in LAYER_KEYS}
+    pct = {k: v if v == "—" else f"{v}%" for k, v in f.items()}
+    return (f"S_static {f['S_static']} · S_dynamic {f['S_dynamic']}<br>static {pct['pct_static']} · "
+            f"dynamic {pct['pct_dynamic']} · identical {pct['pct_identical']}")
 
 
 def with_shares(rec: Mapping[str, Any]) -> dict[str, Any]:
@@ -186,10 +207,11 @@ def layer_scores(layers: Sequence[Mapping[str, Any]], models: Sequence[str], met
         row, col = cells[i]
         names = [r["layer"] for r in recs]
         custom = _layer_custom(recs)
+        hover = [layer_hover(r) for r in recs]
         for factor, key in (("static", key_s), ("dynamic", key_d)):
-            fig.add_bar(x=names, y=[float(r[key]) for r in recs], name=factor, legendgroup=factor,
-                        showlegend=i == 0, marker_color=COLORS[factor], customdata=custom,
-                        hovertemplate=f"{model} · %{{x}} · {factor}<br>{LAYER_HOVER}<extra></extra>",
+            fig.add_bar(x=names, y=[score(r[key]) for r in recs], name=factor, legendgroup=factor,
+                        showlegend=i == 0, marker_color=COLORS[factor], customdata=custom, hovertext=hover,
+                        hovertemplate=f"{model} · %{{x}} · {factor}<br>%{{hovertext}}<extra></extra>",
                         row=row, col=col)
         fig.update_xaxes(title_text="layer (shallow → deep)", automargin=True, row=row, col=col)
     fig.update_layout(barmode="group", bargap=0.2, bargroupgap=0.05)
@@ -197,8 +219,8 @@ def layer_scores(layers: Sequence[Mapping[str, Any]], models: Sequence[str], met
     if metric == "pct":
         fig.update_yaxes(range=[0, 50])
     else:
-        fig.update_yaxes(range=[min(-0.1, min((min(float(r["S_static"]), float(r["S_dynamic"]))
-                                               for r in layers), default=0) - 0.05), 1.05],
+        finite = [v for r in layers for v in (score(r["S_static"]), score(r["S_dynamic"])) if math.isfinite(v)]
+        fig.update_yaxes(range=[min(-0.1, min(finite, default=0) - 0.05), 1.05],
                          zeroline=True, zerolinecolor="#888")
     return fig
 

@@ -25,7 +25,7 @@ from plotly.colors import sample_colorscale
 from plotly.subplots import make_subplots
 
 from core.errors import RunError
-from core.vcc.jsonsafe import nan_to_null
+from core.jsonsafe import nan_to_null
 from core.vcc.segments import upsample_mask
 from core.viz import md_text  # noqa: F401  (re-exported: the pages escape a run's text with it)
 

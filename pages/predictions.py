@@ -9,11 +9,12 @@ from typing import Any
 
 import streamlit as st
 
+from core import predictions_store as store
 from core import ui_cache, viz
 from core.errors import RunError
 from core.viz import md_code, md_text
 
-KIND = "predictions"
+KIND = store.KIND
 PER_PAGE = 12  # two rows: what fits on a screen above the inspected image
 COLUMNS = 6
 SELECTED = "pred_image"
@@ -25,9 +26,9 @@ run = ui_cache.choose_run((KIND,), "predictions run", "Make one with `python -m 
                           "artifact root in the sidebar at a folder that has them.")
 
 try:
-    preds = ui_cache.load_run_json(run["path"], "predictions.json", run["key"])
-    layers = ui_cache.load_run_json(run["path"], "layers.json", run["key"])
-    features = ui_cache.load_run_npz(run["path"], "features.npz", run["key"])
+    preds = ui_cache.load_run_json(run["path"], store.PREDICTIONS, run["key"])
+    layers = ui_cache.load_run_json(run["path"], store.LAYERS, run["key"])
+    features = ui_cache.load_run_npz(run["path"], store.FEATURES, run["key"])
 except RunError as e:
     st.error(md_text(e))
     st.stop()
@@ -104,7 +105,7 @@ def browse() -> None:
                     st.plotly_chart(viz.feature_norms_bar(norms, index), config=viz.plotly_config(
                         f"feature-norms-{im['id']}"))
                 else:
-                    st.caption("features.npz has no per-layer features.")
+                    st.caption(f"{store.FEATURES} has no per-layer features.")
 
 
 browse()

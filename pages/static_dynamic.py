@@ -231,7 +231,7 @@ def one_layer() -> None:
     n_dead = int((table["category"] == "dead").sum())
     st.caption(f"{len(table)} units · " + " · ".join(f"{c} {int((table['category'] == c).sum())}"
                                                      for c in vsd.CATEGORIES)
-               + f" · S_static {rec['S_static']:.3f}, S_dynamic {rec['S_dynamic']:.3f}"
+               + f" · S_static {vsd.fmt_score(rec['S_static'])}, S_dynamic {vsd.fmt_score(rec['S_dynamic'])}"
                + (f" · the {n_dead} dead units (zero variance, no score) are not plotted" if n_dead else ""))
 
     plot, hist = st.columns([3, 2])

@@ -289,6 +289,7 @@ if upload is not None:
         except Exception as e:  # a broken upload: say so in words and stop
             st.error(md(vv.upload_error(upload.name, e)))
             st.stop()
+        from core.vcc.config import VCCDebugConfig
         from core.vcc.debug import analyse, load_vccs, pick_vccs
         from core.vcc.predict import predictions
 
@@ -298,7 +299,7 @@ if upload is not None:
                 vccs = load_vccs([ui_cache.get_run(r["path"], r["key"]) for r in same])
                 probs = predictions(bundle, [image], 16)[0]
                 true, pred = pick_vccs(vccs, int(true_index), int(np.argmax(probs)), warn=False)
-                analysis = analyse(bundle, image, true, pred, batch_size=16)
+                analysis = analyse(bundle, image, true, pred, VCCDebugConfig(batch_size=16))
         except UserError as e:
             st.error(md(e))
             st.stop()

@@ -159,8 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "sub-folder names of a folder)")
     p.add_argument("--runs", nargs="+", help="vcc runs (folders, or run ids under --out) holding the VCCs of "
                    "the true and the predicted classes (required)")
-    p.add_argument("--paths", type=int, default=5, help="strongest paths kept per VCC and image (default 5)")
-    p.add_argument("--batch-size", type=int, default=32)
+    _add_vcc_debug_settings(p)
 
     p = sub.add_parser("vtcd", help="VTCD: spatiotemporal concepts of a video transformer, CRIS importance, "
                        "attribution curves, head pruning")
@@ -176,6 +175,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-id", help="name of the run folder (default: date, models and config hash)")
     p.add_argument("--overwrite", action="store_true", help="replace a finished run with the same --run-id")
     return parser
+
+
+VCC_DEBUG_FLAGS = {"n_paths": "--paths"}  # VCCDebugConfig fields whose flag is not --<field-name>
+
+
+def _add_vcc_debug_settings(p: argparse.ArgumentParser) -> None:
+    """One flag per field of core.vcc.VCCDebugConfig (its defaults)."""
+    from core.vcc.config import VCCDebugConfig
+    from precompute.config_args import add_config_arguments
+
+    add_config_arguments(p.add_argument_group("failure debugger settings (core.vcc.VCCDebugConfig)"),
+                         VCCDebugConfig, flags=VCC_DEBUG_FLAGS)
 
 
 STATIC_DYNAMIC_FLAGS = {"lam": "--lambda"}  # StaticDynamicConfig fields whose flag is not --<field-name>
@@ -214,12 +225,14 @@ def _add_vtcd_settings(p: argparse.ArgumentParser) -> None:
     from precompute.config_args import add_config_arguments
 
     p.set_defaults(seed=VTCDConfig.seed)
+    flag_name = {v: k for k, v in vtcd_job.FEATURES.items()}
     p.add_argument("--videos", help="'demo' (default: real clips), a folder (sub-folders = classes) or file, "
                    "or synthetic:<task>[:<n>]")
     p.add_argument("--clips-per-video", type=int, default=4, help="at most this many clips per video")
     p.add_argument("--heads", nargs="+", help="head indices of every layer (default: all)")
-    p.add_argument("--features", choices=("keys", "queries", "values", "output"), default="keys",
-                   help="what a head's tubelets are cut from (default keys; output: the block output)")
+    p.add_argument("--features", choices=tuple(vtcd_job.FEATURES), default=flag_name[VTCDConfig.feature],
+                   help=f"what a head's tubelets are cut from (default {flag_name[VTCDConfig.feature]}; output: the "
+                   "block output)")
     p.add_argument("--target-class", help="the class (index or name) the metric is taken on, for every clip")
     p.add_argument("--target", choices=("auto", "label", "prediction"), default="auto",
                    help="without --target-class: each clip's label, or its unmasked prediction (label-free: "
@@ -241,6 +254,7 @@ def _add_vcc_settings(p: argparse.ArgumentParser) -> None:
     from precompute import vcc as vcc_job
     from precompute.config_args import add_config_arguments
 
+    p.set_defaults(seed=VCCConfig.seed)  # the shared --seed is a config field
     g = p.add_argument_group("VCC settings (core.vcc.VCCConfig; defaults from methods.md section 3)")
     add_config_arguments(g, VCCConfig, exclude=vcc_job.VCC_OWN, flags=vcc_job.VCC_FLAGS)
     fields = VCCConfig.__dataclass_fields__
@@ -577,9 +591,7 @@ def cmd_vcc_debug(args: argparse.Namespace) -> None:
 
     if not args.runs:
         raise CliError("--runs is required: the vcc runs holding the VCCs of the true and predicted classes")
-    if args.paths < 1:
-        raise CliError("--paths must be at least 1")
-    print(vcc_debug.run(args))
+    print(vcc_debug.run(args, vcc_debug.build_config(args)))
 
 
 def cmd_vtcd(args: argparse.Namespace) -> None:

@@ -3,16 +3,8 @@
 Image models read ``--images``; video models read ``--videos`` (``demo`` real clips, a folder or
 file, or ``synthetic:<task>[:<n>]`` clips of the synthetic benchmark's test split).
 
-Run layout (kind ``predictions``)::
-
-    predictions.json  {"model": ..., "images": [{id, file, source, label, label_name, top,
-                       predicted, predicted_name, correct}, ...]}
-    features.npz      one (N, C) array of GAP'd activations per layer, plus "logits" (N, K)
-    layers.json       [{"layer": name, "shape": [...]}, ...]  (activation shape per image)
-    images/<id>.webp  thumbnails (the middle frame of a clip)
-
-Work is done in batches saved as ``parts/batch-NNNN.npz``; a killed run resumes at the next
-unfinished batch.
+The run layout (kind ``predictions``) is :mod:`core.predictions_store`'s. Work is done in batches
+saved as parts; a killed run resumes at the next unfinished batch.
 """
 
 from __future__ import annotations
@@ -23,7 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from core.artifacts import RunWriter, slug
+from core import predictions_store as store
+from core.artifacts import RunWriter
 from core.data.images import ImageItem, preprocess_images, thumbnail
 from core.data.labels import label_index
 from core.data.sources import load_images, load_videos
@@ -49,26 +42,23 @@ def run(args: Any) -> Path:
             raise DataError(f"{args.model} is a video model{bundle.input_hint()}; give --videos, not --images")
         items, data_spec = load_videos(args.videos or "demo", bundle, args.clips_per_video)
     config = {"layers": layers, "batch_size": args.batch_size, "top_k": TOP_K, "seed": args.seed}
-    with RunWriter(args.out, "predictions", model=bundle.describe(), data=data_spec, config=config,
+    with RunWriter(args.out, store.KIND, model=bundle.describe(), data=data_spec, config=config,
                    run_id=args.run_id, overwrite=args.overwrite) as writer:
         batches = batched(items, args.batch_size)
         for b, batch in enumerate(progress(batches, "predict", len(batches))):
-            part = f"parts/batch-{b:04d}.npz"
+            part = store.part_file(b)
             if not writer.has(part):
                 writer.write_npz(part, **_forward(bundle, layers, batch, device))
-        parts = [writer.load_npz(f"parts/batch-{b:04d}.npz") for b in range(len(batches))]
+        parts = [writer.load_npz(store.part_file(b)) for b in range(len(batches))]
         merged = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-        logits = merged.pop("logits")
+        logits = merged.pop(store.LOGITS)
         shapes = {k[len("shape:"):]: v[0].tolist() for k, v in merged.items() if k.startswith("shape:")}
         feats = {k: v for k, v in merged.items() if not k.startswith("shape:")}
         records = _records(bundle, items, logits)
-        for item, record in zip(items, records, strict=True):
-            still = item.image[len(item.image) // 2] if item.image.ndim == 4 else item.image
-            writer.write_image(record["file"], thumbnail(still))
-        writer.write_npz("features.npz", logits=logits, **feats)
-        writer.write_json("layers.json", [{"layer": n, "shape": shapes[n]} for n in layers])
-        writer.write_json("predictions.json", {"model": bundle.describe(), "images": records})
-        writer.remove("parts")
+        stills = [thumbnail(item.image[len(item.image) // 2] if item.image.ndim == 4 else item.image)
+                  for item in items]
+        store.write(writer, model=bundle.describe(), records=records, logits=logits, features=feats,
+                    shapes=shapes, layers=layers, thumbnails=stills)
         labelled = [r for r in records if r["correct"] is not None]
         summary = {
             "n_images": len(records),
@@ -92,7 +82,7 @@ def _forward(
     with capture(bundle, layers) as acts:
         logits = bundle(x).float().cpu()
     out = {n: bundle_gap(acts[n], bundle).float().cpu().numpy() for n in layers}
-    out["logits"] = logits.numpy()
+    out[store.LOGITS] = logits.numpy()
     for n in layers:  # per-image activation shape, kept for layers.json
         out[f"shape:{n}"] = np.tile(np.array(acts[n].shape[1:], dtype=np.int64), (len(batch), 1))
     return out
@@ -103,9 +93,7 @@ def _records(bundle: ModelBundle, items: list[ImageItem], logits: np.ndarray) ->
     records = []
     files: set[str] = set()
     for item, p in zip(items, probs, strict=True):
-        file = f"images/{slug(item.id, 80)}.webp"
-        if file in files:  # two ids that differ only in unsafe characters
-            file = f"images/{slug(item.id, 70)}-{len(files)}.webp"
+        file = store.image_file(item.id, files)
         files.add(file)
         order = np.argsort(-p)[:TOP_K]
         label = label_index(item.label, bundle.class_names)

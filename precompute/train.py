@@ -192,15 +192,15 @@ def run(args: Any) -> Path:
         raise UserError(f"unknown zoo model {arch!r}; train one of: {', '.join(video_zoo.ARCHS)}")
     device = resolve_device(args.device)
     seed_everything(args.seed)
-    rate = float(getattr(args, "static_dropout", 0.0) or 0.0)
-    kind = getattr(args, "dropout_kind", "static") if rate > 0 else "none"
-    finetune_epochs = int(getattr(args, "finetune_epochs", 0) or 0)
-    finetune_lr = float(getattr(args, "finetune_lr", 1e-5))
+    rate = float(args.static_dropout)
+    kind = args.dropout_kind if rate > 0 else "none"
+    finetune_epochs = int(args.finetune_epochs)
+    finetune_lr = float(args.finetune_lr)
     if not 0.0 <= rate < 1.0:
         raise UserError(f"--static-dropout must be in [0, 1), got {rate}")
     if finetune_epochs < 0:
         raise UserError(f"--finetune-epochs must be at least 0, got {finetune_epochs}")
-    every = int(getattr(args, "static_dropout_every", 30))
+    every = int(args.static_dropout_every)
     if every < 1:
         raise UserError(f"--static-dropout-every must be at least 1, got {every}")
     if kind == "static" and args.frames < 2:
@@ -227,9 +227,9 @@ def run(args: Any) -> Path:
 
     kwargs: dict[str, Any] = {"num_classes": len(classes)}
     if arch == "vit":
-        kwargs.update(frames=args.frames, size=args.size, stem=getattr(args, "vit_stem", "cnn"))
+        kwargs.update(frames=args.frames, size=args.size, stem=args.vit_stem)
     model = zoo.build(arch, kwargs).to(device)
-    init_from = getattr(args, "init_from", None)
+    init_from = args.init_from
     initialised = initialise_from(model, init_from) if init_from else 0
     regulariser = StaticDropout(model, kind, rate, every=every)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)

@@ -53,6 +53,7 @@ from core.errors import DataError, RunError, UserError
 from core.models import ModelBundle, resolve_model
 from core.vcc import store as vcc_store
 from core.vcc.analysis import debug_images
+from core.vcc.config import VCCDebugConfig
 from core.vcc.debug import ClassVCC, load_vccs, pick_vccs
 from core.vcc.predict import predictions
 from precompute import vcc as vcc_job
@@ -151,7 +152,17 @@ def copy_vcc(writer: RunWriter, v: ClassVCC) -> str:
     return f"{base}/graph.json"
 
 
-def run(args: Any) -> Path:
+def build_config(args: Any) -> VCCDebugConfig:
+    """The :class:`VCCDebugConfig` of the parsed flags (a bad value is one line naming its flag)."""
+    from precompute.cli import VCC_DEBUG_FLAGS
+    from precompute.config_args import config_from_args
+
+    return config_from_args(VCCDebugConfig, args, flags=VCC_DEBUG_FLAGS)
+
+
+def run(args: Any, config: VCCDebugConfig) -> Path:
+    """The ``vcc-debug`` job: the parsed command line ``args`` (inputs, runs, output) and the debugger's
+    ``config``; returns the run folder."""
     seed_everything(args.seed)
     device = resolve_device(args.device)
     runs = [open_vcc_run(r, args.out) for r in args.runs]
@@ -168,7 +179,7 @@ def run(args: Any) -> Path:
     plans = []
     missing: dict[int, int] = {}
     for job in jobs:
-        probs = predictions(bundle, [job.image], args.batch_size)[0]
+        probs = predictions(bundle, [job.image], config.batch_size)[0]
         pred = int(np.argmax(probs))
         try:
             plans.append((job, *pick_vccs(vccs, job.true_class, pred, warn=False)))
@@ -189,9 +200,9 @@ def run(args: Any) -> Path:
     data = {"description": f"{len(plans)} image{'s' if len(plans) != 1 else ''}"
                            + (" (misclassified discovery images)" if not args.image else ""),
             "images": [{"id": j.id, "source": j.source, "true_class": j.true_class} for j, *_ in plans]}
-    config = {"runs": {r.run_id: r.fingerprint for r in runs}, "paths": args.paths, "batch_size": args.batch_size,
-              "seed": args.seed}
-    with RunWriter(args.out, "vcc-debug", model=bundle.describe(), data=data, config=config, run_id=args.run_id,
+    settings = {"runs": {r.run_id: r.fingerprint for r in runs}, "paths": config.n_paths,
+                "batch_size": config.batch_size, "seed": args.seed}
+    with RunWriter(args.out, "vcc-debug", model=bundle.describe(), data=data, config=settings, run_id=args.run_id,
                    overwrite=args.overwrite) as writer:
         used: dict[str, dict[str, Any]] = {}
         for v in {v.key: v for _, t, p in plans for v in (t, p) if v is not None}.values():
@@ -203,7 +214,7 @@ def run(args: Any) -> Path:
         bars = vcc_job.StageBars("debug")
         try:
             analyses = debug_images(bundle, [(job.image, true, pred) for job, true, pred in plans], writer,
-                                    n_paths=args.paths, batch_size=args.batch_size, progress=bars)
+                                    config=config, progress=bars)
         finally:
             bars.close()
         records = []

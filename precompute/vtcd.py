@@ -66,8 +66,7 @@ def build_config(args: Any) -> VTCDConfig:
     from precompute.config_args import config_from_args
 
     return config_from_args(VTCDConfig, args, flags=VTCD_FLAGS,
-                            feature=FEATURES[getattr(args, "features", None) or "keys"],
-                            seed=int(getattr(args, "seed", 0) or 0))
+                            feature=FEATURES[args.features], seed=int(args.seed))
 
 
 def parse_heads(values: Sequence[str] | None) -> list[int] | None:
@@ -109,28 +108,27 @@ class Bars:
 
 
 def run(args: Any) -> Path:
-    seed_everything(int(getattr(args, "seed", 0) or 0))
-    device = resolve_device(getattr(args, "device", "auto") or "auto")
+    seed_everything(int(args.seed))
+    device = resolve_device(args.device)
     cfg = build_config(args)
     bundle, layers = load_model(args.model, device, args.layers)
     if bundle.preprocessing.input == "image":
         raise DataError(f"{bundle.spec} is an image model{bundle.input_hint()}; VTCD needs a video model "
                         "(a video transformer)")
-    heads = parse_heads(getattr(args, "heads", None))
-    source = getattr(args, "videos", None) or "demo"
-    gt = bool(getattr(args, "ground_truth", False))
+    heads = parse_heads(args.heads)
+    source = args.videos or "demo"
+    gt = bool(args.ground_truth)
     if gt and not source.startswith("synthetic:"):
         raise UserError("--ground-truth needs synthetic videos (--videos synthetic:<task>[:<n>]): only they have "
                         "object masks")
-    clips_per_video = getattr(args, "clips_per_video", None)
+    clips_per_video = args.clips_per_video
     items, data_spec = load_videos(source, bundle, clips_per_video)
     if len(items) < 2:
         raise DataError(f"--videos {source}: VTCD needs at least 2 clips, got {len(items)}")
-    target = args.target_class if getattr(args, "target_class", None) not in (None, "") else \
-        (getattr(args, "target", None) or "auto")
-    media_videos = int(getattr(args, "media_videos", 3) if getattr(args, "media_videos", None) is not None else 3)
-    media_concepts = int(getattr(args, "media_concepts", 0) or 0)
-    attribution_on = getattr(args, "attribution", True) is not False
+    target = args.target_class if args.target_class not in (None, "") else args.target
+    media_videos = int(args.media_videos)
+    media_concepts = int(args.media_concepts)
+    attribution_on = bool(args.attribution)
     masks = synthetic_masks(source.split(":")[1], bundle, len(items)) if gt else False
     try:
         target_mode = resolve_target(target, [label_index(it.label, bundle.class_names) for it in items], bundle)
@@ -141,7 +139,7 @@ def run(args: Any) -> Path:
               "attribution": attribution_on, "clips_per_video": clips_per_video}
     bars = Bars()
     with RunWriter(args.out, KIND, model=bundle.describe(), data=data_spec, config=config,
-                   run_id=getattr(args, "run_id", None), overwrite=bool(getattr(args, "overwrite", False))) as writer:
+                   run_id=args.run_id, overwrite=bool(args.overwrite)) as writer:
         try:
             result = analyse(bundle, items, cfg, store=writer, progress=bars, layers=layers, heads=heads,
                              target=target, attribution=attribution_on, ground_truth_masks=masks)
@@ -205,8 +203,8 @@ def run_rosetta(args: Any) -> Path:
     if len(set(folders)) < len(folders):
         raise UserError("--runs lists the same run twice; give runs of different models (or seeds) on the same "
                         "videos")
-    media_tuples = int(getattr(args, "media_tuples", 24) if getattr(args, "media_tuples", None) is not None else 24)
-    media_videos = int(getattr(args, "media_videos", 2) if getattr(args, "media_videos", None) is not None else 2)
+    media_tuples = int(args.media_tuples)
+    media_videos = int(args.media_videos)
     loaded = [layout.load(r) for r in runs]
     try:
         ra = rosetta_of_runs(loaded, cfg, media_videos)
@@ -219,7 +217,7 @@ def run_rosetta(args: Any) -> Path:
              for r, d, lab in zip(runs, loaded, ra.labels, strict=True)]
     bars = Bars()
     with RunWriter(args.out, ROSETTA_KIND, model=model, data=runs[0].manifest["data"], config=config,
-                   run_id=getattr(args, "run_id", None), overwrite=bool(getattr(args, "overwrite", False))) as writer:
+                   run_id=args.run_id, overwrite=bool(args.overwrite)) as writer:
         try:
             layout.save_rosetta(ra, writer, media_tuples=media_tuples, media_videos=media_videos, progress=bars)
         finally:

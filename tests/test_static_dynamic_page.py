@@ -100,12 +100,24 @@ def fake_dynamics() -> dict[str, Any]:
     return {"checkpoints": checkpoints, "records": records}
 
 
+def kill_layer(records: list[dict[str, Any]], arrays: dict[str, np.ndarray], model: str, layer: str) -> None:
+    """Make ``model``'s ``layer`` a layer with no live unit, as :func:`core.static_dynamic.scores.score_layer`
+    reports one: every unit dead (NaN scores), the layer scores and percentages NaN."""
+    i = next(i for i, r in enumerate(records) if (r["model"], r["layer"]) == (model, layer))
+    for factor in ("static", "dynamic"):
+        arrays[store.units_key(factor, i)] = np.full(records[i]["n_units"], np.nan)
+    records[i].update({k: float("nan") for k in store.LAYER_SCORES})
+    records[i].update({"n_static": 0, "n_dynamic": 0, "n_joint": 0, "n_residual": 0, "n_dead": records[i]["n_units"]})
+
+
 def make_static_dynamic_run(root: Path, run_id: str = "sd-run", optional: bool = True, seed: int = 0,
-                            warnings: tuple[dict[str, Any], ...] = ()) -> Path:
+                            warnings: tuple[dict[str, Any], ...] = (), dead: tuple[str, str] | None = None) -> Path:
     """A complete fake ``static-dynamic`` run, saved by :func:`core.static_dynamic.store.save`: two models; with
     ``optional`` also removal, dynamics, examples; ``warnings`` are recorded in the manifest (keys: code, message
-    and optionally setting, layer, figure)."""
+    and optionally setting, layer, figure); ``dead``: a (model, layer) with no live unit."""
     records, arrays = fake_layers(seed)
+    if dead is not None:
+        kill_layer(records, arrays, *dead)
     removal = fake_removal() if optional else {"curves": []}
     fields = [f for f in LayerScores.__dataclass_fields__ if f not in ("s_static", "s_dynamic")]
     results = []
@@ -309,6 +321,44 @@ def test_page_view_from_the_url(sd_root: Path, monkeypatch: pytest.MonkeyPatch) 
     assert at.query_params["layer"] == "stem" and at.query_params["model"] == "c2d-appearance"
 
 
+def strict_json(path: Path) -> Any:
+    """``path`` parsed as strict JSON: NaN or Infinity in it fails the test."""
+    def refuse(name: str) -> None:
+        raise AssertionError(f"{path.name} holds {name}, which is not JSON")
+
+    return json.loads(path.read_text(), parse_constant=refuse)
+
+
+def test_a_layer_without_live_units(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its scores are null on disk (strict JSON), NaN once loaded, and ``—`` on the page, which does not fail."""
+    run = make_static_dynamic_run(tmp_path, "sd-dead", optional=False, dead=("r3d-motion", "layer3"))
+    rows = strict_json(run / store.LAYERS)
+    strict_json(run / "manifest.json")
+    dead = next(r for r in rows if (r["model"], r["layer"]) == ("r3d-motion", "layer3"))
+    assert {k: dead[k] for k in store.LAYER_SCORES} == dict.fromkeys(store.LAYER_SCORES)
+    assert dead["n_dead"] == dead["n_units"] == 32
+    back = StaticDynamicResult.load(run).scores("r3d-motion")["layer3"]
+    assert all(np.isnan(getattr(back, k)) for k in store.LAYER_SCORES) and back.n_dead == 32
+    assert np.isnan(back.s_static).all()
+
+    at = open_page(tmp_path, monkeypatch)
+    assert not at.exception and not at.error
+    assert at.selectbox(key="sd_layer-r3d-motion").value == "layer3"  # the deepest layer, shown first
+    text = texts(at)
+    assert "S_static —, S_dynamic —" in text and "the 32 dead units" in text
+    assert {m.label: m.value for m in at.metric}["s_static"] == "—"
+    at.session_state["sd_view"] = "Layer scores"  # the layer scores, in both metrics
+    for metric in ("pct", "S"):
+        at.session_state["sd_metric"] = metric
+        at.run()
+        assert not at.exception and not at.error
+        scores = charts(at)[0][0]
+        assert not traces(scores, "joint") and len(values(traces(scores, "static")[0]["y"])) == 4  # layer scores
+    fig = vsd.layer_scores(rows, ["r3d-motion"], metric="S")
+    assert np.isnan(fig.data[0].y[3]) and fig.data[0].hovertext[3].startswith("S_static — · S_dynamic —")
+    assert vsd.fmt_score(None) == vsd.fmt_score(float("nan")) == "—" and vsd.fmt_score(0.25, ".1f") == "0.2"
+
+
 def test_page_without_optional_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     make_static_dynamic_run(tmp_path, "sd-bare", optional=False)
     at = open_page(tmp_path, monkeypatch)
@@ -454,7 +504,10 @@ def test_layer_scores_values_and_hover() -> None:
     assert list(dynamic.y) == pytest.approx([r["pct_dynamic"] for r in records[:4]])
     assert static.customdata[2][4] == pytest.approx(records[2]["pct_identical"])
     assert static.customdata[2][0] == pytest.approx(records[2]["S_static"])
-    assert "identical" in static.hovertemplate
+    assert "%{hovertext}" in static.hovertemplate
+    assert static.hovertext[2] == (f"S_static {records[2]['S_static']:.3f} · S_dynamic {records[2]['S_dynamic']:.3f}"
+                                   f"<br>static {records[2]['pct_static']:.1f}% · dynamic "
+                                   f"{records[2]['pct_dynamic']:.1f}% · identical {records[2]['pct_identical']:.1f}%")
     raw = vsd.layer_scores(records, ["r3d-motion", "c2d-appearance"], metric="S")
     assert list(raw.data[1].y) == pytest.approx([r["S_dynamic"] for r in records[:4]])
     assert list(raw.data[2].y) == pytest.approx([r["S_static"] for r in records[4:]])

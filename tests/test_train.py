@@ -19,12 +19,12 @@ from precompute import cli, train
 TINY = {"train_size": 48, "val_size": 24, "frames": 8, "size": 32, "batch_size": 8}
 
 
-def train_args(tmp_path: Path, arch: str, task: str, epochs: int, **over) -> argparse.Namespace:
-    values = dict(model=arch, task=task, epochs=epochs, lr=3e-3, weight_decay=0.0, seed=0, data_seed=0,
-                  device="cpu", out=str(tmp_path / "models"), name=None, cache_dir=str(tmp_path / "cache"),
-                  epoch_dtype="float32", keep_optimizer=False, overwrite=False, **TINY)
-    values.update(over)
-    return argparse.Namespace(**values)
+def train_args(tmp_path: Path, arch: str, task: str, epochs: int, *extra: str) -> argparse.Namespace:
+    """The parsed ``train`` command line (the parser holds every default), tiny sizes, plus ``extra`` flags."""
+    return cli.parse_args(["train", "--model", arch, "--task", task, "--epochs", str(epochs), "--lr", "3e-3",
+                           "--weight-decay", "0", "--device", "cpu", "--out", str(tmp_path / "models"),
+                           "--cache-dir", str(tmp_path / "cache"),
+                           *[f"--{k.replace('_', '-')}={v}" for k, v in TINY.items()], *extra])
 
 
 def test_loss_falls_and_checkpoint_reloads(tmp_path):

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import pytest
 
 from core.checkpoint import MemoryStore
 from core.errors import ConfigError
-from core.vcc import VCCConfig, VCCResult, analyse, debug
+from core.vcc import VCCConfig, VCCDebugConfig, VCCResult, analyse, debug
 from core.vcc import analysis as vcc_analysis
 from core.vcc import store as vcc_store
 from precompute import cli
@@ -88,7 +89,8 @@ def test_resume_recomputes_no_finished_class(inputs: dict[str, Any], monkeypatch
     assert calls == [0, 1, 1, 0] and other.config.n_concepts == 2  # other settings: not the stored class
 
 
-def test_save_and_load_round_trip(inputs: dict[str, Any], tmp_path: Path) -> None:
+def test_save_and_load_round_trip(inputs: dict[str, Any], tmp_path: Path,
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
     result = run_api(inputs, "green")
     run_dir = result.save(tmp_path, model=inputs["model"], run_id="saved")
     loaded = VCCResult.load(run_dir, "green")
@@ -99,6 +101,12 @@ def test_save_and_load_round_trip(inputs: dict[str, Any], tmp_path: Path) -> Non
     assert all(n.get("exemplar_files") for n in loaded.records["graph"]["nodes"] if n["kind"] == "concept")
     records = debug(inputs["model"], str(inputs["images"] / "green"), [run_dir], "green", device="cpu")
     assert len(records) == 5 and all(r.record["true_name"] == "green" for r in records)
+    kept = []  # the tiny VCC has no path to cut: check the number asked of strongest_paths instead
+    monkeypatch.setattr(importlib.import_module("core.vcc.debug"), "strongest_paths",
+                        lambda graph, starts, n: kept.append(n) or [])
+    debug(inputs["model"], str(inputs["images"] / "green"), [run_dir], "green", device="cpu",
+          config=VCCDebugConfig(n_paths=2, batch_size=3))
+    assert kept and set(kept) == {2}
 
 
 def test_find_run_is_one_line_errors(tmp_path: Path) -> None:
@@ -119,6 +127,28 @@ def test_config_is_frozen_and_checked() -> None:
         assert e.value.field == field and "\n" not in str(e.value)
     assert VCCConfig(suppression_concepts=0).suppression_concepts is None  # the CLI's "0: all"
     assert all(f.metadata.get("help") for f in dataclasses.fields(VCCConfig))
+
+
+def test_debug_config_is_frozen_and_checked(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    config = VCCDebugConfig()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.n_paths = 3  # type: ignore[misc]
+    for kw, field in [({"n_paths": 0}, "n_paths"), ({"n_paths": 2.5}, "n_paths"), ({"batch_size": 0}, "batch_size"),
+                      ({"batch_size": True}, "batch_size")]:
+        with pytest.raises(ConfigError) as e:
+            VCCDebugConfig(**kw)
+        assert e.value.field == field and "\n" not in str(e.value)
+    assert all(f.metadata.get("help") for f in dataclasses.fields(VCCDebugConfig))
+    from precompute import vcc_debug
+
+    conf = tmp_path / "debug.yaml"
+    conf.write_text("paths: 3\nbatch-size: 4\n")
+    args = cli.parse_args(["vcc-debug", "--model", "m", "--runs", "r", "--config", str(conf)])
+    assert vcc_debug.build_config(args) == VCCDebugConfig(n_paths=3, batch_size=4)
+    assert vcc_debug.build_config(cli.parse_args(["vcc-debug", "--model", "m"])) == VCCDebugConfig()
+    assert cli.main(["vcc-debug", "--model", "m", "--runs", "r", "--paths", "0", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --paths ") and "\n" not in err
 
 
 def test_help_lists_every_setting() -> None:

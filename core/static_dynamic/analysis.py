@@ -32,6 +32,7 @@ from core.data.labels import label_index
 from core.data.sources import load_videos
 from core.data.videos import clips_from, fit_clip
 from core.errors import DataError
+from core.jsonsafe import num
 from core.models import ModelBundle
 from core.models.loading import load_model
 from core.static_dynamic import removal as rm
@@ -402,7 +403,7 @@ class StaticDynamicResult:
 
     def summary(self) -> dict[str, Any]:
         """The run manifest's summary."""
-        final = {m.label: {"layer": m.layers[-1], **{k: round(getattr(m.scores[-1], k), 4) for k in
+        final = {m.label: {"layer": m.layers[-1], **{k: num(round(getattr(m.scores[-1], k), 4)) for k in
                            ("pct_static", "pct_dynamic", "S_static", "S_dynamic")}} for m in self.models}
         pairs = self.config.pairs if self.config is not None else self.manifest_config.get("pairs")
         return {"models": [m.label for m in self.models], "pairs": pairs, "lambda": self.lam,

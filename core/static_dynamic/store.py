@@ -5,6 +5,7 @@ Run layout (kind ``static-dynamic``)::
     models.json    [{label, spec, description, architecture, task, epoch, input, val_accuracy, layers}]
     layers.json    [{model, layer, depth, n_units, S_static, S_dynamic, pct_static, pct_dynamic,
                      pct_identical, n_static, n_dynamic, n_joint, n_residual, n_dead, lambda}]
+                   (scores and percentages null for a layer with no live unit: NaN in memory)
     units.npz      s_static_<i>, s_dynamic_<i>: per-unit scores (NaN = dead) of row i of layers.json
     pairs.json     every pair's random choices (clip, styles, frame order or flow jitter) by frame count
     removal.json   (removal) {metric, n_videos, fractions, seeds, curves: [{model, layer, n_units, static,
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from core.artifacts import Run, RunWriter, open_run
 from core.data.videos import write_video
 from core.errors import ConfigError, RunError
+from core.jsonsafe import nan_to_null, null_to_nan
 
 if TYPE_CHECKING:
     from core.static_dynamic.analysis import StaticDynamicResult
@@ -39,6 +41,8 @@ REMOVAL = "removal.json"
 DYNAMICS = "dynamics.json"
 EXAMPLES = "examples.json"
 EXAMPLE_FPS = 8.0
+LAYER_SCORES = ("S_static", "S_dynamic", "pct_static", "pct_dynamic", "pct_identical")
+"""Fields of a ``layers.json`` row that are NaN (``null`` on disk) for a layer with no live unit."""
 
 
 def units_key(factor: str, row: int) -> str:
@@ -72,7 +76,7 @@ def write(result: StaticDynamicResult, writer: RunWriter) -> None:
         units[units_key("static", i)] = sc.s_static
         units[units_key("dynamic", i)] = sc.s_dynamic
     writer.write_json(MODELS, [m.record for m in result.models])
-    writer.write_json(LAYERS, result.layer_table())
+    writer.write_json(LAYERS, nan_to_null(result.layer_table()))
     writer.write_npz(UNITS, **units)
     writer.write_json(PAIRS, result.pairs)
     curves = result.removal_curves()
@@ -123,7 +127,8 @@ def load(run_dir: str | Path | Run) -> StaticDynamicResult:
             if missing or absent:
                 what = f"{LAYERS} row {i} has no {missing[0]}" if missing else f"{UNITS} has no {absent[0]}"
                 raise RunError(f"run {run.path}: {what}")
-            scores.append(LayerScores(**{f: r[f] for f in fields}, s_static=units[keys[0]], s_dynamic=units[keys[1]]))
+            values = {f: null_to_nan(r[f]) if f in LAYER_SCORES else r[f] for f in fields}
+            scores.append(LayerScores(**values, s_static=units[keys[0]], s_dynamic=units[keys[1]]))
         out.append(ModelResult(m["label"], m, [r["layer"] for _, r in mine], scores))
     removal = _optional(run, REMOVAL)
     for c in (removal or {}).get("curves", []):

@@ -11,7 +11,7 @@ debugger (both in ``analysis``); :func:`build_vcc` runs the pipeline for one cla
 from core.vcc import debug as _debug_module  # noqa: F401  (loaded before the function takes its name)
 from core.vcc.analysis import analyse, debug
 from core.vcc.concepts import LayerConcepts, discover_concepts, nearest_concepts
-from core.vcc.config import Commonality, PruneSigmoid, VCCConfig
+from core.vcc.config import Commonality, PruneSigmoid, VCCConfig, VCCDebugConfig
 from core.vcc.fidelity import (
     SuppressionCurves,
     aps_ls_correlation,
@@ -37,6 +37,7 @@ __all__ = [
     "Segments",
     "SuppressionCurves",
     "VCCConfig",
+    "VCCDebugConfig",
     "VCCGraph",
     "VCCResult",
     "analyse",

@@ -29,7 +29,7 @@ from core.errors import DataError, UserError
 from core.models import ModelBundle
 from core.models.loading import load_model
 from core.vcc import store as vcc_store
-from core.vcc.config import VCCConfig
+from core.vcc.config import VCCConfig, VCCDebugConfig
 from core.vcc.forward import execution_order
 from core.vcc.pipeline import Progress, VCCResult, build_vcc
 from core.vcc.predict import predictions, top_record
@@ -151,11 +151,12 @@ def analyse(model: str | ModelBundle, images: Images, classes: int | str | Seque
 
 
 def debug_images(bundle: ModelBundle, plans: Sequence[tuple[np.ndarray, Any, Any]],
-                 store: CheckpointStore | None = None, *, n_paths: int = 5, batch_size: int = 32,
+                 store: CheckpointStore | None = None, *, config: VCCDebugConfig | None = None,
                  progress: Progress | None = None) -> list[Any]:
-    """The failure debugger on each ``(image, true class's ClassVCC, predicted class's ClassVCC or None)``
-    of ``plans``: a :class:`core.vcc.debug.Analysis` per image. ``store`` keeps each finished image
-    (its segment arrays, then its record): an image it holds is read back, not analysed again."""
+    """The failure debugger (settings ``config``, ``None``: :class:`VCCDebugConfig` defaults) on each
+    ``(image, true class's ClassVCC, predicted class's ClassVCC or None)`` of ``plans``: a
+    :class:`core.vcc.debug.Analysis` per image. ``store`` keeps each finished image (its segment
+    arrays, then its record): an image it holds is read back, not analysed again."""
     from core.vcc.debug import Analysis
     from core.vcc.debug import analyse as debug_one
 
@@ -166,7 +167,7 @@ def debug_images(bundle: ModelBundle, plans: Sequence[tuple[np.ndarray, Any, Any
         if store.has(part) and store.has(segs):
             out.append(Analysis(store.load_json(part), store.load_arrays(segs)))
         else:
-            result = debug_one(bundle, image, true, predicted, batch_size, n_paths)
+            result = debug_one(bundle, image, true, predicted, config)
             store.save_arrays(segs, **result.arrays)
             store.save_json(part, result.record)
             out.append(result)
@@ -176,21 +177,23 @@ def debug_images(bundle: ModelBundle, plans: Sequence[tuple[np.ndarray, Any, Any
 
 
 def debug(model: str | ModelBundle, images: Images, runs: Sequence[str | Path | Any], true_class: int | str,
-          *, n_paths: int = 5, batch_size: int = 32, device: str | torch.device = "auto",
+          *, config: VCCDebugConfig | None = None, device: str | torch.device = "auto",
           store: CheckpointStore | None = None) -> list[Any]:
-    """The failure debugger on ``images`` of class ``true_class``: for each image a
+    """The failure debugger (settings ``config``, ``None``: :class:`VCCDebugConfig` defaults) on ``images``
+    of class ``true_class``: for each image a
     :class:`core.vcc.debug.Analysis` (its record and segment arrays) against the VCCs of its true and
     predicted classes found in ``runs`` (``vcc`` run folders or :class:`core.artifacts.Run` objects);
     ``store`` as in :func:`debug_images`."""
     from core.artifacts import Run
     from core.vcc.debug import load_vccs, pick_vccs
 
+    config = config if config is not None else VCCDebugConfig()
     bundle, _ = load_model(model, device, None)
     opened = [r if isinstance(r, Run) else vcc_store.find_run(r) for r in runs]
     vccs = load_vccs(opened)
     index = resolve_class(true_class, bundle)
     plans = []
     for it in as_items(images):
-        pred = int(np.argmax(predictions(bundle, [it.image], batch_size)[0]))
+        pred = int(np.argmax(predictions(bundle, [it.image], config.batch_size)[0]))
         plans.append((it.image, *pick_vccs(vccs, index, pred)))
-    return debug_images(bundle, plans, store, n_paths=n_paths, batch_size=batch_size)
+    return debug_images(bundle, plans, store, config=config)

@@ -25,6 +25,8 @@ INT_BOUNDS: dict[str, tuple[int, int]] = {
     "suppression_concepts": (0, 100_000), "batch_size": (1, 4096), "seed": (0, 2**32 - 1),
 }
 
+DEBUG_INT_BOUNDS: dict[str, tuple[int, int]] = {"n_paths": (1, 10_000), "batch_size": (1, 4096)}
+
 
 class VCCSettingError(ConfigError, ValueError):
     """A VCC setting out of range: a :class:`ConfigError` (the CLI names the flag), and a ``ValueError``
@@ -271,3 +273,27 @@ class VCCConfig:
     def from_dict(cls, d: dict[str, Any]) -> VCCConfig:
         """Build from a (manifest) dict; unknown keys are an error naming them."""
         return from_known_fields(cls, d, "VCC")
+
+
+@dataclass(frozen=True)
+class VCCDebugConfig:
+    """Settings of the failure debugger (:func:`core.vcc.debug`): each image's segments are matched to
+    the concepts of its true and predicted classes' VCCs, and from the concepts they activate the
+    ``n_paths`` strongest paths (mean edge weight) of each VCC are kept; forward passes run
+    ``batch_size`` inputs at a time (results do not depend on it). Segmentation settings and the
+    seed come from the VCCs' own :class:`VCCConfig`."""
+
+    n_paths: int = field(default=5, metadata={"help": "strongest paths kept per VCC and image", "metavar": "N"})
+    batch_size: int = field(default=32, metadata=_help("forward batch size"))
+
+    def __post_init__(self) -> None:
+        for name, (lo, hi) in DEBUG_INT_BOUNDS.items():
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
+                raise VCCSettingError(name, f"must be a whole number, not {value!r}")
+            if not lo <= value <= hi:
+                raise VCCSettingError(name, f"must be {lo} to {hi}, not {value}")
+            object.__setattr__(self, name, int(value))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -25,7 +25,7 @@ from core.data.images import preprocess_images
 from core.errors import DataError, UserError
 from core.models import ModelBundle
 from core.vcc.concepts import nearest_concepts
-from core.vcc.config import VCCConfig
+from core.vcc.config import VCCConfig, VCCDebugConfig
 from core.vcc.fidelity import upward_edges
 from core.vcc.forward import batches, feature_grids, gap_and_logits
 from core.vcc.graph import VCCGraph, concept_id
@@ -152,12 +152,15 @@ def _segment_features(bundle: ModelBundle, image: np.ndarray, segs: Any, cfg: VC
 
 @torch.no_grad()
 def analyse(bundle: ModelBundle, image: np.ndarray, true: ClassVCC, predicted: ClassVCC | None,
-            batch_size: int = 32, n_paths: int = 5) -> Analysis:
-    """Debug one image against the VCCs of its true class and (when it differs) its predicted class.
+            config: VCCDebugConfig | None = None) -> Analysis:
+    """Debug one image (H x W x 3 uint8) against the VCCs of its true class and (when it differs) its
+    predicted class, with the debugger's ``config`` (``None``: :class:`VCCDebugConfig` defaults).
 
     ``predicted`` is ``None`` when the model is right, or when the predicted class has no VCC (the
     record then says so and every segment is assigned among the true class's concepts).
     """
+    config = config if config is not None else VCCDebugConfig()
+    batch_size, n_paths = config.batch_size, config.n_paths
     cfg = true.config
     layers = list(true.graph.layers)
     if predicted is not None and list(predicted.graph.layers) != layers:

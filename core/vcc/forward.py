@@ -1,14 +1,13 @@
 """Forward passes the VCC needs: layer order, feature grids, GAP features, flat activations,
 gradients of a deep objective with respect to shallower layers, and activation shifts.
 
-Every hook is registered inside :func:`hooks` and removed when it exits, also on exceptions.
+Every hook is registered inside :func:`core.models.hooks.hooks` and removed when it exits, also on exceptions.
 Passes that only need a shallow layer stop the forward there (a hook raises :class:`_Stop`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -18,24 +17,12 @@ from torch import nn
 
 from core.errors import LayerError
 from core.models import ModelBundle, bundle_gap, resolve_layers, to_feature_map
+from core.models.hooks import hooks
 from core.models.layers import first_tensor
 
 
 class _Stop(Exception):
     """Raised by a hook to end a forward pass early (nothing past the layer is needed)."""
-
-
-@contextmanager
-def hooks(pairs: Sequence[tuple[nn.Module, Callable[..., Any]]]) -> Iterator[None]:
-    """Register forward hooks ``(module, fn)`` for the ``with`` block only."""
-    handles = []
-    try:
-        for module, fn in pairs:
-            handles.append(module.register_forward_hook(fn))
-        yield
-    finally:
-        for h in handles:
-            h.remove()
 
 
 def batches(n: int, size: int) -> Iterator[slice]:

@@ -6,7 +6,7 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from core.vcc.jsonsafe import nan_to_null, null_to_nan
+from core.jsonsafe import nan_to_null, null_to_nan
 
 SCHEMA = "vcc-graph/1"
 CLASS_LAYER = "class"

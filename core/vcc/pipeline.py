@@ -13,6 +13,7 @@ import torch
 
 from core.data.images import preprocess_images
 from core.errors import DataError
+from core.jsonsafe import nan_to_null
 from core.models import ModelBundle
 from core.vcc.concepts import LayerConcepts, discover_concepts
 from core.vcc.config import VCCConfig
@@ -27,7 +28,6 @@ from core.vcc.fidelity import (
 from core.vcc.forward import batches, execution_order, feature_grids, flat_activations, gap_and_logits
 from core.vcc.graph import CLASS_LAYER, Edge, Node, VCCGraph, class_node_id, concept_id
 from core.vcc.itcav import LayerCAVs, edge_pvalues, edge_values, fit_cavs, random_sets
-from core.vcc.jsonsafe import nan_to_null
 from core.vcc.segments import Segments, segment_inputs, top_down_segments
 
 Progress = Callable[[str, int, int], None]

@@ -45,7 +45,7 @@ from PIL import Image, ImageOps
 from core.artifacts import Run, RunWriter, open_run, slug
 from core.data.images import thumbnail
 from core.errors import DataError, RunError
-from core.vcc.jsonsafe import nan_to_null
+from core.jsonsafe import nan_to_null
 from core.vcc.segments import upsample_mask
 
 if TYPE_CHECKING:

@@ -30,9 +30,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from core.jsonsafe import nan_to_null
 from core.models import ModelBundle
+from core.models.hooks import hooks
 from core.vtcd.features import FeatureSite, Inputs, batch_size_of, extract_features, repeat, take
-from core.vtcd.masking import apply_keep, first_tensor, hooks, metric_values, replace_output
+from core.vtcd.masking import apply_keep, first_tensor, metric_values, replace_output
 
 ATTENTION_NAMES = ("attn", "attention", "self_attn", "self_attention")
 
@@ -66,15 +68,8 @@ class AttentionDiagnostics:
     blocks: list[BlockDiagnostics] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        def clean(v: Any) -> Any:
-            if isinstance(v, float):
-                return v if math.isfinite(v) else None
-            if isinstance(v, list):
-                return [clean(x) for x in v]
-            return v
-
-        return {**{k: clean(v) for k, v in asdict(self).items() if k != "blocks"},
-                "blocks": [{k: clean(v) for k, v in asdict(b).items()} for b in self.blocks]}
+        return nan_to_null({**{k: v for k, v in asdict(self).items() if k != "blocks"},
+                            "blocks": [asdict(b) for b in self.blocks]})
 
 
 def attention_module(modules: dict[str, nn.Module], site: FeatureSite) -> str:

@@ -3,13 +3,13 @@ random space-time crops clustered as VTCD clusters tubelets (methods.md section 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
+from core.jsonsafe import num
 from core.models import ModelBundle
 from core.vtcd import media as vm
 from core.vtcd.config import VTCDConfig
@@ -66,11 +66,6 @@ def random_crop_concepts(features: torch.Tensor, unit: HeadConcepts, grid: Seque
     return out
 
 
-def _num(v: Any) -> float | None:
-    v = float(v)
-    return None if not math.isfinite(v) else v
-
-
 def ground_truth(bundle: ModelBundle, x: Inputs, result: VTCDResult, masks: np.ndarray, importance: np.ndarray,
                  config: VTCDConfig | None = None, store: Any = None,
                  progress: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
@@ -93,7 +88,7 @@ def ground_truth(bundle: ModelBundle, x: Inputs, result: VTCDResult, masks: np.n
             present = (cmap == q).reshape(len(iou), -1).any(1)
             per_concept.append({"id": names[k], "layer": u.layer, "head": u.head, "iou": float(iou.mean()),
                                 "iou_present": float(iou[present].mean()) if present.any() else 0.0,
-                                "n_videos_present": int(present.sum()), "importance": _num(importance[k])})
+                                "n_videos_present": int(present.sum()), "importance": num(importance[k])})
             k += 1
         rng = np.random.default_rng([cfg.seed, 11, i])
         crops = random_crop_concepts(feats[u.site][:, u.head], u, grid, cfg, rng, bundle.device)

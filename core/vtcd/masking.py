@@ -11,8 +11,7 @@ that both give the same metrics.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from core.models import ModelBundle, resolve_layers
+from core.models.hooks import hooks
 from core.vtcd.features import FeatureSite, Inputs, batch_size_of, repeat
 
 HIGHER_IS_BETTER = {"loss": False, "probability": True, "correct": True, "logit": True}
@@ -123,22 +123,6 @@ def replace_output(output: Any, new: torch.Tensor) -> Any:
 
 def first_tensor(output: Any) -> torch.Tensor:
     return output if isinstance(output, torch.Tensor) else output[0]
-
-
-@contextmanager
-def hooks(pairs: Sequence[tuple[nn.Module, Callable[..., Any], bool] | tuple[nn.Module, Callable[..., Any]]]
-          ) -> Iterator[None]:
-    """Register forward hooks ``(module, hook)`` and forward (pre-)hooks ``(module, hook, pre)`` for the ``with``
-    block; always removed, also on exceptions (a superset of :func:`core.vcc.forward.hooks`)."""
-    handles = []
-    try:
-        for mod, fn, *rest in pairs:
-            pre = bool(rest and rest[0])
-            handles.append(mod.register_forward_pre_hook(fn) if pre else mod.register_forward_hook(fn))
-        yield
-    finally:
-        for h in handles:
-            h.remove()
 
 
 def _expand_hook(state: dict[str, Any]) -> Callable[..., Any]:

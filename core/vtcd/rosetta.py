@@ -24,6 +24,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from core.jsonsafe import num
+
 if TYPE_CHECKING:
     from core.vtcd.analysis import VTCDAnalysis
     from core.vtcd.config import RosettaConfig, VTCDConfig
@@ -274,7 +276,7 @@ def rosetta_of_runs(items: Sequence[VTCDAnalysis | VTCDRun | str | Path],
         tuples.append({"index": n, "d": t.d, "runs": list(t.models), "models": [labels[m] for m in t.models],
                        "concepts": [r["id"] for r in recs], "concept_index": list(t.concepts),
                        "layers": [r["layer"] for r in recs], "heads": [r["head"] for r in recs],
-                       "importances": [None if not math.isfinite(float(i)) else float(i) for i in imps], "r": t.r,
+                       "importances": [num(i) for i in imps], "r": t.r,
                        "videos": [{"video": v, "id": ids[v], "r": float(per_video[v])} for v in best],
                        "media": []})
     return RosettaAnalysis(cfg, inputs, labels, grid, res, supports, tuples)

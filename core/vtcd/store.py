@@ -34,7 +34,6 @@ Pages should read runs through :func:`load` and these names rather than spell fi
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from core.jsonsafe import num
 from core.vtcd import media as vm
 from core.vtcd.config import VTCDConfig
 from core.vtcd.importance import CRISResult, released_importance
@@ -94,12 +94,6 @@ def cmap_key(unit: int) -> str:
 
 # ----------------------------------------------------------------------------------------------
 # Records
-
-
-def num(v: Any) -> float | None:
-    """A finite float, or None (JSON null) for NaN and infinities."""
-    v = float(v)
-    return None if not math.isfinite(v) else v
 
 
 def ranks(importance: np.ndarray) -> np.ndarray:
