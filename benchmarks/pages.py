@@ -20,6 +20,7 @@ file names of ``docs/screenshots/``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import shutil
@@ -29,6 +30,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -73,27 +75,38 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_streamlit(script: Path, root: Path, log: Path) -> tuple[subprocess.Popen, str]:
-    """A headless Streamlit server for ``script`` on a free local port; returns it and its URL."""
-    port = free_port()
+@contextlib.contextmanager
+def serve(script: Path, root: str | Path, log: Path, port: int | None = None) -> Iterator[str]:
+    """``streamlit run script`` headless on ``127.0.0.1`` with ``root`` as the artifact root; yields its
+    URL once healthy and stops the server on exit. Raises RuntimeError (with the log's tail) when it
+    exits or does not start within 90 s."""
+    port = port or free_port()
     env = {**os.environ, "CONCEPT_LENS_ARTIFACTS": str(root)}
     cmd = [sys.executable, "-m", "streamlit", "run", str(script), "--server.headless", "true",
            "--server.port", str(port), "--server.address", "127.0.0.1"]
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            sys.exit(f"streamlit exited with {proc.returncode}: {log.read_text()[-2000:]}")
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"streamlit exited with {proc.returncode}: {log.read_text()[-2000:]}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"streamlit did not start in 90 s: {log.read_text()[-2000:]}")
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.3)
+        yield url
+    finally:
+        proc.terminate()
         try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                if r.status == 200:
-                    return proc, url
-        except OSError:
-            time.sleep(0.3)
-    proc.kill()
-    sys.exit(f"streamlit did not start in 90 s: {log.read_text()[-2000:]}")
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 def wait_settled(page) -> None:
@@ -220,14 +233,6 @@ def switches(context, url: str, pairs: list[tuple[str, str, str]]) -> list[tuple
     return out
 
 
-def stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-
-
 def machine() -> str:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     return f"{platform.machine()}, {os.cpu_count()} cores, load {load:.1f} at start"
@@ -246,11 +251,10 @@ def main(argv: list[str] | None = None) -> int:
         args.screenshots.mkdir(parents=True, exist_ok=True)
     logs = Path(tempfile.mkdtemp(prefix="pages-bench-"))
     print(f"machine: {machine()}; root {root}; server logs in {logs}", file=sys.stderr)
-    app, app_url = start_streamlit(REPO / "app.py", root, logs / "app.log")
-    trivial, trivial_url = start_streamlit(TRIVIAL, root, logs / "trivial.log")
     rows = []
     try:
-        with sync_playwright() as pw:
+        with serve(REPO / "app.py", root, logs / "app.log") as app_url, \
+                serve(TRIVIAL, root, logs / "trivial.log") as trivial_url, sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=chromium_path(), args=["--no-sandbox"])
             warmup = browser.new_context(viewport=VIEWPORT)
             visit(warmup, trivial_url)  # the browser's own first start is not the page's time
@@ -275,9 +279,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{name}: first {first[0]:.2f} s, warm {warm[0]:.2f} s, switch {moved[0]:.2f} s, "
                       f"{warm[1]} nodes", file=sys.stderr)
             browser.close()
-    finally:
-        stop(app)
-        stop(trivial)
+    except RuntimeError as e:
+        sys.exit(f"benchmarks/pages.py: {e}")
     trivial_warm, trivial_switch = rows[0][2][0], rows[0][3][0]
     print(f"\n{machine()}, Chromium {chromium_path()}, root `{root.name}`\n")
     print("| page | first visit (s) | warm, new tab (s) | warm - trivial (s) | switch in the app (s) "

@@ -4,17 +4,12 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
 
-from tests.browser.conftest import REPO, _free_port, exceptions_on_page, goto, settle
+from tests.browser.conftest import REPO, exceptions_on_page, goto, serve, settle
 from tests.hostile import EVIL, HOSTILE, hostile_copy
 
 DEMO = REPO / "assets" / "demo"
@@ -103,33 +98,12 @@ def make_hostile_root(root: Path) -> Path:
 def hostile_url(tmp_path_factory):
     """A second Streamlit server, on a root holding only the hostile runs."""
     root = make_hostile_root(tmp_path_factory.mktemp("hostile-root"))
-    port = _free_port()
     log = tmp_path_factory.mktemp("streamlit-hostile") / "server.log"
-    env = {**os.environ, "CONCEPT_LENS_ARTIFACTS": str(root)}
-    cmd = [sys.executable, "-m", "streamlit", "run", str(REPO / "app.py"), "--server.headless", "true",
-           "--server.port", str(port), "--server.address", "127.0.0.1"]
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"streamlit exited with {proc.returncode}: {log.read_text()[-2000:]}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        pytest.fail(f"streamlit did not start in 90 s: {log.read_text()[-2000:]}")
-    yield url
-    proc.terminate()
     try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+        with serve(REPO / "app.py", root, log) as url:
+            yield url
+    except RuntimeError as e:
+        pytest.fail(str(e))
 
 
 @pytest.mark.parametrize("path", ["vcc", "vcc_debug"])
