@@ -60,13 +60,19 @@ SETTLED_JS = """() => {
 }"""
 
 
-def chromium_path() -> str:
-    """Debian's Chromium (``$CONCEPT_LENS_CHROMIUM`` overrides)."""
+def find_chromium() -> str | None:
+    """Path of Debian's Chromium (``$CONCEPT_LENS_CHROMIUM`` overrides), or None."""
     env = os.environ.get("CONCEPT_LENS_CHROMIUM")
     for p in ([env] if env else []) + list(CHROMIUM) + [shutil.which("chromium") or ""]:
         if p and Path(p).is_file() and os.access(p, os.X_OK):
             return p
-    sys.exit("benchmarks/pages.py: no Chromium found (apt-get install chromium, or set CONCEPT_LENS_CHROMIUM)")
+    return None
+
+
+def chromium_path() -> str:
+    """:func:`find_chromium`, or exit with what to do."""
+    return find_chromium() or sys.exit(
+        "benchmarks/pages.py: no Chromium found (apt-get install chromium, or set CONCEPT_LENS_CHROMIUM)")
 
 
 def free_port() -> int:
@@ -155,34 +161,6 @@ def shot_units(page, folder: Path) -> None:
 EXTRA_SHOTS = {"predictions": shot_misclassified, "static_dynamic": shot_units}
 
 
-def visit(context, url: str, screenshot: Path | None = None, extra=None) -> tuple[float, int]:
-    """Open ``url`` in a new tab of ``context`` (a new Streamlit session; the context keeps the browser's
-    HTTP cache); (seconds to a settled page, DOM element count)."""
-    page = context.new_page()
-    try:
-        start = time.perf_counter()
-        page.goto(url, wait_until="commit")
-        last, since = -1, start
-        while True:
-            n = page.evaluate(SETTLED_JS)
-            now = time.perf_counter()
-            if n != last:
-                last, since = n, now
-            elif n >= 0 and now - since >= STABLE_S:
-                break
-            if now - start > TIMEOUT_S:
-                raise TimeoutError(f"{url} did not settle in {TIMEOUT_S:.0f} s")
-            time.sleep(POLL_S)
-        seconds = since - start
-        if screenshot is not None:
-            full_screenshot(page, screenshot)
-            if extra is not None:
-                extra(page, screenshot.parent)
-        return seconds, last
-    finally:
-        page.close()
-
-
 def settle_time(page, start: float, label: str) -> tuple[float, int]:
     """Poll until settled (as :func:`visit` defines it); (seconds from ``start`` to the DOM's last change,
     element count)."""
@@ -197,6 +175,23 @@ def settle_time(page, start: float, label: str) -> tuple[float, int]:
         if now - start > TIMEOUT_S:
             raise TimeoutError(f"{label} did not settle in {TIMEOUT_S:.0f} s")
         time.sleep(POLL_S)
+
+
+def visit(context, url: str, screenshot: Path | None = None, extra=None) -> tuple[float, int]:
+    """Open ``url`` in a new tab of ``context`` (a new Streamlit session; the context keeps the browser's
+    HTTP cache); (seconds to a settled page, DOM element count)."""
+    page = context.new_page()
+    try:
+        start = time.perf_counter()
+        page.goto(url, wait_until="commit")
+        seconds, last = settle_time(page, start, url)
+        if screenshot is not None:
+            full_screenshot(page, screenshot)
+            if extra is not None:
+                extra(page, screenshot.parent)
+        return seconds, last
+    finally:
+        page.close()
 
 
 def switch(page, link: str, title: str) -> tuple[float, int]:

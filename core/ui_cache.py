@@ -298,9 +298,9 @@ def thumbnail(path: str, name: str, key: str, size: int = 256) -> bytes:
     once per run version: the same bytes give the same media URL, so a rerun re-sends nothing new."""
     from core.viz import thumbnail as fit
 
-    get_run(path, key).load_image(name)  # an undecodable image is a RunError here, not a PIL error below
+    image = get_run(path, key).load_image(name)  # an undecodable image is a RunError, not a PIL error
     buf = io.BytesIO()
-    Image.fromarray(fit(run_file(path, name, key), size)).save(buf, format="PNG", optimize=False)
+    Image.fromarray(fit(image, size)).save(buf, format="PNG", optimize=False)
     return buf.getvalue()
 
 

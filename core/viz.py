@@ -5,7 +5,6 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -160,10 +159,10 @@ def tile_caption(im: Mapping[str, Any]) -> str:
 PAD = (240, 242, 246)
 
 
-def thumbnail(path: str | Path, size: int = 256, background: tuple[int, int, int] = PAD) -> np.ndarray:
-    """The image at ``path`` fitted into a ``size`` square (padded, not cropped), so grid rows line up."""
-    with Image.open(path) as im:
-        return np.asarray(ImageOps.pad(im.convert("RGB"), (size, size), color=background))
+def thumbnail(image: np.ndarray, size: int = 256, background: tuple[int, int, int] = PAD) -> np.ndarray:
+    """An ``(H, W, 3)`` uint8 image fitted into a ``(size, size, 3)`` square (padded, not cropped), so grid
+    rows line up."""
+    return np.asarray(ImageOps.pad(Image.fromarray(image), (size, size), color=background))
 
 
 def topk_bar(top: Sequence[Mapping[str, Any]], label: int | None = None, title: str = "") -> go.Figure:

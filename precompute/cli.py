@@ -357,6 +357,10 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+_NUMBERS = {int: ("a whole number", (int,)), float: ("a number", (int, float))}
+"""Numeric option types: how an error names them, and the config-file value types they accept."""
+
+
 def _config_value(key: str, value: Any, action: argparse.Action, path: str) -> Any:
     """``value`` from a config file as the command line would have given it for ``action``.
 
@@ -380,25 +384,15 @@ def _config_value(key: str, value: Any, action: argparse.Action, path: str) -> A
         items = [value]
     out = []
     for item in items:
-        if action.type is int:
-            ok = isinstance(item, int) and not isinstance(item, bool)
-            if isinstance(item, str):
-                try:
-                    item, ok = int(item), True
-                except ValueError:
-                    ok = False
+        if action.type in _NUMBERS:
+            what, kinds = _NUMBERS[action.type]
+            ok = isinstance(item, str) or (isinstance(item, kinds) and not isinstance(item, bool))
+            try:
+                item = action.type(item) if ok else item
+            except ValueError:
+                ok = False
             if not ok:
-                raise CliError(f"{where} must be a whole number{' each' if several else ''}, not {_short(value)}")
-        elif action.type is float:
-            ok = isinstance(item, (int, float)) and not isinstance(item, bool)
-            if isinstance(item, str):
-                try:
-                    item, ok = float(item), True
-                except ValueError:
-                    ok = False
-            if not ok:
-                raise CliError(f"{where} must be a number{' each' if several else ''}, not {_short(value)}")
-            item = float(item)
+                raise CliError(f"{where} must be {what}{' each' if several else ''}, not {_short(value)}")
         else:
             if isinstance(item, bool) or not isinstance(item, (str, int, float)):
                 raise CliError(f"{where} must be {'text or a list of text' if several else 'text'}, "

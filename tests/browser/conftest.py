@@ -16,26 +16,16 @@ Fixtures:
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
 
-from benchmarks.pages import serve
+from benchmarks.pages import find_chromium, serve
 
 REPO = Path(__file__).resolve().parents[2]
-CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
 SETTLE_TIMEOUT_MS = 90_000
-
-
-def chromium_path() -> str | None:
-    """Path of a system Chromium, or None."""
-    env = os.environ.get("CONCEPT_LENS_CHROMIUM")
-    for p in ([env] if env else []) + list(CHROMIUM_CANDIDATES) + [shutil.which("chromium") or ""]:
-        if p and Path(p).is_file() and os.access(p, os.X_OK):
-            return p
-    return None
+chromium_path = find_chromium  # a system Chromium, or None (the tests are then skipped)
 
 
 def _skip_reason() -> str | None:
@@ -73,7 +63,11 @@ def pytest_terminal_summary(terminalreporter):
 def app_url(tmp_path_factory):
     """A Streamlit server for ``app.py`` on the demo root (``CONCEPT_LENS_BROWSER_ROOT`` overrides)."""
     root = os.environ.get("CONCEPT_LENS_BROWSER_ROOT", str(REPO / "assets" / "demo"))
-    log = tmp_path_factory.mktemp("streamlit") / "server.log"
+    yield from serve_app(root, tmp_path_factory.mktemp("streamlit") / "server.log")
+
+
+def serve_app(root: str | Path, log: Path):
+    """For fixtures: yields the URL of ``app.py`` served on ``root`` (the test fails if it cannot start)."""
     try:
         with serve(REPO / "app.py", root, log) as url:
             yield url

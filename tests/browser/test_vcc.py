@@ -9,7 +9,7 @@ from urllib.parse import urlparse
 
 import pytest
 
-from tests.browser.conftest import REPO, exceptions_on_page, goto, serve, settle
+from tests.browser.conftest import REPO, exceptions_on_page, goto, serve_app, settle
 from tests.hostile import EVIL, HOSTILE, hostile_copy
 
 DEMO = REPO / "assets" / "demo"
@@ -98,12 +98,7 @@ def make_hostile_root(root: Path) -> Path:
 def hostile_url(tmp_path_factory):
     """A second Streamlit server, on a root holding only the hostile runs."""
     root = make_hostile_root(tmp_path_factory.mktemp("hostile-root"))
-    log = tmp_path_factory.mktemp("streamlit-hostile") / "server.log"
-    try:
-        with serve(REPO / "app.py", root, log) as url:
-            yield url
-    except RuntimeError as e:
-        pytest.fail(str(e))
+    yield from serve_app(root, tmp_path_factory.mktemp("streamlit-hostile") / "server.log")
 
 
 @pytest.mark.parametrize("path", ["vcc", "vcc_debug"])
