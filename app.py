@@ -17,6 +17,8 @@ if str(APP_DIR) not in sys.path:
     sys.path.insert(0, str(APP_DIR))
 
 from core import ui_cache, viz  # noqa: E402
+from pages.components import svg_chart  # noqa: E402
+from pages.components.report_button import report_button  # noqa: E402
 
 ENV_ROOT = "CONCEPT_LENS_ARTIFACTS"
 DEFAULT_ROOT = APP_DIR / "assets" / "demo"
@@ -83,7 +85,18 @@ def sidebar(kinds: tuple[str, ...] | None) -> None:
         labels = {r["path"]: ui_cache.run_label(r) for r in runs}
         ui_cache.pick_run(runs, kinds)
         path = st.selectbox("Run", list(labels), key=ui_cache.RUN_KEY, format_func=labels.__getitem__)
-        ui_cache.run_shown(next(r for r in runs if r["path"] == path), kinds)
+        shown = next(r for r in runs if r["path"] == path)
+        ui_cache.run_shown(shown, kinds)
+        # one HTML file of the run (figures, clips, tables) for a talk or an email; built when clicked
+        others = [r for r in runs if r["kind"] == shown["kind"] and r["path"] != path]
+        compare = st.multiselect(
+            "Compare with", [r["path"] for r in others], key=f"compare-{shown['kind']}",
+            format_func=labels.__getitem__, help="Other runs of this kind, laid beside this one on shared axes: "
+            "on the page (Static / dynamic overview, VTCD grid) and in the report") if others and kinds else []
+        st.session_state[ui_cache.COMPARE_KEY] = [r for r in others if r["path"] in compare]
+        report_button([shown, *st.session_state[ui_cache.COMPARE_KEY]], key=f"report-{shown['kind']}",
+                      label="Download report" + (f" ({1 + len(compare)} runs)" if compare else ""))
+    svg_chart.interactive()  # the chart mode of the analysis pages (light SVG or interactive plotly)
 
 
 # An explicit favicon: without one the browser tab takes the page's ":material/..." icon, which the

@@ -9,8 +9,9 @@ Streamlit session): *first visit* in a fresh browser profile (empty HTTP cache; 
 cold for that page's data) and *warm*, the second visit in the same profile (what a user returning to
 the page gets: scripts such as plotly.js cached, the run's data cached on the server).
 A page is *settled* when Streamlit reports no script running, every plotly chart has drawn its
-SVG, every image has loaded, and the DOM's element count has not changed for 0.75 s; the time is from
-the navigation's start to that count's last change. *DOM nodes* is
+SVG (light mode: every SVG figure is in the page), every image has loaded, and the DOM's element
+count has not changed for 0.75 s; the time is from the navigation's start to that count's last
+change. ``--charts interactive`` times the plotly mode (default: light). *DOM nodes* is
 ``document.getElementsByTagName('*').length`` once settled. Prints a markdown table, including
 *warm - trivial*; ``--screenshots DIR`` also saves a full-page PNG of each page (warm visit) as
 ``DIR/<page>.png``, plus ``predictions-misclassified.png`` and ``static_dynamic-units.png`` (the
@@ -55,6 +56,8 @@ SETTLED_JS = """() => {
     if (!main || !main.querySelector('h1')) return -1;
     for (const c of document.querySelectorAll('[data-testid="stPlotlyChart"]'))
         if (!c.querySelector('.main-svg')) return -1;
+    for (const c of document.querySelectorAll('.cl-svg'))  // the light mode's SVG figures
+        if (!c.querySelector('svg')) return -1;
     for (const i of document.images) if (!i.complete) return -1;
     return document.getElementsByTagName('*').length;
 }"""
@@ -238,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", type=Path, default=REPO / "assets" / "demo", help="artifact root to serve")
     parser.add_argument("--pages", nargs="+", default=PAGES, choices=PAGES, help="pages to time")
     parser.add_argument("--screenshots", type=Path, help="save a full-page PNG per page here")
+    parser.add_argument("--charts", choices=["light", "interactive"], default="light",
+                        help="the dashboard's chart mode (light: SVG figures, the default; interactive: plotly)")
     args = parser.parse_args(argv)
     from playwright.sync_api import sync_playwright
 
@@ -262,13 +267,13 @@ def main(argv: list[str] | None = None) -> int:
             context.close()
             rows.append(("trivial Streamlit page", base[0], base[1], base_switch))
             for name in args.pages:
-                url = f"{app_url}/{'' if name == 'home' else name}"
+                url = f"{app_url}/{'' if name == 'home' else name}?charts={args.charts}"
                 context = browser.new_context(viewport=VIEWPORT)  # first visit: empty browser cache
                 first = visit(context, url)
                 shot = args.screenshots / f"{name}.png" if args.screenshots else None
                 warm = visit(context, url, shot, EXTRA_SHOTS.get(name))
                 src = "Predictions" if name == "home" else "Runs"
-                [moved] = switches(context, app_url, [(src, NAV[name][0], NAV[name][1])])
+                [moved] = switches(context, f"{app_url}/?charts={args.charts}", [(src, NAV[name][0], NAV[name][1])])
                 context.close()
                 rows.append((name, first, warm, moved))
                 print(f"{name}: first {first[0]:.2f} s, warm {warm[0]:.2f} s, switch {moved[0]:.2f} s, "
@@ -277,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     except RuntimeError as e:
         sys.exit(f"benchmarks/pages.py: {e}")
     trivial_warm, trivial_switch = rows[0][2][0], rows[0][3][0]
-    print(f"\n{machine()}, Chromium {chromium_path()}, root `{root.name}`\n")
+    print(f"\n{machine()}, Chromium {chromium_path()}, root `{root.name}`, charts {args.charts}\n")
     print("| page | first visit (s) | warm, new tab (s) | warm - trivial (s) | switch in the app (s) "
           "| switch - trivial (s) | DOM nodes (warm) |")
     print("|---|---|---|---|---|---|---|")

@@ -28,6 +28,7 @@ _FRAME_KEY = "_frame_ran"
 # Query parameters of the frame (each page adds its own through url_state).
 URL_ROOT = "root"
 URL_RUN = "run"
+URL_CHARTS = "charts"  # the chart mode of the analysis pages (pages/components/svg_chart.py)
 _URL_SEEN = "_url_seen"        # set once the session's first URL has been read
 _URL_RUN_WANTED = "_url_run"   # the URL's run, until the session's first run picker looked for it
 _RUN_BY_KINDS = "_run_by_kinds"  # kinds of a page -> the run last shown there
@@ -137,13 +138,13 @@ def read_url_once(root_key: str) -> None:
 
 def page_switched(page_id: str) -> bool:
     """True when ``page_id`` differs from the previous run's page (not on a session's first run);
-    the previous page's query parameters are then dropped from the URL, root and run kept."""
+    the previous page's query parameters are then dropped from the URL, root, run and chart mode kept."""
     previous = st.session_state.get(_URL_PAGE)
     st.session_state[_URL_PAGE] = page_id
     if previous is None or previous == page_id:
         return False
     for param in list(st.query_params):
-        if param not in (URL_ROOT, URL_RUN):
+        if param not in (URL_ROOT, URL_RUN, URL_CHARTS):
             del st.query_params[param]
     return True
 
@@ -308,6 +309,16 @@ def current_runs() -> tuple[str, list[dict[str, Any]]]:
     """The artifact root chosen in the sidebar and its runs."""
     root = st.session_state.get(ROOT_KEY, "")
     return root, load_runs(root) if root else []
+
+
+COMPARE_KEY = "compare_runs"
+"""Session key: the run records the sidebar's "Compare with" picked (other runs of the shown run's kind)."""
+
+
+def compared_runs(kind: str) -> list[dict[str, Any]]:
+    """The runs of ``kind`` picked in the sidebar to compare with the shown run (the page and the report lay
+    them side by side); [] when none."""
+    return [r for r in st.session_state.get(COMPARE_KEY) or [] if r.get("kind") == kind and r.get("ok")]
 
 
 def picked_run(records: list[dict[str, Any]]) -> dict[str, Any] | None:

@@ -5,14 +5,19 @@ URL: ``image`` (the inspected image's id) and ``page`` of the grid, plus the fra
 
 from __future__ import annotations
 
+import json
+from functools import partial
 from typing import Any
 
 import streamlit as st
 
 from core import predictions_store as store
-from core import ui_cache, viz
+from core import svg_figures, ui_cache, viz
 from core.errors import RunError
 from core.viz import md_code, md_text
+from pages.components import tables
+from pages.components.figure_export import export_buttons
+from pages.components.svg_chart import chart, light, svg_chart
 
 KIND = store.KIND
 PER_PAGE = 12  # two rows: what fits on a screen above the inspected image
@@ -21,6 +26,13 @@ SELECTED = "pred_image"
 
 ui_cache.require_frame()
 st.title("Predictions")
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def topk_svg(top: tuple[str, ...], label: int | None) -> str:
+    """The top-5 bars of an image (``top``: its records as JSON text, hashable)."""
+    return svg_figures.topk_bar([json.loads(t) for t in top], label)
+
 
 run = ui_cache.choose_run((KIND,), "predictions run", "Make one with `python -m precompute demo`, or point the "
                           "artifact root in the sidebar at a folder that has them.")
@@ -95,15 +107,21 @@ def browse() -> None:
                                     on_change="rerun")
         if top_tab.open:
             with top_tab:
-                st.dataframe(viz.topk_table(im.get("top", []), im.get("label")), hide_index=True, width="stretch",
-                             column_config={"probability": st.column_config.ProgressColumn(
-                                 format="percent", min_value=0.0, max_value=1.0, width="large")})
+                if light():
+                    svg_chart(topk_svg(tuple(json.dumps(t, sort_keys=True) for t in im.get("top", [])),
+                                       im.get("label")), key=f"pred_top-{im['id']}")
+                    export_buttons(partial(viz.topk_bar, im.get("top", []), im.get("label")),
+                                   f"{run['run_id']}-top5-{im['id']}", key=f"pred_x_top-{im['id']}")
+                else:
+                    st.dataframe(viz.topk_table(im.get("top", []), im.get("label")), hide_index=True,
+                                 width="stretch", column_config={"probability": st.column_config.ProgressColumn(
+                                     format="percent", min_value=0.0, max_value=1.0, width="large")})
         if norm_tab.open:
             with norm_tab:
                 norms = viz.layer_norms(features, [d["layer"] for d in layers])
                 if norms:
-                    st.plotly_chart(viz.feature_norms_bar(norms, index), config=viz.plotly_config(
-                        f"feature-norms-{im['id']}"))
+                    chart(viz.feature_norms_bar(norms, index), key=f"pred_norms-{im['id']}", width=700,
+                          config=viz.plotly_config(f"feature-norms-{im['id']}"))
                 else:
                     st.caption(f"{store.FEATURES} has no per-layer features.")
 
@@ -112,7 +130,7 @@ browse()
 
 st.subheader("Layers")
 table = viz.layers_table(layers)
-st.dataframe(table, hide_index=True, width="content")
+tables.table(table, hide_index=True, width="content")
 buttons = st.container(horizontal=True)
 buttons.download_button("Download layers (CSV)", table.to_csv(index=False),
                         file_name=f"{run['run_id']}-layers.csv", mime="text/csv", on_click="ignore")

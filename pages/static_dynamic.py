@@ -16,12 +16,15 @@ from typing import Any
 import plotly.graph_objects as go
 import streamlit as st
 
-from core import ui_cache
+from core import svg_figures, ui_cache
 from core import viz_static_dynamic as vsd
 from core.errors import RunError
 from core.static_dynamic import store
 from core.static_dynamic.config import StaticDynamicConfig
 from core.viz import md_code, md_text
+from pages.components import tables
+from pages.components.figure_export import export_buttons
+from pages.components.svg_chart import chart, light, svg_chart
 
 KINDS = (store.KIND,)
 EXPORT = "sd_export"
@@ -47,28 +50,45 @@ except RunError as e:
     st.stop()
 
 
+def layer_records(path: str, key: str, compare: tuple[tuple[str, str, str], ...] = ()) -> list[dict[str, Any]]:
+    """The layer records of a run, then those of the compared runs (``(path, key, run_id)``) with their models
+    named ``<run_id> · <model>``."""
+    recs = list(ui_cache.load_run_json(path, store.LAYERS, key))
+    for other_path, other_key, run_id in compare:
+        recs += [{**r, "model": f"{run_id} · {r['model']}"}
+                 for r in ui_cache.load_run_json(other_path, store.LAYERS, other_key)]
+    return recs
+
+
 @st.cache_resource(max_entries=32, show_spinner=False)
-def overview_figure(path: str, key: str, view: str, chosen: tuple[str, ...], share: bool, metric: str) -> go.Figure:
-    """The overview figure of a run (built once per choice; never mutated by the page)."""
-    recs = ui_cache.load_run_json(path, store.LAYERS, key)
+def overview_figure(path: str, key: str, view: str, chosen: tuple[str, ...], share: bool, metric: str,
+                    light: bool = False, compare: tuple[tuple[str, str, str], ...] = ()) -> go.Figure | str:
+    """The overview figure of a run and the runs compared with it (built once per choice; never mutated by
+    the page); ``light``: the unit categories as SVG."""
+    recs = layer_records(path, key, compare)
+    if view == "units" and light:
+        return svg_figures.unit_histogram(recs, list(chosen), share=share)
     if view == "units":
         return vsd.unit_histogram(recs, list(chosen), share=share)
     return vsd.layer_scores(recs, list(chosen), metric=metric)
 
 
 @st.cache_resource(max_entries=64, show_spinner=False)
-def histogram_figure(path: str, key: str, row: int, lam: float) -> go.Figure:
-    """Score histograms of layer ``row`` of a run."""
+def histogram_figure(path: str, key: str, row: int, lam: float, light: bool = False) -> go.Figure | str:
+    """Score histograms of layer ``row`` of a run (``light``: SVG)."""
     arrays = ui_cache.load_run_npz(path, store.UNITS, key)
-    return vsd.score_histograms(arrays[store.units_key("static", row)], arrays[store.units_key("dynamic", row)], lam)
+    draw = svg_figures.score_histograms if light else vsd.score_histograms
+    return draw(arrays[store.units_key("static", row)], arrays[store.units_key("dynamic", row)], lam)
 
 
 @st.cache_resource(max_entries=64, show_spinner=False)
-def scatter_figure(path: str, key: str, row: int, lam: float, selected: int) -> go.Figure:
-    """Unit scatter of layer ``row`` of a run with unit ``selected`` ringed."""
+def scatter_figure(path: str, key: str, row: int, lam: float, selected: int, light: bool = False
+                   ) -> go.Figure | str:
+    """Unit scatter of layer ``row`` of a run with unit ``selected`` ringed (``light``: SVG)."""
     arrays = ui_cache.load_run_npz(path, store.UNITS, key)
-    return vsd.unit_scatter(arrays[store.units_key("static", row)], arrays[store.units_key("dynamic", row)], lam,
-                            selected=selected)
+    draw = svg_figures.unit_scatter if light else vsd.unit_scatter
+    return draw(arrays[store.units_key("static", row)], arrays[store.units_key("dynamic", row)], lam,
+                selected=selected)
 
 
 @st.cache_resource(max_entries=32, show_spinner=False)
@@ -95,6 +115,7 @@ def warn(items: Sequence[Mapping[str, Any]]) -> None:
                    + (f" (setting: {md_code(setting)})" if setting else ""), icon="⚠️")
 
 
+LIGHT = light()
 summary: dict[str, Any] = run.get("summary") or {}
 labels = [str(m["label"]) for m in models]
 lam = threshold(summary, layers)
@@ -117,8 +138,9 @@ st.markdown(
     f"never varies (no score)."
 )
 
-fmt = (st.segmented_control("Figure export format", ["PNG", "SVG"], default="PNG", key=EXPORT,
-                            help="Format of the camera button in each figure's toolbar") or "PNG").lower()
+fmt = "png" if LIGHT else (st.segmented_control(
+    "Figure export format", ["PNG", "SVG"], default="PNG", key=EXPORT,
+    help="Format of the camera button in each figure's toolbar") or "PNG").lower()
 
 
 def config(name: str) -> dict[str, Any]:
@@ -133,7 +155,7 @@ def csv_button(container: Any, label: str, table: Any, name: str) -> None:
 
 models_table = vsd.models_table(models, layers)
 same_spec = bool((models_table["spec"].astype(str) == models_table["model"].astype(str)).all())
-st.dataframe(models_table, hide_index=True, width="stretch",
+tables.table(models_table, hide_index=True, width="stretch",
              column_order=[c for c in models_table.columns if not (c == "spec" and same_spec)],
              column_config={"final pct_static": st.column_config.NumberColumn("% static", format="%.1f",
                                                                               help="pct_static of the final layer"),
@@ -142,13 +164,38 @@ st.dataframe(models_table, hide_index=True, width="stretch",
                             "val_accuracy": st.column_config.NumberColumn("val acc.", format="%.3f")})
 
 
+COMPARE = tuple((r["path"], r["key"], str(r["run_id"])) for r in ui_cache.compared_runs(store.KIND))
+
+
+def overview_models() -> tuple[list[str], list[str]]:
+    """(every model of the overview, the ones shown at first): this run's, then each compared run's as
+    ``<run_id> · <model>``; with runs to compare, the first model of this run beside the same model of each
+    compared run (or its first)."""
+    options = list(dict.fromkeys([*labels, *(r["model"] for r in layer_records(PATH, KEY, COMPARE)[len(layers):])]))
+    if not COMPARE:
+        return options, labels[:vsd.FACET_COLUMNS]
+    first = labels[:1]
+    for _, _, run_id in COMPARE:
+        theirs = [m for m in options if m.startswith(f"{run_id} · ")]
+        same = f"{run_id} · {first[0]}" if first else None
+        first += [same] if same in theirs else theirs[:1]
+    return options, first
+
+
 @st.fragment
 def overview() -> None:
     """One figure at a time over the chosen models: unit categories or layer scores per layer."""
-    models_key = f"sd_models-{run['run_id']}"
-    ui_cache.url_list_state("models", labels, labels[:vsd.FACET_COLUMNS], key=models_key)
-    chosen = st.multiselect("Models", labels, key=models_key, help="A panel per model; the first three are shown "
-                            "at first")
+    models_key = f"sd_models-{run['run_id']}" + ("-vs-" + "-".join(c[2] for c in COMPARE) if COMPARE else "")
+    options, default = overview_models()
+    if COMPARE:  # a comparison is not in the URL: its own selection, starting on the models side by side
+        if not set(st.session_state.get(models_key) or []) <= set(options):
+            st.session_state.pop(models_key, None)
+        st.session_state.setdefault(models_key, default)
+    else:
+        ui_cache.url_list_state("models", options, default, key=models_key)
+    chosen = st.multiselect("Models", options, key=models_key, help="A panel per model; the first three are "
+                            "shown at first" + ("; the compared runs' models are named `run · model`"
+                                                if COMPARE else ""))
     if not chosen:
         st.info("Pick at least one model to compare.")
         return
@@ -157,8 +204,13 @@ def overview() -> None:
     if tab_units.open:
         with tab_units:
             share = st.toggle("Show shares of each layer's units (%)", key="sd_share")
-            st.plotly_chart(overview_figure(PATH, KEY, "units", tuple(chosen), share, "pct"),
-                            config=config("unit-categories"), key="sd_unit_hist")
+            fig = overview_figure(PATH, KEY, "units", tuple(chosen), share, "pct", LIGHT, COMPARE)
+            if LIGHT:
+                svg_chart(fig, key="sd_unit_hist_svg")
+            else:
+                st.plotly_chart(fig, config=config("unit-categories"), key="sd_unit_hist")
+            export_buttons(partial(vsd.unit_histogram, layer_records(PATH, KEY, COMPARE), list(chosen), share=share),
+                           f"{run['run_id']}-unit-categories", key="sd_x_units")
     if tab_scores.open:
         with tab_scores:
             layer_scores_tab(chosen)
@@ -167,8 +219,8 @@ def overview() -> None:
 def layer_scores_tab(chosen: list[str]) -> None:
     metric = st.radio("Value", ["pct", "S"], horizontal=True, key="sd_metric",
                       format_func={"pct": "percentage (softmax)", "S": "raw score S"}.__getitem__)
-    st.plotly_chart(overview_figure(PATH, KEY, "scores", tuple(chosen), False, metric),
-                    config=config(f"layer-scores-{metric}"), key="sd_layer_scores")
+    chart(overview_figure(PATH, KEY, "scores", tuple(chosen), False, metric, False, COMPARE),
+          config=config(f"layer-scores-{metric}"), key="sd_layer_scores")
     st.caption("Percentages are `100 · softmax([S_dynamic, S_static, 1])`: the constant identical term "
                "squeezes them, so a factor's share stays under 47% even at perfect correlation. The raw S "
                "(a variance-weighted correlation: near [-1, 1], above 1 when one factor's features vary "
@@ -183,7 +235,7 @@ csv_button(st, "Download layers (CSV)", layer_table, "layers")
 table_box = st.expander("Layer table", key="sd_layer_table", on_change="rerun")  # lazy: drawn when opened
 if table_box.open:
     with table_box:
-        st.dataframe(layer_table, hide_index=True, width="stretch")
+        tables.table(layer_table, hide_index=True, width="stretch")
 
 
 st.subheader("Units of one layer")
@@ -191,6 +243,12 @@ st.subheader("Units of one layer")
 
 def unit_key(row: int) -> str:
     return f"sd_unit-{row}"
+
+
+def pick_unit(row: int, value: str) -> None:
+    """SVG scatter click: the unit ``value`` becomes the selected unit."""
+    if value.isdigit():
+        st.session_state[unit_key(row)] = int(value)
 
 
 def pick_point(chart_key: str, row: int) -> None:
@@ -236,17 +294,28 @@ def one_layer() -> None:
 
     plot, hist = st.columns([3, 2])
     with plot:
-        fig = scatter_figure(PATH, KEY, row, lam, unit)
+        fig = scatter_figure(PATH, KEY, row, lam, unit, LIGHT)
         chart_key = f"sd_scatter-{row}"
         many = len(scored) > vsd.MAX_SCATTER
-        st.plotly_chart(fig, config=config(f"units-{model}-{name}"), key=chart_key,
-                        on_select="ignore" if many else partial(pick_point, chart_key, row), selection_mode="points")
+        if LIGHT:
+            svg_chart(fig, key=f"{chart_key}-svg", on_pick=partial(pick_unit, row))
+        else:
+            st.plotly_chart(fig, config=config(f"units-{model}-{name}"), key=chart_key,
+                            on_select="ignore" if many else partial(pick_point, chart_key, row),
+                            selection_mode="points")
+        export_buttons(partial(vsd.unit_scatter, s_static, s_dynamic, lam, selected=unit),
+                       f"{run['run_id']}-units-{model}-{name}", key=f"sd_x_sc-{row}")
         if many:
             st.caption(f"{len(scored)} scored units: shown as a 2-D histogram; pick a unit by its index below.")
     with hist:
         warn([w for w in layer_warnings if str(w["layer"]) == str(name)])
-        st.plotly_chart(histogram_figure(PATH, KEY, row, lam), config=config(f"scores-{model}-{name}"),
-                        key=f"sd_hist-{row}")
+        fig = histogram_figure(PATH, KEY, row, lam, LIGHT)
+        if LIGHT:
+            svg_chart(fig, key=f"sd_hist-{row}-svg")
+        else:
+            st.plotly_chart(fig, config=config(f"scores-{model}-{name}"), key=f"sd_hist-{row}")
+        export_buttons(partial(vsd.score_histograms, s_static, s_dynamic, lam),
+                       f"{run['run_id']}-scores-{model}-{name}", key=f"sd_x_h-{row}")
 
     pick, a, b, c = st.columns([2, 1, 1, 1])
     pick.number_input("Unit", 0, len(table) - 1, key=key, help="Or click a point in the scatter")
@@ -258,7 +327,7 @@ def one_layer() -> None:
     box = st.expander(f"Unit scores of {md_text(model)} · {md_text(name)}", key="sd_unit_table", on_change="rerun")
     if box.open:
         with box:
-            st.dataframe(table, hide_index=True, width="stretch")
+            tables.table(table, hide_index=True, width="stretch")
 
 
 one_layer()
@@ -278,10 +347,10 @@ def removal_section() -> None:
     st.caption(f"{md_text(removal.get('metric', 'metric'))}" + (f" on {md_text(n_videos)} videos" if n_videos else "")
                + " after zeroing the top-k% units by s_static or s_dynamic, against random units. "
                "Lower area under the curve (AUC) = more important units.")
-    st.plotly_chart(removal_chart(PATH, KEY, pick), config=config(f"removal-{curve['model']}-{curve['layer']}"),
-                    key="sd_removal_chart")
+    chart(removal_chart(PATH, KEY, pick), config=config(f"removal-{curve['model']}-{curve['layer']}"),
+          key="sd_removal_chart")
     aucs = vsd.removal_table(removal)
-    st.dataframe(aucs, hide_index=True, width="content",
+    tables.table(aucs, hide_index=True, width="content",
                  column_config={k: st.column_config.NumberColumn(format="%.3f") for k in vsd.AUC_COLUMNS[2:]})
     buttons = st.container(horizontal=True)
     csv_button(buttons, "Download AUCs (CSV)", aucs, "removal-auc")
@@ -303,11 +372,11 @@ def dynamics_section() -> None:
     d_metric = left.radio("Value", ["pct", "S", "units"], horizontal=True, key="sd_dyn_metric",
                           format_func={"pct": "percentage", "S": "raw S", "units": "unit share"}.__getitem__)
     shown = right.multiselect("Layers", d_layers, default=d_layers, key="sd_dyn_layers")
-    st.plotly_chart(vsd.dynamics_figure(dynamics, shown, metric=d_metric), config=config(f"dynamics-{d_metric}"),
-                    key="sd_dynamics")
+    chart(vsd.dynamics_figure(dynamics, shown, metric=d_metric), config=config(f"dynamics-{d_metric}"),
+          key="sd_dynamics")
     d_table = vsd.dynamics_table(dynamics)
     with st.expander("Dynamics table"):
-        st.dataframe(d_table, hide_index=True, width="stretch")
+        tables.table(d_table, hide_index=True, width="stretch")
         csv_button(st, "Download dynamics (CSV)", d_table, "dynamics")
 
 

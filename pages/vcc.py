@@ -13,8 +13,9 @@ from core import ui_cache, viz
 from core import viz_vcc as vv
 from core.errors import RunError
 from core.vcc import store as vcc_store
-from pages.components import run_warnings, vcc_graph
+from pages.components import run_warnings, tables, vcc_graph
 from pages.components.lazy_tabs import lazy_tabs
+from pages.components.svg_chart import chart, light
 
 KIND = "vcc"
 MEMBERS_PER_PAGE = 12
@@ -162,8 +163,8 @@ def connectome() -> None:
                               threshold=float(threshold), show_insignificant=bool(show_all))
     st.caption(f"Rows from the input side (bottom: {code(layers[0])}) to the class node (top); edges point up. "
                "Picture: the concept's nearest member, its size the concept's segments; edge width and opacity: "
-               f"weight ({lo:.2f}–{hi:.2f} here). **Click a concept** to open it below; hover for its edges; "
-               "scroll to zoom, drag to pan, double-click to reset.")
+               f"weight ({lo:.2f}–{hi:.2f} here). **Click a concept** to open it below; hover for its edges"
+               + ("." if light() else "; scroll to zoom, drag to pan, double-click to reset."))
     run_warnings.show(warnings, "graph", WARNING_PLACES, "graph")
 
     st.subheader("Concept")
@@ -199,11 +200,11 @@ def metrics_part() -> None:
     if not series:
         st.caption("Pick at least one VCC.")
         return
-    st.plotly_chart(vv.metrics_figure(series), config=viz.plotly_config(f"{run['run_id']}-vcc-metrics"),
-                    key="vcc_metrics")
+    chart(vv.metrics_figure(series), config=viz.plotly_config(f"{run['run_id']}-vcc-metrics"),
+          key="vcc_metrics")
     table = vv.metrics_table(series)
     with st.expander("Metrics table"):
-        st.dataframe(table, hide_index=True, width="stretch")
+        tables.table(table, hide_index=True, width="stretch")
         st.download_button("Download metrics (CSV)", table.to_csv(index=False),
                            file_name=f"{run['run_id']}-vcc-metrics.csv", mime="text/csv", on_click="ignore")
     grouping = vv.weight_grouping(series)
@@ -233,18 +234,18 @@ def validation() -> None:
                    if fidelity.get("matched_kind") == "segments" else
                    "random non-negative directions." if fidelity.get("matched_kind") == "nonnegative" else
                    "this run has none (made before it, or with `--matched-random off`)."))
-    st.plotly_chart(vv.suppression_figure(fidelity, layers),
-                    config=viz.plotly_config(f"{run['run_id']}-{slug}-suppression"), key="vcc_suppression")
+    chart(vv.suppression_figure(fidelity, layers),
+          config=viz.plotly_config(f"{run['run_id']}-{slug}-suppression"), key="vcc_suppression")
     supp = vv.suppression_table(fidelity, layers)
-    st.dataframe(supp, hide_index=True, width="stretch",
+    tables.table(supp, hide_index=True, width="stretch",
                  column_config={k: st.column_config.NumberColumn(format="%.3f")
                                 for k in ("AUC concepts", "AUC isotropic random", "AUC matched random")})
     st.caption("AUC: the area under the mean accuracy curve divided by the eps range (the mean accuracy over it); "
                "lower is a faster fall. Empty cells: no concept at that layer, or no such baseline in this run.")
     every = st.toggle("APS over every edge (also those failing the t-test)", key="vcc_aps_all",
                       help="With only significant edges, a concept without a path to the class has no APS")
-    st.plotly_chart(vv.aps_ls_figure(fidelity, all_edges=every),
-                    config=viz.plotly_config(f"{run['run_id']}-{slug}-aps-ls"), key="vcc_aps")
+    chart(vv.aps_ls_figure(fidelity, all_edges=every),
+          config=viz.plotly_config(f"{run['run_id']}-{slug}-aps-ls"), key="vcc_aps")
     st.caption("APS (eq. 5.8): a concept's mean path strength to the class node over all its paths. LS (eq. 5.9): "
                "the class logit summed over its member segments. A connectome faithful to the model ranks concepts "
                "alike by both.")

@@ -14,12 +14,14 @@ import numpy as np
 import streamlit as st
 from PIL import Image
 
-from core import ui_cache, viz
+from core import svg_figures, ui_cache, viz
 from core import viz_vcc as vv
 from core.errors import RunError, UserError
 from core.vcc import store as vcc_store
-from pages.components import run_warnings, vcc_graph
+from pages.components import run_warnings, tables, vcc_graph
+from pages.components.figure_export import export_buttons
 from pages.components.lazy_tabs import lazy_tabs
+from pages.components.svg_chart import light, svg_chart
 
 KIND = "vcc-debug"
 VCC_KIND = "vcc"
@@ -31,6 +33,7 @@ md, code = vv.md_text, vv.md_code
 
 ui_cache.require_frame()
 st.title("Failure debugger")
+LIGHT = light()
 st.markdown(
     "An image of true class **C** that the model calls **P**: the image is cut into segments top-down, as the "
     "VCC job cuts its class images, and every segment at every layer is matched to its nearest concept among the "
@@ -99,8 +102,15 @@ def show(record: dict[str, Any], arrays: dict[str, np.ndarray], image: np.ndarra
         st.caption(code(record.get("id", "upload")) + (f" · {md(record['source'])}" if record.get("source") else ""))
     with mid:
         top = record["top"]  # class names from the run: topk_bar escapes them
-        st.plotly_chart(viz.topk_bar(top, record["true_class"], title="Top-5 classes (true class in green)"),
-                        config=viz.plotly_config(f"vccd-top5-{tag}"), key=f"vccd_top5-{tag}")
+        title = "Top-5 classes (true class in green)"
+        if LIGHT:
+            svg_chart(svg_figures.topk_bar(top, record["true_class"], title=title, width=400),
+                      key=f"vccd_top5-{tag}-svg")
+        else:
+            st.plotly_chart(viz.topk_bar(top, record["true_class"], title=title),
+                            config=viz.plotly_config(f"vccd-top5-{tag}"), key=f"vccd_top5-{tag}")
+        export_buttons(functools.partial(viz.topk_bar, top, record["true_class"], title=title), f"vccd-top5-{tag}",
+                       key=f"vccd_x_t-{tag}")
     with right:
         st.metric("true class", md(true_name))
         st.metric("predicted", md(pred_name), delta="wrong" if wrong else "right",
@@ -120,8 +130,14 @@ def show(record: dict[str, Any], arrays: dict[str, np.ndarray], image: np.ndarra
                    "shows what the model takes for that class, not what the class looks like in general.")
 
     st.subheader("Which class each layer sides with")
-    st.plotly_chart(vv.shares_figure(record["layers"], true_name, pred_name if has_pred else None),
-                    config=viz.plotly_config(f"vccd-shares-{tag}"), key=f"vccd_shares-{tag}")
+    if LIGHT:
+        svg_chart(svg_figures.shares(record["layers"], true_name, pred_name if has_pred else None),
+                  key=f"vccd_shares-{tag}-svg")
+    else:
+        st.plotly_chart(vv.shares_figure(record["layers"], true_name, pred_name if has_pred else None),
+                        config=viz.plotly_config(f"vccd-shares-{tag}"), key=f"vccd_shares-{tag}")
+    export_buttons(functools.partial(vv.shares_figure, record["layers"], true_name, pred_name if has_pred else None),
+                   f"vccd-shares-{tag}", key=f"vccd_x_sh-{tag}")
     run_warnings.show(warnings, "shares", WARNING_PLACES)
 
     st.subheader("Top-down segments")
@@ -143,7 +159,7 @@ def show(record: dict[str, Any], arrays: dict[str, np.ndarray], image: np.ndarra
     with st.expander("Segments table"):
         li = st.selectbox("Layer", range(len(layers)), format_func=layers.__getitem__, index=len(layers) - 1,
                           key=f"vccd_seg_layer-{tag}")
-        st.dataframe(vv.segments_table(arrays, layers, li, [true_name, pred_name]), hide_index=True, width="stretch",
+        tables.table(vv.segments_table(arrays, layers, li, [true_name, pred_name]), hide_index=True, width="stretch",
                      column_config={"area": st.column_config.NumberColumn(format="%.3f"),
                                     "distance": st.column_config.NumberColumn(format="%.3f")})
 
@@ -185,8 +201,9 @@ def connectome(record: dict[str, Any], g: tuple[dict[str, Any], dict[str, str], 
                               revision=f"{tag}-{side}", filename=f"vccd-{tag}-{side}", highlight=highlight,
                               path_edges=vv.path_edge_set(paths), accent=color)
     if paths:
-        st.dataframe([{"path": " → ".join(map(str, p["nodes"])), "strength": p["strength"],
-                       "segments": p["segments"]} for p in paths], hide_index=True, width="stretch",
+        rows = [{"path": " → ".join(map(str, p["nodes"])), "strength": p["strength"], "segments": p["segments"]}
+                for p in paths]
+        tables.table(rows, hide_index=True, width="stretch",
                      column_config={"strength": st.column_config.NumberColumn(format="%.3f")})
     else:
         st.caption("No significant path from the activated concepts to the class node.")

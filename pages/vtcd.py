@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
-from core import ui_cache
+from core import svg_figures, ui_cache
 from core import viz_vtcd as vv
 from core.artifacts import Run
 from core.errors import RunError, UserError
@@ -16,8 +16,10 @@ from core.viz import md_text as md
 from core.viz_vcc import md_code as code
 from core.vtcd import media as vm
 from core.vtcd import store as vs
-from pages.components import run_warnings
+from pages.components import run_warnings, tables
+from pages.components.figure_export import export_buttons
 from pages.components.lazy_tabs import lazy_tabs
+from pages.components.svg_chart import chart, light, svg_chart
 
 KINDS = (vs.KIND, vs.ROSETTA_KIND)
 MAX_TILES = 12
@@ -38,6 +40,15 @@ run = ui_cache.choose_run(KINDS, "concept run", "Make one with `python -m precom
 
 # ------------------------------------------------------------------------------------------------
 # Frames, cached per run file
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def grid_svg(path: str, key: str, color_by: str, layer: str | None, head: int | None, limit: float | None = None,
+             title: str | None = None) -> str:
+    """The layers x heads grid of a run as SVG, ``(layer, head)`` framed (None: none), on colour range
+    ``limit`` (None: its own)."""
+    return svg_figures.importance_grid(ui_cache.load_run_json(path, vs.CONCEPTS, key), color_by,
+                                       (layer, head) if layer is not None else None, limit, title)
 
 
 @st.cache_data(max_entries=256, show_spinner=False)
@@ -146,17 +157,29 @@ def vtcd_view(run: dict[str, Any]) -> None:
     st.subheader("Concept browser")
     run_warnings.show(warnings, "browser", WARNING_PLACES, "browser")
 
+    def set_cell(cell: tuple[str, int] | None) -> bool:
+        if cell is not None and cell[0] in heads_of and cell[1] in heads_of[cell[0]]:
+            st.session_state["vt_layer"], st.session_state["vt_head"] = cell
+            return True
+        return False
+
     def pick_cell(chart_key: str) -> None:
         for p in st.session_state[chart_key].selection.get("points", []):
-            cell = vv.grid_point(p)
-            if cell is not None and cell[0] in heads_of and cell[1] in heads_of[cell[0]]:
-                st.session_state["vt_layer"], st.session_state["vt_head"] = cell
+            if set_cell(vv.grid_point(p)):
                 return
 
+    compared = []
+    for other in ui_cache.compared_runs(vs.KIND):
+        try:
+            compared.append((other, ui_cache.load_run_json(other["path"], vs.CONCEPTS, other["key"])))
+        except RunError as e:
+            st.warning(md(e))
     left, right = st.columns([3, 2])
     with right:
         color_by = st.radio("Colour the grid by", list(vv.COLOR_BY), key="vt_color",
                             format_func=lambda k: vv.COLOR_BY[k][0])
+        shared_limit = (max(svg_figures.grid_limit(d, color_by) for d in [doc, *(d for _, d in compared)])
+                        if compared else None)
         ui_cache.url_state("layer", layers, top["layer"], key="vt_layer")
         layer = st.selectbox("Layer", layers, key="vt_layer")
         head_options = heads_of[layer]
@@ -175,9 +198,22 @@ def vtcd_view(run: dict[str, Any]) -> None:
                    + (f" {heads_note}" if heads_note else ""))
     with left:
         chart_key = "vt_grid"
-        st.plotly_chart(vv.importance_grid(doc, color_by, (layer, head)), key=chart_key,
-                        on_select=partial(pick_cell, chart_key), selection_mode="points",
-                        config=vv.export_config(f"{run['run_id']}-grid"))
+        if not LIGHT:
+            st.plotly_chart(vv.importance_grid(doc, color_by, (layer, head)), key=chart_key,
+                            on_select=partial(pick_cell, chart_key), selection_mode="points",
+                            config=vv.export_config(f"{run['run_id']}-grid"))
+        else:
+            svg_chart(grid_svg(run["path"], run["key"], color_by, layer, head, shared_limit), key=f"{chart_key}-svg",
+                      on_pick=lambda value: set_cell(svg_figures.grid_pick(value)))
+        export_buttons(partial(vv.importance_grid, doc, color_by), f"{run['run_id']}-grid", key="vt_x_grid")
+
+    if compared:
+        st.caption(f"Compared runs (sidebar), on the same colour scale as {code(run['run_id'])}:")
+        for col, (other, _) in zip(st.columns(max(len(compared), 2)), compared, strict=False):
+            with col:
+                svg_chart(grid_svg(other["path"], other["key"], color_by, None, None, shared_limit,
+                                   f"{other['run_id']} · {vv.COLOR_BY.get(color_by, ('',))[0]}"),
+                          key=f"vt_grid_cmp-{other['run_id']}")
 
     f1, f2, f3, f4 = st.columns([2, 3, 2, 2])
     scope = f1.radio("List", ["this head", "all heads"], key="vt_scope", horizontal=True)
@@ -190,7 +226,7 @@ def vtcd_view(run: dict[str, Any]) -> None:
     else:
         shown = vv.filter_concepts(concepts, chosen_layers, None, text=text, sort=sort)
     table = vv.concepts_table(shown)
-    st.dataframe(table, hide_index=True, width="stretch", height=min(400, 38 + 35 * max(len(table), 1)),
+    tables.table(table, hide_index=True, width="stretch", height=min(400, 38 + 35 * max(len(table), 1)),
                  column_config={"importance": st.column_config.NumberColumn(format="%+.4f"),
                                 "CI low": st.column_config.NumberColumn(format="%+.4f"),
                                 "CI high": st.column_config.NumberColumn(format="%+.4f"),
@@ -272,11 +308,11 @@ def vtcd_view(run: dict[str, Any]) -> None:
         level = doc.get("ci_level")
         i1, i2 = st.columns([2, 3])
         with i1:
-            st.plotly_chart(vv.top_concepts_figure(concepts, 20, level), key="vt_top",
-                            config=vv.export_config(f"{run['run_id']}-top-concepts"))
+            chart(vv.top_concepts_figure(concepts, 20, level), key="vt_top", width=400,
+                  config=vv.export_config(f"{run['run_id']}-top-concepts"))
         with i2:
-            st.plotly_chart(vv.layer_figure(doc, diag), key="vt_layers_fig",
-                            config=vv.export_config(f"{run['run_id']}-layers"))
+            chart(vv.layer_figure(doc, diag), key="vt_layers_fig", width=560,
+                  config=vv.export_config(f"{run['run_id']}-layers"))
         agreement = doc.get("rank_agreement")
         st.caption((f"Intervals: {level:.0%} percentile bootstrap over each clip's {doc.get('bootstrap')} mask "
                     "resamplings. " if level else "This run has no bootstrap intervals. ")
@@ -287,7 +323,7 @@ def vtcd_view(run: dict[str, Any]) -> None:
             summary = vv.diagnostics_summary(diag)
             if summary:
                 st.info(summary)
-            st.dataframe(vv.diagnostics_table(diag), hide_index=True, width="stretch",
+            tables.table(vv.diagnostics_table(diag), hide_index=True, width="stretch",
                          column_config={k: st.column_config.NumberColumn(format="%+.3f" if "Δ" in k else "%.3f")
                                         for k in ("entropy", "branch removed ΔP", "|ΔP| branch", "keys zeroed ΔP",
                                                   "keys removed (-inf) ΔP")})
@@ -305,8 +341,8 @@ def vtcd_view(run: dict[str, Any]) -> None:
         if attr is None:
             st.caption("This run has no attribution curves and no head pruning (it was made with `--no-attribution`).")
             if has_heads:
-                st.plotly_chart(vv.head_heatmap(doc), key="vt_heads_only",
-                                config=vv.export_config(f"{run['run_id']}-head-importance"))
+                chart(vv.head_heatmap(doc), key="vt_heads_only",
+                      config=vv.export_config(f"{run['run_id']}-head-importance"))
             else:
                 st.caption(heads_note)
         else:
@@ -315,8 +351,8 @@ def vtcd_view(run: dict[str, Any]) -> None:
             with a1:
                 sc = st.selectbox("Concepts removed from", scopes, key="vt_scope_attr",
                                   format_func=lambda s: "all layers" if s == "all" else s)
-                st.plotly_chart(vv.attribution_figure(attr, sc), key="vt_attr",
-                                config=vv.export_config(f"{run['run_id']}-attribution-{sc}"))
+                chart(vv.attribution_figure(attr, sc), key="vt_attr", width=560,
+                      config=vv.export_config(f"{run['run_id']}-attribution-{sc}"))
             with a2:
                 auc = attr.get("auc", {})
                 st.markdown(f"Removing concepts **most important first** should make the "
@@ -327,7 +363,7 @@ def vtcd_view(run: dict[str, Any]) -> None:
                             f"{auc.get('random', float('nan')):.3f} (random), on {md(attr.get('n_videos', '?'))} "
                             "clips; "
                             f"unmasked {attr.get('baseline', float('nan')):.3f}.")
-                st.dataframe(vv.auc_table(attr), hide_index=True, width="stretch",
+                tables.table(vv.auc_table(attr), hide_index=True, width="stretch",
                              column_config={k: st.column_config.NumberColumn(format="%.3f")
                                             for k in ("positive", "negative", "random", "occlusion positive",
                                                       "occlusion negative")})
@@ -335,14 +371,14 @@ def vtcd_view(run: dict[str, Any]) -> None:
             p1, p2 = st.columns([3, 2])
             with p2:
                 if has_heads:
-                    st.plotly_chart(vv.head_heatmap(doc), key="vt_heads",
-                                    config=vv.export_config(f"{run['run_id']}-head-importance"))
+                    chart(vv.head_heatmap(doc), key="vt_heads", width=380,
+                          config=vv.export_config(f"{run['run_id']}-head-importance"))
                 else:
                     st.caption(heads_note)
             with p1:
                 if pruning:
-                    st.plotly_chart(vv.pruning_figure(pruning), key="vt_pruning",
-                                    config=vv.export_config(f"{run['run_id']}-head-pruning"))
+                    chart(vv.pruning_figure(pruning), key="vt_pruning", width=560,
+                          config=vv.export_config(f"{run['run_id']}-head-pruning"))
                     note = pruning.get("gflops_note")
                     if note:
                         st.caption(f"Heads are pruned by zeroing their keys; {md(str(note).split('; ', 1)[-1])}.")
@@ -369,7 +405,7 @@ def vtcd_view(run: dict[str, Any]) -> None:
 
         if best["id"] in by_id:
             st.button(f"Play {md(best['id'])} with the object outlined", on_click=show_best, key="vt_show_best")
-        st.dataframe(vv.ground_truth_table(gt), hide_index=True, width="stretch",
+        tables.table(vv.ground_truth_table(gt), hide_index=True, width="stretch",
                      column_config={k: st.column_config.NumberColumn(format="%.3f")
                                     for k in ("IoU", "random-crop baseline IoU")})
 
@@ -409,7 +445,7 @@ def rosetta_view(run: dict[str, Any]) -> None:
                 "larger `--epsilon`.")
         return
     table = vv.rosetta_table(doc)
-    st.dataframe(table, hide_index=True, width="stretch", height=min(360, 38 + 35 * len(table)),
+    tables.table(table, hide_index=True, width="stretch", height=min(360, 38 + 35 * len(table)),
                  column_config={"R": st.column_config.NumberColumn(format="%.3f")})
     with_media = [t["index"] for t in tuples if t.get("media")]
     if not with_media:
@@ -433,6 +469,7 @@ def rosetta_view(run: dict[str, Any]) -> None:
 
 
 warnings = run.get("warnings") or []
+LIGHT = light()
 if run["kind"] == vs.ROSETTA_KIND:
     rosetta_view(run)
 else:

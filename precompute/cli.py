@@ -1,9 +1,9 @@
 """`python -m precompute ...`: the command line of the offline jobs.
 
 Every analysis subcommand shares ``--model --layers --out --device --seed --config --run-id
---overwrite``. ``--config FILE`` (YAML or JSON) holds the same keys as the flags; flags given on
-the command line win. On success the last line on stdout is the new run folder. Bad input exits
-with status 2 and one line on stderr.
+--overwrite --executor --ray-address``. ``--config FILE`` (YAML or JSON) holds the same keys as the
+flags; flags given on the command line win. On success the last line on stdout is the new run
+folder. Bad input exits with status 2 and one line on stderr.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import UserError
+from precompute.executor import add_executor_arguments
 
 DEFAULT_OUT = "artifacts"
 DEMO_ROOT = Path(__file__).resolve().parents[1] / "assets" / "demo"
@@ -54,6 +55,7 @@ def _add_common(p: argparse.ArgumentParser, several_models: bool = False) -> Non
     p.add_argument("--config", help="YAML or JSON file with the same keys as these flags")
     p.add_argument("--run-id", help="name of the run folder (default: date, model and config hash)")
     p.add_argument("--overwrite", action="store_true", help="replace a finished run with the same --run-id")
+    add_executor_arguments(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -86,8 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_static_dynamic(p)
 
     p = sub.add_parser("train", help="train a zoo video model on the synthetic benchmark")
-    p.add_argument("--model", help="zoo architecture: c2d, r3d, slowfast, two_stream or vit (required)")
-    p.add_argument("--task", choices=("appearance", "motion", "both"), default="motion")
+    p.add_argument("--model", help="zoo architecture: c2d, r3d, slowfast, two_stream, vit or tubelet_vit "
+                   "(required)")
+    p.add_argument("--task", choices=("appearance", "motion", "both", "occlusion"), default="motion")
     p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--train-size", type=int, default=2000, help="training videos (generated, cached)")
     p.add_argument("--val-size", type=int, default=500, help="held-out videos for accuracy")
@@ -121,6 +124,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--finetune-epochs", type=int, default=0, metavar="K",
                    help="after --epochs, K more epochs without --static-dropout at constant --finetune-lr")
     p.add_argument("--finetune-lr", type=float, default=1e-5, help="learning rate of the fine-tune epochs")
+    p.add_argument("--schedule", choices=("onecycle", "cosine"), default="onecycle",
+                   help="learning-rate schedule: one-cycle, or linear warm-up then cosine decay")
+    p.add_argument("--warmup-epochs", type=float, default=1.0, help="--schedule cosine: warm-up length")
+    p.add_argument("--label-smoothing", type=float, default=0.0, help="label smoothing of the loss (0 = off)")
+    p.add_argument("--train-augment", choices=("none", "shift"), default="none",
+                   help="shift: random whole-clip shift and brightness/contrast jitter (label-preserving)")
+    p.add_argument("--distill-from", help="a checkpoint of the same classes whose logits the model also learns, "
+                   "e.g. r3d-motion")
+    p.add_argument("--distill-weight", type=float, default=0.5, help="weight of the distillation loss (0 to 1)")
+    p.add_argument("--distill-temperature", type=float, default=2.0, help="softmax temperature of distillation")
+    p.add_argument("--curriculum-epochs", type=int, default=0, metavar="K",
+                   help="the first K epochs train on the first --curriculum-classes classes only")
+    p.add_argument("--curriculum-classes", type=int, metavar="C", help="how many classes the curriculum starts with")
     p.add_argument("--config", help="YAML or JSON file with the same keys as these flags")
 
     p = sub.add_parser("demo", help="regenerate the shipped demo runs (CPU is enough)")
@@ -171,9 +187,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_rosetta_settings(p)
     p.add_argument("--media-tuples", type=int, default=24, help="tuples (highest R first) rendered as clips")
     p.add_argument("--media-videos", type=int, default=2, help="videos rendered per tuple")
+    add_executor_arguments(p)  # accepted for a uniform command line; Rosetta only reads runs, in the driver
     p.add_argument("--out", default=DEFAULT_OUT, help="artifact root (default: artifacts/)")
     p.add_argument("--run-id", help="name of the run folder (default: date, models and config hash)")
     p.add_argument("--overwrite", action="store_true", help="replace a finished run with the same --run-id")
+
+    p = sub.add_parser("report", help="one self-contained HTML report of runs (offline; runs of one kind side by side)")
+    from precompute.report import add_arguments as add_report_arguments
+    add_report_arguments(p)
     return parser
 
 
@@ -608,6 +629,12 @@ def cmd_rosetta(args: argparse.Namespace) -> None:
     print(vtcd.run_rosetta(args))
 
 
+def cmd_report(args: argparse.Namespace) -> None:
+    from precompute import report
+
+    print(report.run(args))
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     from precompute import demo
 
@@ -628,6 +655,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {
     "vcc-debug": cmd_vcc_debug,
     "vtcd": cmd_vtcd,
     "rosetta": cmd_rosetta,
+    "report": cmd_report,
 }
 
 

@@ -24,6 +24,8 @@ from core.data.videos import preprocess_clips
 from core.errors import DataError
 from core.models import ModelBundle, bundle_gap, capture
 from precompute.common import batched, load_model, progress, resolve_device, seed_everything
+from precompute.executor import executor_from_args
+from precompute.units import predict_units
 
 TOP_K = 5
 
@@ -42,9 +44,11 @@ def run(args: Any) -> Path:
             raise DataError(f"{args.model} is a video model{bundle.input_hint()}; give --videos, not --images")
         items, data_spec = load_videos(args.videos or "demo", bundle, args.clips_per_video)
     config = {"layers": layers, "batch_size": args.batch_size, "top_k": TOP_K, "seed": args.seed}
+    executor = executor_from_args(args)
     with RunWriter(args.out, store.KIND, model=bundle.describe(), data=data_spec, config=config,
-                   run_id=args.run_id, overwrite=args.overwrite) as writer:
+                   run_id=args.run_id, overwrite=args.overwrite) as writer, executor:
         batches = batched(items, args.batch_size)
+        executor.fan_out(writer, "predict", predict_units(batches, args.model, args.device, layers, args.seed))
         for b, batch in enumerate(progress(batches, "predict", len(batches))):
             part = store.part_file(b)
             if not writer.has(part):

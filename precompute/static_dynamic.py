@@ -28,6 +28,8 @@ from core.models import ModelBundle
 from core.static_dynamic import StaticDynamicConfig, StaticDynamicResult, analyse
 from core.static_dynamic.analysis import StyleCache, load_user_styles, model_label  # noqa: F401  (re-exported)
 from precompute.common import load_model, progress, resolve_device, seed_everything
+from precompute.executor import executor_from_args
+from precompute.units import static_dynamic_units
 
 
 def expand_checkpoints(values: Sequence[str]) -> list[str]:
@@ -94,17 +96,23 @@ def run(args: Any, config: StaticDynamicConfig) -> Path:
     model_field = first.describe() if len(loaded) == 1 else {"spec": " + ".join(specs),
                                                              "models": [b.describe() for b, _ in loaded]}
     common = {"cache_dir": cache_dir, "user_styles": user_styles}
+    mines = [dataclasses.replace(config, removal=config.removal and bundle.spec in removable,
+                                 examples=config.examples if m == 0 else 0) for m, (bundle, _) in enumerate(loaded)]
+    quiet = dataclasses.replace(config, removal=False, examples=0)
+    executor = executor_from_args(args)
     with RunWriter(args.out, "static-dynamic", model=model_field, data=data_spec, config=manifest_config,
-                   run_id=args.run_id, overwrite=args.overwrite) as writer:
+                   run_id=args.run_id, overwrite=args.overwrite) as writer, executor:
+        # --executor ray: every model and checkpoint a task writing its parts; the loops below read them back
+        work = [("model", spec, dataclasses.replace(mine, examples=0), f"m{m}")
+                for m, (spec, mine) in enumerate(zip(specs, mines, strict=True))]
+        work += [("checkpoint", spec, quiet, f"c{c}") for c, spec in enumerate(checkpoints)]
+        executor.fan_out(writer, "models", static_dynamic_units(work, args.device, config.seed), (items, common))
         results = []
         for m, (bundle, _) in enumerate(loaded):
-            mine = dataclasses.replace(config, removal=config.removal and bundle.spec in removable,
-                                       examples=config.examples if m == 0 else 0)
-            results.append(analyse(bundle, items, mine, writer, progress, tag=f"m{m}", **common))
+            results.append(analyse(bundle, items, mines[m], writer, progress, tag=f"m{m}", **common))
         dynamics = None
         if checkpoints:
             dynamics = {"checkpoints": [], "records": []}
-            quiet = dataclasses.replace(config, removal=False, examples=0)
             for c, spec in enumerate(progress(checkpoints, "checkpoints", len(checkpoints))):
                 bundle, _ = load_model(spec, device, config.layers)
                 label = f"epoch {_epoch_of(bundle, spec, c)}"

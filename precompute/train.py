@@ -19,6 +19,15 @@ that rate on the input of the classifier ``fc``, on top of the architecture's ow
 main epochs has ended; they are numbered on from the main epochs (checkpoints included).
 StaticDropout's random draws are reseeded from the seed and the epoch number at every epoch, so
 a resumed run repeats them.
+
+Recipe options for small video transformers (each off by default; the defaults train as before):
+``--schedule cosine`` (linear warm-up over ``--warmup-epochs``, then cosine decay to 0, instead of
+the one-cycle schedule), ``--label-smoothing``, ``--train-augment shift`` (every clip shifted by up
+to 1/8 of its side, wrapping round, and its brightness and contrast jittered; the same for all its
+frames, so no label changes), ``--distill-from SPEC`` (a trained checkpoint of the same classes whose
+logits, softened by ``--distill-temperature``, the student also matches with weight
+``--distill-weight``: loss ``(1 - w) CE + w T^2 KL``), and ``--curriculum-epochs K
+--curriculum-classes C`` (the first K epochs draw their clips only from classes ``0 .. C-1``).
 """
 
 from __future__ import annotations
@@ -167,6 +176,56 @@ def initialise_from(model: torch.nn.Module, spec: str) -> int:
     return copied
 
 
+def lr_factor(step: int, total: int, warmup: int) -> float:
+    """The cosine schedule's multiplier of the peak learning rate at ``step`` (0-based) of ``total``:
+    linear warm-up over ``warmup`` steps, then cosine decay to 0."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress_ = (step - warmup) / max(1, total - warmup)
+    return 0.5 * (1.0 + float(np.cos(np.pi * min(1.0, progress_))))
+
+
+def augment(x: torch.Tensor, seed: Any) -> torch.Tensor:
+    """Label-preserving augmentation of normalised clips ``(B, 3, T, H, W)``: each clip shifted by up
+    to ``H/8`` pixels (wrapping round) and its brightness and contrast jittered by up to 20%, the same
+    for all its frames (directions, identities and timing are kept). Deterministic given ``seed``."""
+    g = torch.Generator().manual_seed(int(np.random.default_rng(seed).integers(2**62)))
+    b, _, _, h, _ = x.shape
+    limit = max(1, h // 8)
+    shifts = torch.randint(-limit, limit + 1, (b, 2), generator=g)
+    gain = 1.0 + 0.2 * (2 * torch.rand(b, generator=g) - 1)
+    bias = 0.2 * (2 * torch.rand(b, generator=g) - 1)
+    out = torch.stack([torch.roll(x[i], (int(shifts[i, 0]), int(shifts[i, 1])), dims=(2, 3)) for i in range(b)])
+    return out * gain.view(b, 1, 1, 1, 1).to(x) + bias.view(b, 1, 1, 1, 1).to(x)
+
+
+def load_teacher(spec: str, classes: list[str], frames: int, size: int, device: torch.device) -> torch.nn.Module:
+    """The ``--distill-from`` model, in eval mode: a video-input checkpoint with the same classes,
+    frames and frame size as the student."""
+    from core.models import resolve_model
+
+    bundle = resolve_model(spec)
+    meta_classes = list(bundle.class_names or [])
+    if meta_classes != classes:
+        raise UserError(f"--distill-from {spec}: its classes {meta_classes} are not the task's {classes}; "
+                        "distil from a model of the same task")
+    pre = bundle.preprocessing
+    if pre.input != "video" or tuple(pre.size) != (size, size) or (pre.frames or frames) != frames:
+        raise UserError(f"--distill-from {spec}: it takes {pre.input} of {pre.frames} frames at {pre.size}, "
+                        f"not {frames} frames at {size}x{size}; distil from a zoo model of these settings")
+    model = bundle.model.to(device).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+    """``T^2 KL(softmax(teacher / T) || softmax(student / T))``, mean over the batch."""
+    t = temperature
+    return F.kl_div(F.log_softmax(student / t, -1), F.log_softmax(teacher / t, -1), log_target=True,
+                    reduction="batchmean") * t * t
+
+
 def _same_settings(folder: Path, settings: dict[str, Any]) -> bool:
     """Whether the epoch checkpoint in ``folder`` was written by a run with these settings."""
     try:
@@ -205,6 +264,23 @@ def run(args: Any) -> Path:
         raise UserError(f"--static-dropout-every must be at least 1, got {every}")
     if kind == "static" and args.frames < 2:
         raise UserError("StaticDropout shuffles frames: it needs --frames 2 or more")
+    recipe = {"schedule": args.schedule, "warmup_epochs": float(args.warmup_epochs),
+              "label_smoothing": float(args.label_smoothing), "train_augment": args.train_augment,
+              "distill_from": args.distill_from, "distill_weight": float(args.distill_weight),
+              "distill_temperature": float(args.distill_temperature),
+              "curriculum_epochs": int(args.curriculum_epochs), "curriculum_classes": args.curriculum_classes}
+    if not 0.0 <= recipe["label_smoothing"] < 1.0:
+        raise UserError(f"--label-smoothing must be in [0, 1), got {recipe['label_smoothing']}")
+    if not 0.0 <= recipe["distill_weight"] <= 1.0:
+        raise UserError(f"--distill-weight must be in [0, 1], got {recipe['distill_weight']}")
+    if recipe["distill_temperature"] <= 0:
+        raise UserError(f"--distill-temperature must be above 0, got {recipe['distill_temperature']}")
+    if recipe["warmup_epochs"] < 0:
+        raise UserError(f"--warmup-epochs must be at least 0, got {recipe['warmup_epochs']}")
+    if recipe["train_augment"] != "none" and video_zoo.input_kind(arch) != "video":
+        raise UserError(f"--train-augment works on video input only; {arch} also takes optical flow")
+    if recipe["curriculum_epochs"] < 0:
+        raise UserError(f"--curriculum-epochs must be at least 0, got {recipe['curriculum_epochs']}")
     if args.name is not None:
         check_folder_name(args.name, "--name")
     out = Path(args.out) / (args.name or f"{arch}-{args.task}")
@@ -221,6 +297,10 @@ def run(args: Any) -> Path:
                  f"{args.train_size} + {args.val_size} clips of {args.frames} frames at {args.size}x{args.size}",
                  "lower --train-size, --val-size, --frames or --size")
     classes = synthetic.class_names(args.task)
+    n_first = args.curriculum_classes
+    if recipe["curriculum_epochs"] and not (n_first is not None and 1 <= n_first < len(classes)):
+        raise UserError(f"--curriculum-epochs needs --curriculum-classes from 1 to {len(classes) - 1} "
+                        f"(the {args.task} task has {len(classes)} classes), got {n_first}")
     cache = Path(args.cache_dir)
     train_data = load_split(data_config, args.train_size, "train", with_flow, cache)
     val_data = load_split(data_config, args.val_size, "val", with_flow, cache)
@@ -228,6 +308,8 @@ def run(args: Any) -> Path:
     kwargs: dict[str, Any] = {"num_classes": len(classes)}
     if arch == "vit":
         kwargs.update(frames=args.frames, size=args.size, stem=args.vit_stem)
+    elif arch == "tubelet_vit":
+        kwargs.update(frames=args.frames, size=args.size)
     model = zoo.build(arch, kwargs).to(device)
     init_from = args.init_from
     initialised = initialise_from(model, init_from) if init_from else 0
@@ -235,8 +317,15 @@ def run(args: Any) -> Path:
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     steps_per_epoch = -(-args.train_size // args.batch_size)
     total_steps = steps_per_epoch * args.epochs
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr, total_steps=total_steps,
-                                                   pct_start=0.15)
+    schedule: torch.optim.lr_scheduler.LRScheduler
+    if recipe["schedule"] == "cosine":
+        warmup = round(recipe["warmup_epochs"] * steps_per_epoch)
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: lr_factor(i, total_steps, warmup))
+    else:
+        schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr, total_steps=total_steps,
+                                                       pct_start=0.15)
+    teacher = (load_teacher(recipe["distill_from"], classes, args.frames, args.size, device)
+               if recipe["distill_from"] and recipe["distill_weight"] > 0 else None)
     log: list[dict[str, Any]] = []
     start_epoch = _last_epoch(out) + 1
     seconds = 0.0
@@ -244,6 +333,11 @@ def run(args: Any) -> Path:
                 "batch_size": args.batch_size, "weight_decay": args.weight_decay, "seed": args.seed,
                 "train_size": args.train_size, "data": dataclasses.asdict(data_config), "init_from": init_from,
                 "dropout": regulariser.settings(), "finetune_epochs": finetune_epochs}
+    defaults = {"schedule": "onecycle", "warmup_epochs": 1.0, "label_smoothing": 0.0, "train_augment": "none",
+                "distill_from": None, "distill_weight": 0.5, "distill_temperature": 2.0, "curriculum_epochs": 0,
+                "curriculum_classes": None}
+    if recipe != defaults:  # runs with the default recipe keep their old settings (and can resume)
+        settings["recipe"] = recipe
     if start_epoch > 1:
         from safetensors.torch import load_file
 
@@ -270,7 +364,7 @@ def run(args: Any) -> Path:
         "description": f"zoo {arch} trained on the synthetic {args.task} task",
         "num_params": n_params,
     }
-    if arch == "vit":
+    if arch in video_zoo.TRANSFORMERS:
         meta.update(token_grid=list(model.grid), num_prefix_tokens=0,
                     heads=model.blocks[0].attn.heads)
     labels = torch.from_numpy(train_data["labels"]).long()
@@ -287,6 +381,9 @@ def run(args: Any) -> Path:
                 for group in optimizer.param_groups:
                     group["lr"] = finetune_lr
             order = np.random.default_rng([args.seed, epoch]).permutation(args.train_size)
+            if epoch <= recipe["curriculum_epochs"]:  # as many steps, drawn from the first classes only
+                subset = order[train_data["labels"][order] < n_first]
+                order = np.resize(subset, args.train_size)
             total, correct, count = 0.0, 0, 0
             bar = progress(range(steps_per_epoch), f"{arch}-{args.task} epoch {epoch}/{last_epoch}"
                            + (" (fine-tune)" if finetune else ""), steps_per_epoch)
@@ -294,9 +391,16 @@ def run(args: Any) -> Path:
                 idx = np.sort(order[step * args.batch_size:(step + 1) * args.batch_size])
                 x = batch_input(train_data, idx, device)
                 y = labels[idx].to(device)
+                if recipe["train_augment"] == "shift":
+                    x = augment(x, [args.seed, epoch, step])
                 regulariser.step(x)
                 logits = call(model, x)
-                loss = F.cross_entropy(logits, y)
+                loss = F.cross_entropy(logits, y, label_smoothing=recipe["label_smoothing"])
+                if teacher is not None:
+                    with torch.no_grad():
+                        soft = teacher(x[0] if isinstance(x, tuple) else x)
+                    w = recipe["distill_weight"]
+                    loss = (1 - w) * loss + w * distillation_loss(logits, soft, recipe["distill_temperature"])
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -331,7 +435,7 @@ def run(args: Any) -> Path:
                   "weight_decay": args.weight_decay, "seed": args.seed, "train_size": args.train_size,
                   "val_size": args.val_size, "data": dataclasses.asdict(data_config), "seconds": round(seconds, 1),
                   "machine": machine(), "torch": torch.__version__,
-                  "init_from": init_from, "initialised_tensors": initialised,
+                  "init_from": init_from, "initialised_tensors": initialised, "recipe": recipe,
                   "dropout": {**regulariser.settings(), "finetune_epochs": finetune_epochs,
                               "finetune_lr": finetune_lr if finetune_epochs else None}},
     )

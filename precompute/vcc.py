@@ -51,7 +51,9 @@ from core.vcc.forward import execution_order
 from core.vcc.predict import predictions
 from core.vcc.store import class_slug
 from precompute.common import load_model, progress, resolve_device, seed_everything
+from precompute.executor import Unit, executor_from_args
 from precompute.predict import load_images
+from precompute.units import vcc_class_unit
 
 # VCCConfig fields whose flag is not --field-name, or that the subcommand adds itself (seed: shared;
 # prune and commonality take KEY=VALUE words)
@@ -353,6 +355,20 @@ def record_warnings(writer: RunWriter, entries: list[dict[str, Any]]) -> None:
         writer.warn(code, message, setting=first.get("setting"), layer=layer, figure=first.get("figure"))
 
 
+def class_info(c: ClassImages, pool: Pool) -> list[dict[str, Any]]:
+    """Per image of class ``c``: ``{id, source, origin, augment}`` (its ``images.json`` records)."""
+    info = []
+    for it in c.items:
+        aug = c.augment.get(it.id)
+        info.append({"id": it.id, "source": it.source, "origin": pool.origin.get(aug["of"] if aug else it.id),
+                     "augment": aug})
+    return info
+
+
+def class_extra(c: ClassImages) -> dict[str, Any]:
+    return {"n_photos": c.n_photos, "n_augmented": len(c.items) - c.n_photos, "selected_by": c.selected_by}
+
+
 # ----------------------------------------------------------------------------------------------
 # The job
 
@@ -400,22 +416,24 @@ def run(args: Any, cfg: VCCConfig | None = None) -> Path:
             warnings.warn(f"class {c.name}: {len(c.augment)} of its {len(c.items)} images are crops and flips of "
                           f"{c.n_photos} photo(s)", stacklevel=2)
     config = {"layers": layers, "vcc": cfg.to_dict(), "seed": args.seed}
+    executor = executor_from_args(args)
     with RunWriter(args.out, "vcc", model=bundle.describe(), data=data, config=config, run_id=args.run_id,
-                   overwrite=args.overwrite) as writer:
+                   overwrite=args.overwrite) as writer, executor:
+        # --executor ray: each class a task writing classes/<slug>/; the loop below reads them back. A task on a
+        # GPU takes --jobs CPUs for its segmentation; on CPUs the classes themselves use the cores.
+        seg = args.jobs if executor.num_gpus else 1
+        executor.fan_out(writer, "classes", [
+            Unit(f"class {c.name}", vcc_class_unit,
+                 (args.model, args.device, layers, cfg, args.seed, [it.image for it in c.items], c.index,
+                  [it.image for it in randoms[c.index][0]], class_info(c, pool), class_extra(c), seg),
+                 vcc_store.class_file(c.slug, vcc_store.MARKER), cpus=seg) for c in classes])
         entries = []
         for c in progress(classes, "classes", len(classes)):
-            info = []
-            for it in c.items:
-                aug = c.augment.get(it.id)
-                info.append({"id": it.id, "source": it.source, "origin": pool.origin.get(aug["of"] if aug else it.id),
-                             "augment": aug})
             bars = StageBars(c.name.split(",")[0])
             try:  # the writer is the checkpoint store: a class it holds is read back, not recomputed
                 result = analyse(bundle, [it.image for it in c.items], c.index, cfg, writer, bars,
                                  random=[it.image for it in randoms[c.index][0]],
-                                 layers=layers, n_jobs=args.jobs, info=info,
-                                 extra={"n_photos": c.n_photos, "n_augmented": len(c.items) - c.n_photos,
-                                        "selected_by": c.selected_by})
+                                 layers=layers, n_jobs=args.jobs, info=class_info(c, pool), extra=class_extra(c))
             finally:
                 bars.close()
             entries.append(result.records["class"])

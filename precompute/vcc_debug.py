@@ -58,6 +58,8 @@ from core.vcc.debug import ClassVCC, load_vccs, pick_vccs
 from core.vcc.predict import predictions
 from precompute import vcc as vcc_job
 from precompute.common import resolve_device, seed_everything
+from precompute.executor import executor_from_args
+from precompute.units import vcc_debug_units
 
 IMAGE_SIDE = 384
 
@@ -202,8 +204,9 @@ def run(args: Any, config: VCCDebugConfig) -> Path:
             "images": [{"id": j.id, "source": j.source, "true_class": j.true_class} for j, *_ in plans]}
     settings = {"runs": {r.run_id: r.fingerprint for r in runs}, "paths": config.n_paths,
                 "batch_size": config.batch_size, "seed": args.seed}
+    executor = executor_from_args(args)
     with RunWriter(args.out, "vcc-debug", model=bundle.describe(), data=data, config=settings, run_id=args.run_id,
-                   overwrite=args.overwrite) as writer:
+                   overwrite=args.overwrite) as writer, executor:
         used: dict[str, dict[str, Any]] = {}
         for v in {v.key: v for _, t, p in plans for v in (t, p) if v is not None}.values():
             used[v.key] = {"run_id": v.run.run_id, "run_path": str(v.run.path), "slug": v.slug,
@@ -211,10 +214,13 @@ def run(args: Any, config: VCCDebugConfig) -> Path:
                            "selected_by": v.selected_by,
                            "graph": copy_vcc(writer, v)}
         # the writer is the checkpoint store: an image it holds is read back, not analysed again
+        # (--executor ray: each image a task, which debug_images then reads back)
+        images = [(job.image, true, pred) for job, true, pred in plans]
+        executor.fan_out(writer, "images", vcc_debug_units(len(images), args.model, args.device, config, args.seed),
+                         (images,))
         bars = vcc_job.StageBars("debug")
         try:
-            analyses = debug_images(bundle, [(job.image, true, pred) for job, true, pred in plans], writer,
-                                    config=config, progress=bars)
+            analyses = debug_images(bundle, images, writer, config=config, progress=bars)
         finally:
             bars.close()
         records = []

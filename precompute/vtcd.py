@@ -30,6 +30,8 @@ from core.vtcd.config import RosettaConfig
 from core.vtcd.ground_truth import synthetic_masks
 from core.vtcd.rosetta import rosetta_of_runs
 from precompute.common import load_model, resolve_device, seed_everything
+from precompute.executor import executor_from_args
+from precompute.units import vtcd_stages
 
 KIND = layout.KIND
 ROSETTA_KIND = layout.ROSETTA_KIND
@@ -138,9 +140,11 @@ def run(args: Any) -> Path:
               "media_videos": media_videos, "media_concepts": media_concepts, "ground_truth": gt,
               "attribution": attribution_on, "clips_per_video": clips_per_video}
     bars = Bars()
+    executor = executor_from_args(args)
     with RunWriter(args.out, KIND, model=bundle.describe(), data=data_spec, config=config,
-                   run_id=args.run_id, overwrite=bool(args.overwrite)) as writer:
-        try:
+                   run_id=args.run_id, overwrite=bool(args.overwrite)) as writer, executor:
+        try:  # --executor ray: discovery per layer and CRIS per clip as tasks; analyse reads their parts back
+            vtcd_stages(executor, writer, items, args.model, args.device, cfg, layers, heads, target, int(args.seed))
             result = analyse(bundle, items, cfg, store=writer, progress=bars, layers=layers, heads=heads,
                              target=target, attribution=attribution_on, ground_truth_masks=masks)
         except UserError as e:

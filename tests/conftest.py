@@ -15,6 +15,23 @@ if str(ROOT) not in sys.path:
 
 
 @pytest.fixture(scope="session")
+def browser():
+    """One headless system Chromium for the whole session (Playwright's sync API allows one instance per
+    thread): the browser tests and the report tests share it."""
+    from playwright.sync_api import sync_playwright
+
+    from benchmarks.pages import find_chromium
+
+    path = find_chromium()
+    if path is None:
+        pytest.skip("no system Chromium (apt-get install chromium)")
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=path, args=["--no-sandbox"])
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="session")
 def lite0():
     from core.models import resolve_model
 

@@ -23,6 +23,13 @@ TIMEOUT = 30
 CLASSES = ["cat", "dog", "fox", "owl", "eel", "yak"]
 LAYERS = {"layer1": 4, "layer2": 8}
 
+@pytest.fixture(autouse=True)
+def interactive_charts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests read the pages' plotly figures: the interactive chart mode (the default light mode's SVG
+    figures are tested in tests/test_light_charts.py)."""
+    monkeypatch.setenv("CONCEPT_LENS_CHARTS", "interactive")
+
+
 
 def make_predictions_run(root: Path, run_id: str, n: int = 3) -> Path:
     """A tiny complete ``predictions`` run: n images, 2 layers, 6 classes; the last image is wrong."""

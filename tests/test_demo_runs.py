@@ -16,6 +16,13 @@ DEMO = REPO / "assets" / "demo"
 APP = str(REPO / "app.py")
 TIMEOUT = 120
 
+@pytest.fixture(autouse=True)
+def interactive_charts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests read the pages' plotly figures: the interactive chart mode (the default light mode's SVG
+    figures are tested in tests/test_light_charts.py)."""
+    monkeypatch.setenv("CONCEPT_LENS_CHARTS", "interactive")
+
+
 
 def runs(kind: str) -> list[Path]:
     return sorted(p.parent for p in (DEMO / kind).glob("*/manifest.json"))

@@ -448,3 +448,30 @@ def test_dashboard_loaders_give_run_errors_for_undecodable_images(base: Path) ->
             m["files"]["sub/x.json"] = {"sha256": sha256_file(run / "sub" / "x.json")}
             (run / MANIFEST).write_text(json.dumps(m))
             ui_cache.run_file(str(run), "sub/x.json", open_run(run).fingerprint)
+
+
+# -- reports -------------------------------------------------------------------------------------------------------
+
+MARKUP = st.text(alphabet="<>&\"'/= abcimgscript", min_size=1, max_size=30).map(lambda s: f"<zq{s}>")
+
+
+@settings(max_examples=15, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(text=MARKUP)
+def test_a_report_escapes_every_string_of_a_hostile_run(base: Path, text: str) -> None:
+    """Markup in a run's model, data, settings, warnings and image names reaches a report only as text."""
+    from core.report import ReportConfig, build_report
+
+    with copy_of(base) as run:
+        doc = json.loads((run / "predictions.json").read_text())
+        for im in doc["images"]:
+            im["id"] = im["predicted_name"] = im["source"] = text
+        forge(run, "predictions.json", json.dumps(doc).encode())
+        m = manifest_of(run)
+        m.update(model={"spec": text}, data={"description": text}, config={text: text},
+                 warnings=[{"code": "x", "message": text, "setting": text, "layer": text, "figure": None}])
+        (run / MANIFEST).write_text(json.dumps(m))
+        with reads_stay_inside(run):
+            report = build_report([open_run(run)], ReportConfig(max_images=2))
+    assert text not in report
+    assert all(tag.startswith('<img src="data:') for tag in re.findall(r"<img\b[^>]*>", report))

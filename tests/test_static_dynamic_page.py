@@ -39,6 +39,13 @@ MODELS = {
 FRACTIONS = [round(0.1 * k, 1) for k in range(11)]
 EXAMPLE_KEYS = ["original", "static", "shuffled", "style_a", "style_b", "flow", "flow_jittered"]
 
+@pytest.fixture(autouse=True)
+def interactive_charts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests read the pages' plotly figures: the interactive chart mode (the default light mode's SVG
+    figures are tested in tests/test_light_charts.py)."""
+    monkeypatch.setenv("CONCEPT_LENS_CHARTS", "interactive")
+
+
 
 def softmax_pct(s_dynamic: float, s_static: float) -> tuple[float, float, float]:
     e = np.exp([s_dynamic, s_static, 1.0])
@@ -215,7 +222,8 @@ def test_page_shows_every_section(sd_root: Path, monkeypatch: pytest.MonkeyPatch
     assert len(figs) == 4  # only the open tabs: unit categories, unit scatter, score histograms, removal
     assert all(cfg["toImageButtonOptions"]["format"] == "png" for _, cfg in figs)
     assert not at.get("video")
-    labels = [b.label for b in at.get("download_button")]
+    labels = [b.label for b in at.get("download_button") if "(CSV)" in b.label]
+    assert [b.label for b in at.get("download_button") if b.label.startswith("Download SVG")]  # figure exports
     assert labels == ["Download layers (CSV)", "Download unit scores (CSV)", "Download AUCs (CSV)",
                       "Download removal curves (CSV)"]
     models = at.dataframe[0].value

@@ -24,6 +24,13 @@ REPO = Path(__file__).resolve().parents[1]
 APP = str(REPO / "app.py")
 TIMEOUT = 90
 
+@pytest.fixture(autouse=True)
+def interactive_charts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests read the pages' plotly figures: the interactive chart mode (the default light mode's SVG
+    figures are tested in tests/test_light_charts.py)."""
+    monkeypatch.setenv("CONCEPT_LENS_CHARTS", "interactive")
+
+
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:

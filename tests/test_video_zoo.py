@@ -6,14 +6,14 @@ import pytest
 import torch
 
 from core.models import capture, layer_shapes, resolve_layers, resolve_model, to_feature_map, zoo
-from core.models.video_zoo import ARCHS, stages
+from core.models.video_zoo import ARCHS, TRANSFORMERS, stages
 
 T, S = 8, 32
 
 
 def make(arch: str, classes: int = 5) -> torch.nn.Module:
     torch.manual_seed(0)
-    kwargs = {"frames": T, "size": S, "patch": 8} if arch == "vit" else {}
+    kwargs = {"frames": T, "size": S, "patch": 8} if arch in TRANSFORMERS else {}
     return ARCHS[arch](classes, **kwargs).eval()
 
 
@@ -35,7 +35,7 @@ def test_logits_and_documented_stages(arch):
     assert out.shape == (2, 5)
     resolve_layers(model, stages(arch))
     for name, act in acts.items():
-        if arch == "vit":
+        if arch in TRANSFORMERS:
             assert act.ndim == 3 and act.shape[1] == (T // 2) * (S // 8) ** 2, name
         else:
             assert act.ndim == 5 and act.shape[0] == 2, (name, act.shape)

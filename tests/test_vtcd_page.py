@@ -29,6 +29,13 @@ PAGE = "pages/vtcd.py"
 TIMEOUT = 60
 URL = re.compile(r"https?://|//[a-z0-9.-]+\.[a-z]{2,}/", re.IGNORECASE)
 
+@pytest.fixture(autouse=True)
+def interactive_charts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests read the pages' plotly figures: the interactive chart mode (the default light mode's SVG
+    figures are tested in tests/test_light_charts.py)."""
+    monkeypatch.setenv("CONCEPT_LENS_CHARTS", "interactive")
+
+
 
 @pytest.fixture(scope="module")
 def root(tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -10,6 +10,14 @@ occluder. The class is defined by one factor:
   task: opposite directions are exact time reversals of each other (see below), so no single
   frame tells them apart.
 - ``task="both"``: 4 identities x 4 motions (left/right, cw/ccw), named ``"<appearance>/<motion>"``.
+- ``task="occlusion"`` (:data:`OCCLUSION_OUTCOMES`): the target moves towards a paper strip wider
+  than itself, passes fully behind it and stays hidden for a while, then ``passes`` (re-emerges on
+  the far side), ``returns`` (re-emerges on the side it came from) or stays ``hidden`` to the end.
+  All three are the same clip up to the end of the hidden stretch; which side it came from is
+  random, so the last frame alone cannot tell ``passes`` from ``returns``: the model has to relate
+  the re-emergence to the entry, across the occlusion. The strip is always there (id after the
+  distractors, kind ``"occluder"``), and the video carries ``amodal``: the target's full
+  silhouette per frame, hidden parts included (TCOW's amodal target masks).
 
 **Time reversal.** Each opposite pair (``left_to_right``/``right_to_left``, ``down``/``up``,
 ``rotate_cw``/``rotate_ccw``, ``approach``/``recede``) draws ONE trajectory (start and end
@@ -55,7 +63,8 @@ from core.errors import DataError
 
 GENERATOR_VERSION = 1  # bump whenever the rendering changes: it invalidates cached splits
 
-TASKS = ("appearance", "motion", "both")
+TASKS = ("appearance", "motion", "both", "occlusion")
+OCCLUSION_OUTCOMES = ("passes", "returns", "hidden")
 MOTIONS = ("left_to_right", "right_to_left", "up", "down", "rotate_cw", "rotate_ccw", "approach", "recede",
            "flash")
 
@@ -156,7 +165,12 @@ class SyntheticConfig:
     @property
     def n_objects(self) -> int:
         """Instance ids in the masks, background excluded."""
-        return 1 + self.distractors + int(self.occluder)
+        return 1 + self.distractors + int(self.has_occluder)
+
+    @property
+    def has_occluder(self) -> bool:
+        """Whether the videos hold the occluder strip (always in the occlusion task)."""
+        return bool(self.occluder) or self.task == "occlusion"
 
 
 @dataclass
@@ -172,6 +186,8 @@ class SyntheticVideo:
     ``appearance`` and ``motion`` the target's indices in :data:`APPEARANCES` and :data:`MOTIONS`;
     ``kinds`` the kind of each instance id >= 1 ("target", "distractor", "occluder"); ``seed``
     and ``index`` the config's seed and the video's index, all that it was generated from.
+    Occlusion task only: ``motion`` is -1 and ``amodal`` bool ``(T, H, W)`` is the target's whole
+    silhouette, hidden parts included (None in the other tasks).
 
     With ``blur == 0`` every pixel outside all masks equals ``background`` and every pixel inside
     them is an object's; with blur the masks are those of the sharp render.
@@ -188,6 +204,13 @@ class SyntheticVideo:
     seed: int
     index: int
     kinds: tuple[str, ...] = field(default_factory=tuple)
+    amodal: np.ndarray | None = None
+
+    def instance_mask(self, kind: str) -> np.ndarray:
+        """bool ``(T, H, W)``: the visible pixels of every instance of ``kind`` ("target", "occluder",
+        "distractor")."""
+        ids = [i + 1 for i, k in enumerate(self.kinds) if k == kind]
+        return np.isin(self.masks, ids)
 
 
 def class_names(task: str) -> list[str]:
@@ -198,6 +221,8 @@ def class_names(task: str) -> list[str]:
         return list(MOTIONS)
     if task == "both":
         return [f"{a}/{m}" for a in BOTH_APPEARANCES for m in BOTH_MOTIONS]
+    if task == "occlusion":
+        return list(OCCLUSION_OUTCOMES)
     raise DataError(f"unknown synthetic task {task!r}; choose one of {', '.join(TASKS)}")
 
 
@@ -210,6 +235,8 @@ def label_factors(task: str, label: int) -> tuple[int | None, int | None]:
         return int(label), None
     if task == "motion":
         return None, int(label)
+    if task == "occlusion":
+        return None, None
     a, m = divmod(int(label), len(BOTH_MOTIONS))
     return APPEARANCES.index(BOTH_APPEARANCES[a]), MOTIONS.index(BOTH_MOTIONS[m])
 
@@ -450,10 +477,16 @@ def _background(rng: np.random.Generator, S: int) -> np.ndarray:
 def _occluder(rng: np.random.Generator, S: int) -> tuple[np.ndarray, tuple[slice, slice]]:
     """A static paper strip across the frame: RGB ``(S, S, 3)`` (valid inside the strip) and the
     strip's ``(rows, columns)`` slices."""
-    tex = _occluder_texture()
     width = max(3, round(rng.uniform(0.10, 0.16) * S))
     pos = round(rng.uniform(0.3, 0.7) * S - width / 2)
     vertical = rng.random() < 0.5
+    return _strip(rng, S, width, pos, vertical)
+
+
+def _strip(rng: np.random.Generator, S: int, width: int, pos: int,
+           vertical: bool) -> tuple[np.ndarray, tuple[slice, slice]]:
+    """The paper strip of :func:`_occluder` with columns (``vertical``) or rows ``pos .. pos+width-1``."""
+    tex = _occluder_texture()
     h, w = tex.shape[:2]
     side = min(h, w)
     cut = tex[:side, int(rng.integers(0, w - side + 1)):][:, :side]
@@ -468,6 +501,47 @@ def _occluder(rng: np.random.Generator, S: int) -> tuple[np.ndarray, tuple[slice
         else:
             strip[e, :] //= 3
     return strip, box
+
+
+OCCLUSION_TARGET_SIZE = (0.16, 0.22)  # target diameter in the occlusion task (fraction of the side)
+OCCLUSION_MARGIN = 0.05  # the strip is this much (fraction of the side) wider than the target
+OCCLUSION_PHASES = (0.4, 0.6)  # fractions of the clip: the target is behind the strip in between
+
+
+def _occlusion_scene(rng: np.random.Generator, outcome: str, T: int, S: int, patch: np.ndarray,
+                     shape: str) -> tuple[_Object, tuple[np.ndarray, tuple[slice, slice]]]:
+    """The occlusion task's target and strip. The target moves at constant speed from one side to
+    the strip's centre line (arriving at ``OCCLUSION_PHASES[0]``), waits there fully hidden until
+    ``OCCLUSION_PHASES[1]``, then goes on to the far side (``passes``), back to where it started
+    (``returns``) or stays (``hidden``). All random draws come before the outcome is used."""
+    d = rng.uniform(*OCCLUSION_TARGET_SIZE) * S
+    width = int(np.ceil(d + OCCLUSION_MARGIN * S))
+    centre = rng.uniform(0.45, 0.55) * S
+    pos = round(centre - width / 2)
+    centre = pos + (width - 1) / 2.0  # the strip's pixel centre, so the hidden target is fully covered
+    vertical = rng.random() < 0.5
+    side = 1.0 if rng.random() < 0.5 else -1.0  # +1: enters from the low-coordinate side
+    half = d / 2.0
+    reach = min(centre - half - 0.5, S - half - 0.5 - centre)
+    dist = rng.uniform(0.75, 1.0) * reach
+    across = rng.uniform(half + 0.5, S - half - 0.5)
+    angle0 = rng.uniform(0.0, 360.0)
+    spin = rng.uniform(-4.0, 4.0)  # degrees a frame: a little life, the same in every outcome
+    strip = _strip(rng, S, width, pos, vertical)
+    u = np.linspace(0.0, 1.0, T)
+    a, b = OCCLUSION_PHASES
+    start = centre - side * dist
+    along = np.where(u <= a, start + (centre - start) * u / a, centre)
+    after = np.clip((u - b) / (1.0 - b), 0.0, 1.0)
+    if outcome == "passes":
+        along = np.where(u >= b, centre + side * dist * after, along)
+    elif outcome == "returns":
+        along = np.where(u >= b, centre - side * dist * after, along)
+    elif outcome != "hidden":
+        raise DataError(f"unknown occlusion outcome {outcome!r}")
+    center = np.stack([along, np.full(T, across)] if vertical else [np.full(T, across), along], 1)
+    obj = _Object(center, angle0 + spin * np.arange(T), np.full(T, d), np.ones(T, bool), patch, shape)
+    return obj, strip
 
 
 # ----------------------------------------------------------------------------------------------
@@ -580,8 +654,16 @@ def make_video(config: SyntheticConfig, index: int, *, label: int | None = None)
     background = _background(scene_rng, S)
 
     kind, backwards = _MOTION_KIND[MOTIONS[motion]]
-    center, angle, diameter, visible = _trajectory(target_rng, kind, T, S)
-    objects = [_Object(center, angle, diameter, visible, _texture_patch(target_rng, appearance), SHAPES[appearance])]
+    strip = None
+    if config.task == "occlusion":
+        motion, backwards = -1, False
+        target, strip = _occlusion_scene(target_rng, OCCLUSION_OUTCOMES[label], T, S,
+                                         _texture_patch(target_rng, appearance), SHAPES[appearance])
+        objects = [target]
+    else:
+        center, angle, diameter, visible = _trajectory(target_rng, kind, T, S)
+        objects = [_Object(center, angle, diameter, visible, _texture_patch(target_rng, appearance),
+                           SHAPES[appearance])]
 
     if config.distractors:
         others = [a for a in range(len(APPEARANCES)) if a != appearance]
@@ -592,7 +674,7 @@ def make_video(config: SyntheticConfig, index: int, *, label: int | None = None)
             traj = _trajectory(distractor_rng, d_kind, T, S, size_scale=distractor_rng.uniform(*DISTRACTOR_SCALE))
             obj = _Object(*traj, _texture_patch(distractor_rng, int(a)), SHAPES[int(a)])
             objects.append(obj.reversed() if d_back else obj)
-    occ = _occluder(occluder_rng, S) if config.occluder else None
+    occ = strip if strip is not None else (_occluder(occluder_rng, S) if config.occluder else None)
 
     if backwards:  # the whole clip runs backwards: the exact time reversal of the forward member
         objects = [o.reversed() for o in objects]
@@ -603,10 +685,13 @@ def make_video(config: SyntheticConfig, index: int, *, label: int | None = None)
             frames[t] = cv2.GaussianBlur(frames[t], (0, 0), sigma)
         background = cv2.GaussianBlur(background, (0, 0), sigma)
     tracks, boxes = _tracks_and_boxes(ids, config.n_objects)
-    kinds = ("target",) + ("distractor",) * config.distractors + (("occluder",) if config.occluder else ())
+    kinds = ("target",) + ("distractor",) * config.distractors + (("occluder",) if config.has_occluder else ())
+    amodal = None
+    if config.task == "occlusion":  # the target alone over an empty frame: its whole silhouette
+        amodal = _render(objects[:1], np.zeros_like(background), T, None)[1] == 1
     return SyntheticVideo(frames=frames, masks=ids, tracks=tracks, boxes=boxes, background=background,
                           label=label, appearance=appearance, motion=motion, seed=config.seed, index=index,
-                          kinds=kinds)
+                          kinds=kinds, amodal=amodal)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -624,7 +709,8 @@ def make_split(config: SyntheticConfig, n: int, split: str = "train") -> dict[st
 
     Returns ``frames`` uint8 ``(N, T, H, W, 3)``, ``masks`` uint8 ``(N, T, H, W)``, ``labels``,
     ``appearance``, ``motion``, ``index`` int64 ``(N,)``, ``tracks`` float32
-    ``(N, n_objects, T, 2)`` and ``boxes`` float32 ``(N, n_objects, T, 4)``.
+    ``(N, n_objects, T, 2)`` and ``boxes`` float32 ``(N, n_objects, T, 4)``; occlusion task also
+    ``amodal`` bool ``(N, T, H, W)``.
     """
     if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 0:
         raise DataError(f"number of videos must be a non-negative integer, got {n!r}")
@@ -640,8 +726,12 @@ def make_split(config: SyntheticConfig, n: int, split: str = "train") -> dict[st
         "tracks": np.empty((n, k, T, 2), np.float32),
         "boxes": np.empty((n, k, T, 4), np.float32),
     }
+    if config.task == "occlusion":
+        out["amodal"] = np.empty((n, T, S, S), bool)
     for i in range(n):
         v = make_video(config, offset + i)
+        if v.amodal is not None:
+            out["amodal"][i] = v.amodal
         out["frames"][i], out["masks"][i] = v.frames, v.masks
         out["labels"][i], out["appearance"][i], out["motion"][i] = v.label, v.appearance, v.motion
         out["index"][i], out["tracks"][i], out["boxes"][i] = v.index, v.tracks, v.boxes

@@ -20,6 +20,10 @@ analyses can read any of them.
                outputs ``(B, N, D)`` split into ``heads`` chunks of ``D / heads`` (one per head).
                Stages ``blocks.0 .. blocks.{depth-1}``; tokens on the grid ``(T/2, H/8, W/8)``
                (``(T/2, H/16, W/16)`` with the ``linear`` and ``conv`` embeddings).
+``tubelet_vit`` video transformer with a plain tubelet embedding (a linear projection of 2x8x8
+               pixel tubelets, as VideoMAE; no conv stages), separable time + space position
+               embeddings, blocks as ``vit``. Stages ``blocks.0 .. blocks.{depth-1}``; grid
+               ``(T/2, H/8, W/8)``.
 =============  ==================================================================================
 """
 
@@ -310,15 +314,66 @@ class VideoTransformer(nn.Module):
         return self.fc(self.norm(tokens).mean(dim=1))
 
 
+class TubeletTransformer(nn.Module):
+    """Video transformer with a plain tubelet embedding (VideoMAE-style): no convolutional stages.
+
+    ``(B, 3, T, H, W)`` -> a linear projection of every ``tubelet x patch x patch`` pixel tubelet
+    (one strided :class:`~torch.nn.Conv3d`, i.e. a linear map of the flattened tubelet), a
+    LayerNorm, separable learned position embeddings (time + space, fewer parameters than a full
+    grid table: easier to fit from a few thousand clips), then ``depth`` pre-norm blocks of joint
+    space-time attention (:class:`Block`: ``blocks.i.attn.q/k/v`` as in ``vit``) over tokens
+    ``(B, N, D)`` in time-major order on the grid :attr:`grid` ``(T/tubelet, H/patch, W/patch)``.
+    No CLS token: the head averages the tokens. Every bit of temporal reasoning beyond 2 frames
+    has to go through attention.
+    """
+
+    def __init__(self, num_classes: int, frames: int = 16, size: int = 64, dim: int = 96, depth: int = 4,
+                 heads: int = 4, patch: int = 8, tubelet: int = 2, mlp_ratio: float = 2.0,
+                 dropout: float = 0.1) -> None:
+        super().__init__()
+        if frames % tubelet or size % patch:
+            raise ValueError(f"frames {frames} and size {size} must be multiples of tubelet {tubelet} "
+                             f"and patch {patch}")
+        self.patch_embed = nn.Conv3d(3, dim, (tubelet, patch, patch), stride=(tubelet, patch, patch))
+        self.embed_norm = nn.LayerNorm(dim)
+        self.grid = (frames // tubelet, size // patch, size // patch)
+        t, h, w = self.grid
+        self.pos_time = nn.Parameter(torch.zeros(1, t, 1, dim))
+        self.pos_space = nn.Parameter(torch.zeros(1, 1, h * w, dim))
+        nn.init.trunc_normal_(self.pos_time, std=0.02)
+        nn.init.trunc_normal_(self.pos_space, std=0.02)
+        self.drop = nn.Dropout(dropout)
+        self.blocks = nn.Sequential(*[Block(dim, heads, mlp_ratio, dropout) for _ in range(depth)])
+        self.norm = nn.LayerNorm(dim)
+        self.fc = nn.Linear(dim, num_classes)
+        self.apply(self._init)
+
+    @staticmethod
+    def _init(m: nn.Module) -> None:
+        if isinstance(m, nn.Linear):
+            nn.init.trunc_normal_(m.weight, std=0.02)
+            nn.init.zeros_(m.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tokens = self.embed_norm(self.patch_embed(x).flatten(3).transpose(1, 2).transpose(2, 3))  # (B, T', H'W', D)
+        tokens = (tokens + self.pos_time + self.pos_space).flatten(1, 2)  # (B, N, D), time-major
+        tokens = self.blocks(self.drop(tokens))
+        return self.fc(self.norm(tokens).mean(dim=1))
+
+
 ARCHS: dict[str, type[nn.Module]] = {
     "c2d": C2D,
     "r3d": R3D,
     "slowfast": SlowFast,
     "two_stream": TwoStream,
     "vit": VideoTransformer,
+    "tubelet_vit": TubeletTransformer,
 }
 for _name, _cls in ARCHS.items():
     register(_name)(_cls)
+
+
+TRANSFORMERS = ("vit", "tubelet_vit")  # token models: stages are blocks, VTCD reads attn.q/k/v
 
 
 def stages(arch: str, **kwargs: Any) -> list[str]:
@@ -329,7 +384,7 @@ def stages(arch: str, **kwargs: Any) -> list[str]:
         return [f"{p}.{n}" for n in ("stem", "layer1", "layer2", "layer3") for p in ("slow", "fast")]
     if arch == "two_stream":
         return [f"{p}.{n}" for n in ("stem", "layer1", "layer2", "layer3") for p in ("rgb", "flow")] + ["fusion"]
-    if arch == "vit":
+    if arch in TRANSFORMERS:
         return [f"blocks.{i}" for i in range(kwargs.get("depth", 4))]
     raise KeyError(arch)
 

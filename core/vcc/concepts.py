@@ -6,8 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from sklearn.cluster import KMeans
 
+from core.kmeans_torch import kmeans
 from core.vcc.config import Commonality, PruneSigmoid
 
 DEFAULT_PRUNE = PruneSigmoid()
@@ -44,21 +46,29 @@ class LayerConcepts:
 
 def discover_concepts(features: np.ndarray, n_concepts: int = 25, prune: PruneSigmoid | None = DEFAULT_PRUNE,
                       max_members: int = 50, n_init: int = 10, seed: int = 0, image_of: np.ndarray | None = None,
-                      n_images: int | None = None, commonality: Commonality | None = None) -> LayerConcepts:
+                      n_images: int | None = None, commonality: Commonality | None = None,
+                      backend: str = "sklearn", device: str | torch.device | None = None) -> LayerConcepts:
     """k-means (L2) over ``features`` ``(t, C)``; clusters with fewer than ``prune(t)`` members dropped.
 
     ``k = min(n_concepts, t)``. ``prune=None`` keeps every cluster. With ``commonality`` (which needs
     ``image_of`` ``(t,)``, each row's image, and ``n_images``, the number of discovery images) a
-    cluster must also pass :meth:`Commonality.keeps`.
+    cluster must also pass :meth:`Commonality.keeps`. ``backend``: scikit-learn's ``KMeans``
+    (``sklearn``) or :func:`core.kmeans_torch.kmeans` on ``device`` (``torch``).
     """
     x = np.asarray(features, dtype=np.float64)
     t = len(x)
     if t == 0:
         raise ValueError("no segment features to cluster")
     k = min(n_concepts, t)
-    km = KMeans(n_clusters=k, n_init=n_init, random_state=seed).fit(x)
-    assign = km.labels_
-    dist = np.linalg.norm(x - km.cluster_centers_[assign], axis=1)
+    if backend == "torch":
+        res = kmeans(x, k, n_init=n_init, seed=seed, device=device)
+        assign, centers = res.labels, res.centers
+    elif backend == "sklearn":
+        km = KMeans(n_clusters=k, n_init=n_init, random_state=seed).fit(x)
+        assign, centers = km.labels_, km.cluster_centers_
+    else:
+        raise ValueError(f"unknown k-means backend {backend!r}")
+    dist = np.linalg.norm(x - centers[assign], axis=1)
     counts = np.bincount(assign, minlength=k)
     min_size = prune(t) if prune is not None else 0.0
     if commonality is not None and (image_of is None or n_images is None):
@@ -79,7 +89,7 @@ def discover_concepts(features: np.ndarray, n_concepts: int = 25, prune: PruneSi
         idx = np.flatnonzero(assign == c)
         labels[idx] = new
         members.append(idx[np.argsort(dist[idx], kind="stable")][:max_members])
-    centroids = km.cluster_centers_[kept].astype(np.float32) if kept else np.zeros((0, x.shape[1]), np.float32)
+    centroids = centers[kept].astype(np.float32) if kept else np.zeros((0, x.shape[1]), np.float32)
     return LayerConcepts(centroids, members, counts[kept].astype(np.int64), labels, dist, float(min_size),
                          counts.astype(np.int64), distinct, int(np.sum(counts > 0)) - len(big), len(big) - len(kept))
 

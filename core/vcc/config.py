@@ -9,12 +9,15 @@ from typing import Any, Literal
 import numpy as np
 
 from core.errors import ConfigError
+from core.precision import PRECISIONS, Precision
 from core.settings import from_known_fields
 
 CavMethod = Literal["svm", "logistic", "sgd"]
 CAV_METHODS = ("svm", "logistic", "sgd")
 MatchedKind = Literal["segments", "nonnegative", "off"]
 MATCHED_KINDS = ("segments", "nonnegative", "off")
+KMeansBackend = Literal["sklearn", "torch", "auto"]
+KMEANS_BACKENDS = ("sklearn", "torch", "auto")
 
 # Whole-number settings: (lowest, highest). The upper bounds keep an absurd value from filling memory
 # or running for days before it fails.
@@ -23,6 +26,7 @@ INT_BOUNDS: dict[str, tuple[int, int]] = {
     "min_clusters": (1, 10_000), "kmeans_n_init": (1, 1000), "max_members": (1, 100_000), "n_exemplars": (0, 1000),
     "n_random_sets": (1, 10_000), "random_set_size": (1, 100_000), "n_random_directions": (1, 10_000),
     "suppression_concepts": (0, 100_000), "batch_size": (1, 4096), "seed": (0, 2**32 - 1),
+    "min_segment_size": (0, 1024 * 1024), "kmeans_auto_segments": (1, 100_000_000),
 }
 
 DEBUG_INT_BOUNDS: dict[str, tuple[int, int]] = {"n_paths": (1, 10_000), "batch_size": (1, 4096)}
@@ -108,6 +112,10 @@ class VCCConfig:
     separates the features better than chance": maskSLIC splits of shallow layers score about 0-0.1
     on EfficientNet-Lite0, k-means splits of deep layers 0.25-0.55). Pieces under ``min_segment_fraction`` of
     the image are merged into their nearest sibling (so the pieces still partition the parent).
+    Extension (off by default, not in methods.md): with ``min_segment_size`` > 0 a region of fewer grid
+    cells is kept whole at every shallower layer instead of being split again; without it the
+    shallow layers of a deep stack split down to single cells (ResNet-50, 16 blocks: about 5,000
+    segments per image), which drives the cost of the segment features and of the concepts.
     Segment images: bounding-box crop, ``fill_value`` outside the segment, resized to the input.
 
     Concepts (eq. 5.4-5.5): k-means with ``n_concepts`` clusters (``kmeans_n_init`` restarts) over
@@ -118,6 +126,10 @@ class VCCConfig:
     methods.md): with ``clusters_per_segments`` set, a layer with ``t`` segments gets
     ``k = clamp(round(t * clusters_per_segments), min_clusters, n_concepts)`` clusters instead of
     ``n_concepts``, so that a small class is not split into clusters too small to survive ``prune``.
+    ``concept_kmeans``: scikit-learn's ``KMeans`` (``sklearn``, the default) or the same algorithm in
+    torch on the model's device (``torch``: :func:`core.kmeans_torch.kmeans`, k-means++ and Lloyd; it
+    finds clusterings of the same quality, not bit-identical labels), or ``auto``: torch at layers with
+    at least ``kmeans_auto_segments`` segments.
 
     Edges (eq. 5.6-5.7): CAVs from ``cav_method`` with penalty ``cav_alpha``: ``svm`` the exact
     minimiser of the objective of the released code's ``SGDClassifier(alpha)`` (hinge loss, a linear
@@ -142,6 +154,9 @@ class VCCConfig:
     ``segments`` centroids of random sets of the layer's segments of the concepts' sizes,
     ``nonnegative`` random directions of the positive orthant, ``off`` none.
 
+    Precision: the model's forward and backward passes run in ``precision`` (``fp32``; ``bf16`` /
+    ``fp16`` autocast, :mod:`core.precision`); what they give is cast to float32 before any statistic.
+
     ``n_images`` is how many class images a job should pass in: :func:`build_vcc` uses every
     image it is given.
     """
@@ -155,6 +170,9 @@ class VCCConfig:
         "keep a region whole unless a split scores above this silhouette"))
     min_segment_fraction: float = field(default=0.001, metadata=_help(
         "smallest piece, as a fraction of the image"))
+    min_segment_size: int = field(default=0, metadata={
+        "help": "extension: keep regions under this many grid cells whole instead of splitting them further "
+                "(fewer, larger shallow segments; default 0: off, the methods' behaviour)", "metavar": "CELLS"})
     fill_value: int = field(default=117, metadata=_help("grey outside a segment in its image"))
     n_concepts: int = field(default=25, metadata=_help("k-means clusters per layer"))
     clusters_per_segments: float | None = field(default=None, metadata={
@@ -162,6 +180,11 @@ class VCCConfig:
                 "(default: off)", "metavar": "RATIO"})
     min_clusters: int = field(default=2, metadata=_help("fewest clusters with clusters_per_segments"))
     kmeans_n_init: int = field(default=10, metadata=_help("k-means restarts"))
+    concept_kmeans: KMeansBackend = field(default="sklearn", metadata=_help(
+        "k-means of the concepts: sklearn (scikit-learn, the reference), torch (core.kmeans_torch on the "
+        "model's device) or auto (torch at layers with at least kmeans_auto_segments segments)"))
+    kmeans_auto_segments: int = field(default=20_000, metadata=_help(
+        "with concept_kmeans auto: segments at a layer from which its k-means runs in torch"))
     prune: PruneSigmoid = field(default_factory=PruneSigmoid, metadata=_help(
         "pruning sigmoid Y(t) parameters A, K, C, Q, B, nu (default A=-102 K=115 C=1 Q=1 B=0.0004 nu=1)"))
     commonality: Commonality | None = field(default_factory=Commonality, metadata=_help(
@@ -195,7 +218,11 @@ class VCCConfig:
         "sizes, random non-negative directions, or none"))
     suppression_concepts: int | None = field(default=None, metadata=_help(
         "concepts suppressed per layer (default: all; 0 also means all)"))
-    batch_size: int = field(default=32, metadata=_help("forward batch size"))
+    batch_size: int = field(default=32, metadata=_help(
+        "forward batch size (segment features and ITCAV halve it while a batch runs out of memory)"))
+    precision: Precision = field(default="fp32", metadata=_help(
+        "numeric precision of the forward and backward passes: fp32, or bf16 / fp16 autocast (k-means, CAVs, "
+        "sensitivities and statistics stay fp32/fp64)"))
     seed: int = field(default=0, metadata=_help("seed of k-means, random sets, CAV splits and directions"))
 
     def __post_init__(self) -> None:
@@ -240,6 +267,11 @@ class VCCConfig:
             raise VCCSettingError("suppression_scales", f"must be finite numbers, not {self.suppression_scales}")
         if self.cav_method not in CAV_METHODS:
             raise VCCSettingError("cav_method", f"must be one of {', '.join(CAV_METHODS)}, not {self.cav_method!r}")
+        if self.precision not in PRECISIONS:
+            raise VCCSettingError("precision", f"must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
+        if self.concept_kmeans not in KMEANS_BACKENDS:
+            raise VCCSettingError("concept_kmeans", f"must be one of {', '.join(KMEANS_BACKENDS)}, "
+                                  f"not {self.concept_kmeans!r}")
         if self.matched_random not in MATCHED_KINDS:
             raise VCCSettingError("matched_random", f"must be one of {', '.join(MATCHED_KINDS)}, "
                               f"not {self.matched_random!r}")
@@ -253,6 +285,12 @@ class VCCConfig:
             raise VCCSettingError("n_random_sets", "must be at least 2 for the t-test; or turn significance off")
         if self.clusters_per_segments is not None and not 0.0 < float(self.clusters_per_segments) <= 1.0:
             raise VCCSettingError("clusters_per_segments", f"must be in (0, 1], not {self.clusters_per_segments}")
+
+    def kmeans_backend(self, n_segments: int) -> str:
+        """``sklearn`` or ``torch``: the k-means that clusters a layer of ``n_segments`` segments."""
+        if self.concept_kmeans == "auto":
+            return "torch" if n_segments >= self.kmeans_auto_segments else "sklearn"
+        return self.concept_kmeans
 
     def clusters_for(self, n_segments: int) -> int:
         """k-means clusters for a layer of ``n_segments`` segments: ``n_concepts``, or with

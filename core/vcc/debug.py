@@ -175,7 +175,7 @@ def analyse(bundle: ModelBundle, image: np.ndarray, true: ClassVCC, predicted: C
         x = preprocess_images([image], bundle.preprocessing)
         grids = feature_grids(bundle, x, layers, cfg.grid, batch_size)
         segs = top_down_segments(grids, layers, cfg.split_range, cfg.silhouette_threshold, cfg.slic_compactness,
-                                 cfg.min_segment_fraction, cfg.seed, cfg.kmeans_n_init)
+                                 cfg.min_segment_fraction, cfg.seed, cfg.kmeans_n_init, min_size=cfg.min_segment_size)
         feats = _segment_features(bundle, image, segs, cfg, batch_size)
     finally:
         bundle.model.train(was_training)

@@ -3,11 +3,15 @@ gradients of a deep objective with respect to shallower layers, and activation s
 
 Every hook is registered inside :func:`core.models.hooks.hooks` and removed when it exits, also on exceptions.
 Passes that only need a shallow layer stop the forward there (a hook raises :class:`_Stop`).
+Inside :func:`forward_precision` the model's forward passes autocast (:mod:`core.precision`); what they
+return (grids, GAP features, activations, gradients, logits) is float32 either way.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import numpy as np
@@ -19,6 +23,24 @@ from core.errors import LayerError
 from core.models import ModelBundle, bundle_gap, resolve_layers, to_feature_map
 from core.models.hooks import hooks
 from core.models.layers import first_tensor
+from core.precision import autocast
+
+_PRECISION: ContextVar[str] = ContextVar("vcc_forward_precision", default="fp32")
+
+
+@contextmanager
+def forward_precision(precision: str) -> Iterator[None]:
+    """Run this module's forward passes in ``precision`` (``fp32``, ``bf16``, ``fp16``) inside the block."""
+    token = _PRECISION.set(precision)
+    try:
+        yield
+    finally:
+        _PRECISION.reset(token)
+
+
+def _forward(bundle: ModelBundle, x: torch.Tensor) -> torch.Tensor:
+    with autocast(_PRECISION.get(), bundle.device):
+        return bundle(x)
 
 
 class _Stop(Exception):
@@ -42,7 +64,7 @@ def _replace_first(output: Any, new: torch.Tensor) -> Any:
 def _run(bundle: ModelBundle, x: torch.Tensor) -> torch.Tensor | None:
     """Logits, or ``None`` when a hook stopped the pass early."""
     try:
-        return bundle(x)
+        return _forward(bundle, x)
     except _Stop:
         return None
 
@@ -120,7 +142,7 @@ def gap_and_logits(bundle: ModelBundle, x: torch.Tensor, layers: Sequence[str],
     logits = []
     with hooks([(m, make(n)) for n, m in modules.items()]):
         for sl in batches(len(x), batch_size):
-            logits.append(bundle(x[sl].to(bundle.device)).float().cpu())
+            logits.append(_forward(bundle, x[sl].to(bundle.device)).float().cpu())
             for n in layers:
                 feats[n].append(store[n])
     return {n: torch.cat(v) for n, v in feats.items()}, torch.cat(logits)
@@ -160,7 +182,8 @@ def objective_gradients(bundle: ModelBundle, x: torch.Tensor, lower: Sequence[st
     flattened as :func:`flat_activations` flattens the activations.
 
     The objective is ``-||GAP(z_upper(x)) - centroid||_2`` (ITCAV, eq. 5.6 with the sign of
-    methods.md) when ``upper`` is given, else the logit of ``class_index`` (TCAV). ``lower`` must be
+    methods.md) when ``upper`` is given (``centroid`` ``(C,)``, or ``(B, C)``: one per input), else the
+    logit of ``class_index`` (TCAV). ``lower`` must be
     in execution order, all before ``upper``. One forward and one backward serve every lower layer; the pass stops at
     ``upper``. Inputs are independent (eval mode), so the gradient of the batch sum is per input.
     """
@@ -192,7 +215,8 @@ def objective_gradients(bundle: ModelBundle, x: torch.Tensor, lower: Sequence[st
         logits = _run(bundle, x)
         if upper:
             y = bundle_gap(top["z"], bundle).float()
-            q = centroid.to(y.device, y.dtype).view(1, -1)
+            q = centroid.to(y.device, y.dtype)
+            q = q.view(1, -1) if q.ndim == 1 else q
             objective = -torch.sqrt(((y - q) ** 2).sum(dim=1) + 1e-12)
         else:
             objective = logits[:, class_index].float()
@@ -225,7 +249,7 @@ def shifted_logits(bundle: ModelBundle, x: torch.Tensor, layer: str, shift: torc
     out = []
     with hooks([(module, _shift_hook(shift, bundle))]):
         for sl in batches(len(x), batch_size):
-            out.append(bundle(x[sl].to(bundle.device)).float().cpu())
+            out.append(_forward(bundle, x[sl].to(bundle.device)).float().cpu())
     return torch.cat(out)
 
 
@@ -269,7 +293,7 @@ def shifted_correct(bundle: ModelBundle, x: torch.Tensor, layer: str, shifts: to
 
     def run(inputs: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         with hooks([(module, _shifts_hook(rows, bundle))]):
-            return bundle(inputs.to(bundle.device)).float().cpu()
+            return _forward(bundle, inputs.to(bundle.device)).float().cpu()
 
     expand = True
     first = shifts[: min(n, batch_size)]

@@ -11,10 +11,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from core.batching import BatchSize
 from core.data.images import preprocess_images
 from core.errors import DataError
 from core.jsonsafe import nan_to_null
 from core.models import ModelBundle
+from core.precision import check_precision
 from core.vcc.concepts import LayerConcepts, discover_concepts
 from core.vcc.config import VCCConfig
 from core.vcc.fidelity import (
@@ -25,9 +27,16 @@ from core.vcc.fidelity import (
     matched_directions,
     suppression_curves,
 )
-from core.vcc.forward import batches, execution_order, feature_grids, flat_activations, gap_and_logits
+from core.vcc.forward import (
+    batches,
+    execution_order,
+    feature_grids,
+    flat_activations,
+    forward_precision,
+    gap_and_logits,
+)
 from core.vcc.graph import CLASS_LAYER, Edge, Node, VCCGraph, class_node_id, concept_id
-from core.vcc.itcav import LayerCAVs, edge_pvalues, edge_values, fit_cavs, random_sets
+from core.vcc.itcav import LayerCAVs, edge_pvalues, edge_values, edge_values_grouped, fit_cavs, random_sets
 from core.vcc.segments import Segments, segment_inputs, top_down_segments
 
 Progress = Callable[[str, int, int], None]
@@ -144,21 +153,47 @@ class _Clock:
 
 def _segment_gap(bundle: ModelBundle, images: Sequence[np.ndarray], segs: Segments, class_index: int,
                  cfg: VCCConfig, progress: Progress | None) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """GAP features of every segment image at its own layer, and its class logit."""
-    feats: dict[str, list[np.ndarray]] = {n: [] for n in segs.layers}
-    logits = np.zeros(len(segs), dtype=np.float32)
+    """GAP features of every segment image at its own layer ``{layer: (t, C)}`` (in ``segs.ids(layer)``
+    order), and its class logit ``(N,)``.
+
+    A region kept whole is the same segment (image and mask) again at each shallower layer, and one
+    pass gives its GAP at every layer: each distinct segment image runs once.
+    """
     order = np.argsort(segs.layer, kind="stable")  # layer by layer, ids ascending within a layer
-    for sl in batches(len(order), cfg.batch_size):
-        ids = order[sl]
-        x = segment_inputs(images, segs, ids, bundle.preprocessing, cfg.fill_value)
-        g, lg = gap_and_logits(bundle, x, segs.layers, cfg.batch_size)
-        logits[ids] = lg[:, class_index].numpy()
-        for row, sid in enumerate(ids):
-            name = segs.layers[segs.layer[sid]]
-            feats[name].append(g[name][row].numpy())
+    first: list[int] = []  # one segment id per distinct (image, mask), in that order
+    users: list[list[int]] = []
+    seen: dict[tuple[int, bytes], int] = {}
+    for sid in order.tolist():
+        key = (int(segs.image[sid]), np.packbits(segs.masks[sid]).tobytes())
+        r = seen.setdefault(key, len(first))
+        if r == len(first):
+            first.append(sid)
+            users.append([])
+        users[r].append(sid)
+    position = np.zeros(len(segs), dtype=np.int64)  # each segment's row in its layer's features
+    for li in range(len(segs.layers)):
+        ids = segs.ids(li)
+        position[ids] = np.arange(len(ids))
+    counts = np.bincount(segs.layer, minlength=len(segs.layers))
+    feats: dict[str, np.ndarray] = {}
+    logits = np.zeros(len(segs), dtype=np.float32)
+
+    def run(start: int, stop: int) -> None:  # writes only once the batch's pass succeeded (retried on OOM)
+        x = segment_inputs(images, segs, first[start:stop], bundle.preprocessing, cfg.fill_value)
+        g, lg = gap_and_logits(bundle, x, segs.layers, stop - start)
+        for row, r in enumerate(range(start, stop)):
+            for sid in users[r]:
+                li = int(segs.layer[sid])
+                name = segs.layers[li]
+                if name not in feats:
+                    feats[name] = np.zeros((counts[li], g[name].shape[1]), dtype=np.float32)
+                feats[name][position[sid]] = g[name][row].numpy()
+                logits[sid] = lg[row, class_index]
         if progress:
-            progress("segment features", sl.stop, len(order))
-    return {n: np.stack(v) for n, v in feats.items()}, logits
+            progress("segment features", stop, len(first))
+
+    BatchSize(cfg.batch_size, "VCC segment images", bundle.device).run(len(first), run)
+    return {n: feats[n] for n in segs.layers}, logits
 
 
 def _layer_cavs(bundle: ModelBundle, layer: str, images: Sequence[np.ndarray], segs: Segments, nodes: list[Node],
@@ -224,6 +259,15 @@ def build_vcc(bundle: ModelBundle, layers: Sequence[str], images: Sequence[np.nd
     n_classes = len(bundle.class_names) if bundle.class_names else None
     if n_classes is not None and not 0 <= class_index < n_classes:
         raise DataError(f"class index {class_index} is out of range for {bundle.spec} ({n_classes} classes)")
+    check_precision(cfg.precision, bundle.device)
+    with forward_precision(cfg.precision):
+        return _build(bundle, layers, images, random_images, class_index, cfg, progress, n_jobs)
+
+
+def _build(bundle: ModelBundle, layers: Sequence[str], images: Sequence[np.ndarray],
+           random_images: Sequence[np.ndarray], class_index: int, cfg: VCCConfig,
+           progress: Progress | None, n_jobs: int) -> VCCResult:
+    """:func:`build_vcc` once the arguments are checked, inside the config's forward precision."""
     clock = _Clock()
     was_training = bundle.model.training
     bundle.model.eval()
@@ -257,7 +301,7 @@ def build_vcc(bundle: ModelBundle, layers: Sequence[str], images: Sequence[np.nd
         grids = feature_grids(bundle, x, layers, cfg.grid, cfg.batch_size)
         clock.lap("feature grids")
         segs = top_down_segments(grids, layers, cfg.split_range, cfg.silhouette_threshold, cfg.slic_compactness,
-                                 cfg.min_segment_fraction, cfg.seed, cfg.kmeans_n_init, n_jobs)
+                                 cfg.min_segment_fraction, cfg.seed, cfg.kmeans_n_init, n_jobs, cfg.min_segment_size)
         del grids
         clock.lap("segmentation")
 
@@ -282,7 +326,8 @@ def build_vcc(bundle: ModelBundle, layers: Sequence[str], images: Sequence[np.nd
             n_clusters[name] = cfg.clusters_for(len(use))
             if len(use):
                 lc = discover_concepts(usable[name], n_clusters[name], cfg.prune, cfg.max_members,
-                                       cfg.kmeans_n_init, cfg.seed, segs.image[use], len(images), cfg.commonality)
+                                       cfg.kmeans_n_init, cfg.seed, segs.image[use], len(images), cfg.commonality,
+                                       cfg.kmeans_backend(len(use)), bundle.device)
             else:
                 lc = _empty_concepts(seg_feats[name].shape[1])
             concepts[name] = lc
@@ -344,15 +389,19 @@ def build_vcc(bundle: ModelBundle, layers: Sequence[str], images: Sequence[np.nd
                     clock.lap("CAVs")
             lower = [cav_cache[j] for j in lower_of[t]]
             uppers = nodes[layers[t]] if t < n else [class_node]
-            for up in uppers:
-                if up.kind == "class":
-                    vals = edge_values(bundle, x, lower, class_index=class_index, batch_size=cfg.batch_size,
-                                       drop_prefix_tokens=cfg.drop_prefix_tokens)
-                else:
-                    xu = segment_inputs(images, segs, up.members, prep, cfg.fill_value)
-                    q = torch.as_tensor(concepts[up.layer].centroids[up.index])
-                    vals = edge_values(bundle, xu, lower, upper=up.layer, centroid=q, batch_size=cfg.batch_size,
-                                       drop_prefix_tokens=cfg.drop_prefix_tokens)
+            if t == n:
+                per_upper = [edge_values(bundle, x, lower, class_index=class_index, batch_size=cfg.batch_size,
+                                         drop_prefix_tokens=cfg.drop_prefix_tokens)]
+            elif not uppers:  # a layer without concepts: no edges into it
+                per_upper = []
+            else:  # the members of every upper concept in full batches, each with its own centroid
+                rows = np.concatenate([up.members for up in uppers])
+                owner = np.repeat(np.arange(len(uppers)), [len(up.members) for up in uppers])
+                q = torch.as_tensor(concepts[layers[t]].centroids[[up.index for up in uppers]])
+                per_upper = edge_values_grouped(
+                    bundle, lambda sl, rows=rows: segment_inputs(images, segs, rows[sl], prep, cfg.fill_value),
+                    owner, lower, layers[t], q, cfg.batch_size, cfg.drop_prefix_tokens)
+            for up, vals in zip(uppers, per_upper, strict=True):
                 for j in lower_of[t]:
                     values, rand = vals[layers[j]]
                     p = edge_pvalues(values, rand) if cfg.significance else np.full(len(values), np.nan)

@@ -124,15 +124,19 @@ def _candidate(features: np.ndarray, mask: np.ndarray, k: int, method: str, comp
 
 def split_region(features: np.ndarray, mask: np.ndarray, method: Literal["kmeans", "slic"] = "slic",
                  split_range: tuple[int, int] = (2, 4), threshold: float = 0.0, compactness: float = 0.8,
-                 min_pixels: int = 1, seed: int = 0, n_init: int = 4) -> tuple[list[np.ndarray], float]:
+                 min_pixels: int = 1, seed: int = 0, n_init: int = 4,
+                 min_size: int = 0) -> tuple[list[np.ndarray], float]:
     """Split the masked pixels of ``features`` ``(G, G, C)`` into pieces: ``(masks, score)``.
 
     Tries every piece count in ``split_range`` (inclusive; maskSLIC may return more pieces than
     asked when a piece is not connected) and keeps the split with the best silhouette score of the
     masked features; the region stays whole (one mask, score NaN) when no split scores above
-    ``threshold``. The returned ``(G, G)`` masks partition ``mask``.
+    ``threshold``, and, without trying, when it has fewer than ``min_size`` cells (0: every region
+    is tried, the methods' behaviour). The returned ``(G, G)`` masks partition ``mask``.
     """
     mask = np.asarray(mask, dtype=bool)
+    if int(mask.sum()) < min_size:
+        return [mask.copy()], float("nan")
     x = features[mask].astype(np.float64)
     best_labels, best_score = None, -np.inf
     lo, hi = split_range
@@ -157,7 +161,8 @@ def split_region(features: np.ndarray, mask: np.ndarray, method: Literal["kmeans
 
 
 def _image_segments(grids: list[np.ndarray], split_range: tuple[int, int], threshold: float, compactness: float,
-                    min_pixels: int, seed: int, n_init: int) -> list[list[tuple[int, np.ndarray, float]]]:
+                    min_pixels: int, seed: int, n_init: int,
+                    min_size: int = 0) -> list[list[tuple[int, np.ndarray, float]]]:
     """One image's segments, deepest layer first: per layer a list of ``(parent, mask, score)`` with
     ``parent`` the index into the next deeper layer's list (-1 at the deepest)."""
     g = grids[0].shape[0]
@@ -168,7 +173,7 @@ def _image_segments(grids: list[np.ndarray], split_range: tuple[int, int], thres
         level = []
         for pid, pmask in parents:
             pieces, s = split_region(grids[li], pmask, "kmeans" if deepest else "slic", split_range, threshold,
-                                     compactness, min_pixels, seed, n_init)
+                                     compactness, min_pixels, seed, n_init, min_size)
             level.extend((pid, m, s) for m in pieces)
         out.append(level)
     return out
@@ -176,18 +181,20 @@ def _image_segments(grids: list[np.ndarray], split_range: tuple[int, int], thres
 
 def top_down_segments(grids: dict[str, np.ndarray], layers: Sequence[str], split_range: tuple[int, int] = (2, 4),
                       threshold: float = 0.0, compactness: float = 0.8, min_fraction: float = 0.001,
-                      seed: int = 0, n_init: int = 4, n_jobs: int = 1) -> Segments:
+                      seed: int = 0, n_init: int = 4, n_jobs: int = 1, min_size: int = 0) -> Segments:
     """Segments of every image at every layer (eq. 5.2), deepest layer first in id order.
 
     ``grids`` maps each layer to its ``(B, G, G, C)`` feature grid; ``layers`` runs shallow to deep.
     The deepest layer's image is split with k-means, each segment of layer n+1 with maskSLIC on
     layer n's features inside its mask. Images are independent: ``n_jobs`` > 1 segments them in that
-    many processes (the result is the same as with one).
+    many processes (the result is the same as with one). ``min_size`` (grid cells; 0: off) keeps a
+    region under that size whole at every shallower layer instead of splitting it further
+    (:func:`split_region`), which bounds the segment count of deep stacks of layers.
     """
     layers = list(layers)
     b, g = grids[layers[0]].shape[:2]
     min_pixels = max(1, int(np.ceil(min_fraction * g * g)))
-    args = (tuple(split_range), threshold, compactness, min_pixels, seed, n_init)
+    args = (tuple(split_range), threshold, compactness, min_pixels, seed, n_init, int(min_size))
     per_image = [[np.ascontiguousarray(grids[name][i]) for name in layers] for i in range(b)]
     if n_jobs > 1 and b > 1:
         from joblib import Parallel, delayed

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from core.errors import ConfigError
+from core.precision import PRECISIONS, Precision
 from core.settings import from_known_fields
 from core.vtcd.cnmf import ASSIGNMENTS, ELBOW_RULES, Assignment, ElbowRule
 
@@ -14,6 +15,8 @@ FeatureKind = Literal["key", "query", "value", "block"]
 Metric = Literal["loss", "probability", "correct", "logit"]
 FEATURE_KINDS: tuple[str, ...] = ("key", "query", "value", "block")
 METRICS: tuple[str, ...] = ("loss", "probability", "correct", "logit")
+SlicBackend = Literal["skimage", "torch"]
+SLIC_BACKENDS: tuple[str, ...] = ("skimage", "torch")
 
 # Whole-number settings: (lowest, highest). The upper bounds keep an absurd value from filling memory or
 # running for days before it fails.
@@ -55,7 +58,15 @@ class VTCDConfig:
     (``upsample=False`` keeps the token grid), min-max scaled per video and head (one scalar min and
     max), and cut by SLIC into ``n_segments`` with ``compactness`` (``slic_max_num_iter``,
     connectivity enforced: scikit-image defaults). Tubelets under ``min_tubelet_fraction`` of the
-    volume are dropped.
+    volume are dropped. ``slic_backend``: ``skimage`` (scikit-image's SLIC, one volume at a time, as
+    the released code) or ``torch`` (:mod:`core.vtcd.slic_torch`: every video and head of a layer at
+    once on the model's device; close to, not identical with, scikit-image's, see faithfulness.md).
+
+    Precision: forward passes run in ``precision`` (``fp32``; ``bf16`` / ``fp16`` autocast), every
+    statistic (features, SLIC, k-means, NMF, CRIS metrics) in float32 or float64 (:mod:`core.precision`).
+    ``batch_size`` and ``feature_batch_size`` are where batches start; they halve on out-of-memory
+    (:mod:`core.batching`). ``stream_features``: discovery keeps the features in memory-mapped files of a
+    temporary folder, not in RAM.
 
     Concepts (eq. 4.2-4.3): k-means for k = 1 .. ``max_concepts`` (``kmeans_n_init`` restarts)
     stops at the first k with inertia above ``elbow_threshold`` x the previous one; ``elbow_rule``
@@ -105,6 +116,9 @@ class VTCDConfig:
     n_segments: int = _f(12, "SLIC segments per video and head", "segments")
     compactness: float = _f(0.1, "SLIC compactness")
     slic_max_num_iter: int = _f(10, "SLIC iterations at most")
+    slic_backend: SlicBackend = _f(  # noqa: RUF009 (a Literal-typed field)
+        "skimage", "SLIC implementation: skimage (scikit-image, one volume at a time, as the released code) or "
+        "torch (all videos and heads of a layer at once on the model's device; close to skimage's, not identical)")
     min_tubelet_fraction: float = _f(0.001, "drop tubelets under this fraction of the volume", "min_tubelet")
     max_concepts: int = _f(14, "elbow cap: concepts per head at most")
     elbow_threshold: float = _f(0.95, "stop at the first k whose k-means inertia is above this times the "
@@ -126,8 +140,14 @@ class VTCDConfig:
     token_coverage: float = _f(0.5, "a concept masks a token it covers at least this much of")
     metric: Metric = _f(  # noqa: RUF009 (a Literal-typed field)
         "loss", "CRIS metric on the target class: loss, probability, correct or logit")
-    batch_size: int = _f(64, "masked forward passes per model call")
-    feature_batch_size: int = _f(16, "clips per forward pass when extracting features")
+    batch_size: int = _f(64, "masked forward passes per model call (halved while it runs out of memory)")
+    feature_batch_size: int = _f(16, "clips per forward pass when extracting features (halved while it runs out "
+                                 "of memory)")
+    stream_features: bool = _f(False, "write each layer's features to memory-mapped .npy files in a temporary "
+                               "folder (under TMPDIR) instead of holding them in RAM, so memory stays bounded with "
+                               "many clips (the same results)")
+    precision: Precision = _f(  # noqa: RUF009 (a Literal-typed field)
+        "fp32", "numeric precision of the forward passes: fp32, or bf16 / fp16 autocast (statistics stay fp32)")
     share_prefix: bool = _f(True, "run the layers before the first masked one once per batch (falls back to "
                             "repeating the input when the model does not allow it)")
     bootstrap: int = _f(200, "bootstrap resamplings of the masks for the importance intervals (0: none)")
@@ -157,13 +177,15 @@ class VTCDConfig:
             need(getattr(self, name) in METRICS, name, f"one of {', '.join(METRICS)}")
         need(self.assignment in ASSIGNMENTS, "assignment", f"one of {', '.join(ASSIGNMENTS)}")
         need(self.elbow_rule in ELBOW_RULES, "elbow_rule", f"one of {', '.join(ELBOW_RULES)}")
+        need(self.slic_backend in SLIC_BACKENDS, "slic_backend", f"one of {', '.join(SLIC_BACKENDS)}")
+        need(self.precision in PRECISIONS, "precision", f"one of {', '.join(PRECISIONS)}")
         for name, (lo, hi) in INT_RANGES.items():
             v = getattr(self, name)
             if v is None and name in ("channel_blocks", "head_masks"):
                 continue
             need(isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi, name,
                  f"a whole number from {lo} to {hi}")
-        for name in ("upsample", "upsample_frames", "share_prefix", "diagnostics"):
+        for name in ("upsample", "upsample_frames", "share_prefix", "diagnostics", "stream_features"):
             need(isinstance(getattr(self, name), bool), name, "true or false")
         for name in FLOAT_FIELDS:
             v = getattr(self, name)

@@ -10,14 +10,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import torch
 from torch import nn
 
+from core.batching import BatchSize
 from core.errors import LayerError
 from core.models import ModelBundle, capture, resolve_layers
+from core.precision import autocast, to_fp32
 
 Inputs = torch.Tensor | tuple[torch.Tensor, ...]
 
@@ -197,22 +200,41 @@ def prepare_videos(bundle: ModelBundle, videos: Sequence[np.ndarray] | Inputs) -
 
 
 @torch.no_grad()
-def extract_features(bundle: ModelBundle, x: Inputs, sites: Sequence[FeatureSite],
-                     batch_size: int = 16) -> tuple[list[torch.Tensor], torch.Tensor]:
-    """Features of every site for a batch of videos, one forward per ``batch_size`` videos.
+def extract_features(bundle: ModelBundle, x: Inputs, sites: Sequence[FeatureSite], batch_size: int | BatchSize = 16,
+                     precision: str = "fp32", out_dir: Path | None = None) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Features of every site for a batch of videos, one forward per ``batch_size`` videos (halved while
+    a forward runs out of memory), in ``precision`` (:mod:`core.precision`).
 
     Returns per site a float32 CPU tensor ``(V, heads, T', H', W', head_dim)``, and the logits ``(V, K)``.
+    ``out_dir``: each site's features are written batch by batch into ``out_dir/features-NN.npy``
+    (:func:`numpy.lib.format.open_memmap`) and the tensors returned are views of those memory maps, so
+    only one batch is held in RAM; the caller owns the folder (and deletes it).
     """
     modules = sorted({s.module for s in sites})
-    feats: list[list[torch.Tensor]] = [[] for _ in sites]
-    logits = []
+    bs = batch_size if isinstance(batch_size, BatchSize) else BatchSize(batch_size, "clips", bundle.device)
     n = batch_size_of(x)
-    with capture(bundle, modules) as acts:
-        for start in range(0, n, batch_size):
-            logits.append(bundle(take(x, slice(start, start + batch_size))).float().cpu())
-            for i, site in enumerate(sites):
-                feats[i].append(site_feature(acts[site.module], site).float().cpu())
-    return [torch.cat(f) for f in feats], torch.cat(logits)
+    maps: list[np.ndarray] = []
+
+    def run(start: int, stop: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        logits = bundle(take(x, slice(start, stop))).float().cpu()
+        feats = [to_fp32(site_feature(acts[site.module], site)).cpu() for site in sites]
+        if out_dir is None:
+            return logits, feats
+        for i, f in enumerate(feats):
+            if len(maps) <= i:
+                maps.append(np.lib.format.open_memmap(Path(out_dir) / f"features-{i:02d}.npy", mode="w+",
+                                                      dtype=np.float32, shape=(n, *f.shape[1:])))
+            maps[i][start:stop] = f.numpy()
+        return logits, []
+
+    with capture(bundle, modules) as acts, autocast(precision, bundle.device):
+        parts = bs.run(n, run)
+    logits = torch.cat([p[0] for p in parts])
+    if out_dir is not None:
+        for m in maps:
+            m.flush()
+        return [torch.from_numpy(m) for m in maps], logits
+    return [torch.cat([p[1][i] for p in parts]) for i in range(len(sites))], logits
 
 
 def layers_in_run_order(bundle: ModelBundle, x: Inputs, names: Sequence[str]) -> list[str]:

@@ -20,8 +20,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from core.batching import BatchSize
 from core.checkpoint import CheckpointStore
 from core.models import ModelBundle
+from core.precision import autocast
 from core.vtcd.features import Inputs, batch_size_of, take
 from core.vtcd.masking import HIGHER_IS_BETTER, UnitSet, masked_metrics, metric_values, run_masks
 
@@ -175,21 +177,22 @@ def ranking_convergence(res: CRISResult | None, top_k: int = 5) -> tuple[int, in
 @torch.no_grad()
 def unmasked_metrics(bundle: ModelBundle, x: Inputs, targets: Sequence[int], metric: str,
                      batch_size: int = 16) -> tuple[np.ndarray, np.ndarray]:
-    """(metric ``(V,)``, top-1 prediction ``(V,)``) of the unmasked videos."""
-    vals, preds = [], []
-    for start in range(0, batch_size_of(x), batch_size):
-        logits = bundle(take(x, slice(start, start + batch_size)))
-        preds.append(logits.argmax(1).cpu().numpy())
-        for j, row in enumerate(logits):
-            vals.append(metric_values(row[None], int(targets[start + j]), metric)[0])
-    return np.asarray(vals), np.concatenate(preds)
+    """(metric ``(V,)``, top-1 prediction ``(V,)``) of the unmasked videos (``batch_size`` halved while a
+    forward runs out of memory)."""
+    def run(start: int, stop: int) -> tuple[list[float], np.ndarray]:
+        logits = bundle(take(x, slice(start, stop)))
+        return ([metric_values(row[None], int(targets[start + j]), metric)[0] for j, row in enumerate(logits)],
+                logits.argmax(1).cpu().numpy())
+
+    parts = BatchSize(batch_size, "clips", bundle.device).run(batch_size_of(x), run)
+    return np.asarray([v for p in parts for v in p[0]]), np.concatenate([p[1] for p in parts])
 
 
 def cris_units(bundle: ModelBundle, x: Inputs, units: UnitSet, targets: Sequence[int] | None = None,
                n_masks: int = 4000, rho: float = 0.5, metric: str = "loss", batch_size: int = 64, seed: int = 0,
                expand_at: str | None = None, salt: int = 0, n_boot: int = 0, ci_level: float = 0.95,
                store: CheckpointStore | None = None, tag: str = "cris",
-               progress: Callable[[int, int], None] | None = None) -> CRISResult:
+               progress: Callable[[int, int], None] | None = None, precision: str = "fp32") -> CRISResult:
     """CRIS over ``units`` for the videos ``x`` ``(V, 3, T, H, W)`` (``units`` built for the same videos).
 
     ``targets`` ``(V,)``: the class each video's metric is taken on (default: the unmasked prediction).
@@ -201,7 +204,20 @@ def cris_units(bundle: ModelBundle, x: Inputs, units: UnitSet, targets: Sequence
     ``store``: each video's masked metrics are saved as ``parts/<tag>/video-NNNN.npz`` (and the shared
     prefix settled on the first video as ``parts/<tag>/expand.json``); videos saved before are not
     recomputed. ``progress(done, total)`` is called after each video.
+
+    Forward passes run in ``precision`` (:mod:`core.precision`; the metrics are float64 whatever it is);
+    ``batch_size`` masks per pass, halved while a pass runs out of memory, the size that fitted kept
+    for the next videos.
     """
+    with autocast(precision, bundle.device):
+        return _cris_units(bundle, x, units, targets, n_masks, rho, metric, BatchSize(batch_size, "CRIS masks",
+                           bundle.device), seed, expand_at, salt, n_boot, ci_level, store, tag, progress)
+
+
+def _cris_units(bundle: ModelBundle, x: Inputs, units: UnitSet, targets: Sequence[int] | None, n_masks: int,
+                rho: float, metric: str, batch_size: BatchSize, seed: int, expand_at: str | None, salt: int,
+                n_boot: int, ci_level: float, store: CheckpointStore | None, tag: str,
+                progress: Callable[[int, int], None] | None) -> CRISResult:
     n_videos = batch_size_of(x)
     if units.n_videos and units.n_videos != n_videos:
         raise ValueError(f"units were built for {units.n_videos} videos, got {n_videos}")

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from core.batching import BatchSize
 from core.models import ModelBundle, resolve_layers
 from core.models.hooks import hooks
 from core.vtcd.features import FeatureSite, Inputs, batch_size_of, repeat
@@ -152,8 +153,10 @@ def prefix_module(sites: Sequence[FeatureSite], order: Sequence[str] | None = No
 
 @torch.no_grad()
 def masked_metrics(bundle: ModelBundle, x: Inputs, units: UnitSet, video: int, removed: np.ndarray, target: int,
-                   metric: str = "loss", batch_size: int = 64, expand_at: str | None = None) -> np.ndarray:
-    """Metric ``D`` of the one-video input ``x`` (batch 1) under each removal mask.
+                   metric: str = "loss", batch_size: int | BatchSize = 64, expand_at: str | None = None) -> np.ndarray:
+    """Metric ``D`` of the one-video input ``x`` (batch 1) under each removal mask, ``batch_size`` masks
+    per forward pass (halved while a pass runs out of memory; a :class:`core.batching.BatchSize` is
+    shared, so the size that fitted carries over to the next call).
 
     ``removed`` bool ``(K, U)``: row k removes those units. ``expand_at``: a layer name whose input is
     repeated along the batch (the rest of the model before it runs once); None repeats the input.
@@ -191,24 +194,26 @@ def masked_metrics(bundle: ModelBundle, x: Inputs, units: UnitSet, video: int, r
     if expand_at is not None:
         pairs.append((resolve_layers(bundle.model, [expand_at], bundle.spec)[expand_at], _expand_hook(state), True))
 
-    values = np.empty(len(removed))
+    def run(start: int, stop: int) -> np.ndarray:
+        r = torch.as_tensor(removed[start:stop], device=dev)
+        b = r.shape[0]
+        for s, groups in by_site.items():
+            site = units.sites[s]
+            keep = torch.ones(b, site.heads, site.n_tokens, device=dev)
+            for head, idx, tok in groups:
+                hit = r[:, idx].float() @ tok  # (B, N): how many removed units cover each token
+                keep[:, head] *= (hit <= 0).float()
+            state["keep"][s] = keep
+        state["expand"] = b if expand_at is not None else None
+        logits = bundle(x if expand_at is not None else _contiguous(repeat(x, b)))
+        if logits.shape[0] != b:
+            raise RuntimeError(f"model output has {logits.shape[0]} rows for {b} masks")
+        return metric_values(logits, target, metric)
+
+    bs = batch_size if isinstance(batch_size, BatchSize) else BatchSize(batch_size, "CRIS masks", dev)
     with hooks(pairs):
-        for start in range(0, len(removed), batch_size):
-            r = torch.as_tensor(removed[start:start + batch_size], device=dev)
-            b = r.shape[0]
-            for s, groups in by_site.items():
-                site = units.sites[s]
-                keep = torch.ones(b, site.heads, site.n_tokens, device=dev)
-                for head, idx, tok in groups:
-                    hit = r[:, idx].float() @ tok  # (B, N): how many removed units cover each token
-                    keep[:, head] *= (hit <= 0).float()
-                state["keep"][s] = keep
-            state["expand"] = b if expand_at is not None else None
-            logits = bundle(x if expand_at is not None else _contiguous(repeat(x, b)))
-            if logits.shape[0] != b:
-                raise RuntimeError(f"model output has {logits.shape[0]} rows for {b} masks")
-            values[start:start + b] = metric_values(logits, target, metric)
-    return values
+        parts = bs.run(len(removed), run)
+    return np.concatenate(parts) if parts else np.empty(0)
 
 
 def _contiguous(x: Inputs) -> Inputs:
@@ -216,7 +221,7 @@ def _contiguous(x: Inputs) -> Inputs:
 
 
 def run_masks(bundle: ModelBundle, x: Inputs, units: UnitSet, video: int, removed: np.ndarray, target: int,
-              metric: str, batch_size: int, expand_at: str | None) -> tuple[np.ndarray, str | None]:
+              metric: str, batch_size: int | BatchSize, expand_at: str | None) -> tuple[np.ndarray, str | None]:
     """:func:`masked_metrics` that falls back to repeating the input when sharing the prefix at
     ``expand_at`` fails for this model (e.g. a second pathway that bypasses that layer). Returns the
     metrics and the ``expand_at`` that worked (None: the input was repeated)."""

@@ -8,19 +8,23 @@ them all; :mod:`core.vtcd.store` writes what they return as a run.
 
 from __future__ import annotations
 
+import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from core.batching import BatchSize
 from core.checkpoint import CheckpointStore
 from core.models import ModelBundle
+from core.precision import check_precision
 from core.vtcd.attribution import AttributionCurves, attribution_curves, occlusion_importance
-from core.vtcd.cnmf import convex_nmf, elbow_kmeans, silhouette
+from core.vtcd.cnmf import CNMFResult, convex_nmf, convex_nmf_batched, elbow_kmeans, silhouette
 from core.vtcd.config import VTCDConfig
 from core.vtcd.features import (
     FeatureSite,
@@ -32,9 +36,12 @@ from core.vtcd.features import (
 )
 from core.vtcd.importance import CRISResult, cris_units, ranking_convergence
 from core.vtcd.masking import UnitSet, coverage_to_tokens, prefix_module
-from core.vtcd.tubelets import segmentation_grid, video_tubelets
+from core.vtcd.tubelets import Tubelets, batch_tubelets, segmentation_grid, video_tubelets
 
 Progress = Callable[[str, int, int], None]
+# volumes per torch SLIC call to start with (halved while it runs out of memory); fewer on the host, where
+# running out of memory may kill the process instead of raising
+SLIC_CHUNK, SLIC_CHUNK_CPU = 16, 4
 Videos = Sequence[np.ndarray] | Inputs
 
 
@@ -237,16 +244,46 @@ def cluster_head(features: np.ndarray, config: VTCDConfig,
         raise ValueError("no tubelets to cluster: every tubelet was under min_tubelet_fraction")
     q, inertias, km_labels = elbow_kmeans(features, config.max_concepts, config.elbow_threshold,
                                           config.kmeans_n_init, config.seed, config.elbow_rule)
-    dtype = torch.float32 if torch.device(device).type == "mps" else torch.float64
-    res = convex_nmf(features, q, km_labels, config.cnmf_max_iter, config.cnmf_tol, device, dtype, config.seed,
-                     config.assignment)
+    res = convex_nmf(features, q, km_labels, config.cnmf_max_iter, config.cnmf_tol, device, _nmf_dtype(device),
+                     config.seed, config.assignment)
+    return q, inertias, _drop_unused(res, q), silhouette(features, res.assignment)
+
+
+def _batch_heads(device: torch.device | str) -> bool:
+    """Whether the heads' convex NMFs run as one batch: off the CPU."""
+    return torch.device(device).type != "cpu"
+
+
+def _nmf_dtype(device: torch.device | str) -> torch.dtype:
+    return torch.float32 if torch.device(device).type == "mps" else torch.float64
+
+
+def _drop_unused(res: CNMFResult, q: int) -> CNMFResult:
+    """``res`` without the concepts no tubelet was assigned to."""
     used = np.unique(res.assignment)
     if len(used) < q:
         remap = np.full(q, -1, dtype=np.int32)
         remap[used] = np.arange(len(used), dtype=np.int32)
         res.assignment, res.G, res.H, res.centroids = remap[res.assignment], res.G[:, used], res.H[used], \
             res.centroids[used]
-    return q, inertias, res, silhouette(features, res.assignment)
+    return res
+
+
+def cluster_heads(features: Sequence[np.ndarray], config: VTCDConfig,
+                  device: torch.device | str = "cpu") -> list[tuple[int, list[float], CNMFResult, float]]:
+    """:func:`cluster_head` of many heads. Off the CPU their convex NMFs run as one batch
+    (:func:`core.vtcd.cnmf.convex_nmf_batched`: the same answers up to summation order); on the CPU one
+    by one, where small matmuls are cheap and the batch would only pad."""
+    if not _batch_heads(device) or len(features) < 2:
+        return [cluster_head(f, config, device) for f in features]
+    if any(len(f) == 0 for f in features):
+        raise ValueError("no tubelets to cluster: every tubelet was under min_tubelet_fraction")
+    elbows = [elbow_kmeans(f, config.max_concepts, config.elbow_threshold, config.kmeans_n_init, config.seed,
+                           config.elbow_rule) for f in features]
+    results = convex_nmf_batched(features, [e[0] for e in elbows], [e[2] for e in elbows], config.cnmf_max_iter,
+                                 config.cnmf_tol, device, _nmf_dtype(device), config.seed, config.assignment)
+    return [(q, inertias, _drop_unused(res, q), silhouette(f, res.assignment))
+            for f, (q, inertias, _), res in zip(features, elbows, results, strict=True)]
 
 
 def discover(bundle: ModelBundle, videos: Videos, layers: Sequence[str] | None = None,
@@ -267,11 +304,21 @@ def discover(bundle: ModelBundle, videos: Videos, layers: Sequence[str] | None =
     layers = list(layers or bundle.stages)
     if store is not None:
         return _discover_by_layer(bundle, videos, layers, heads, cfg, targets, progress, store)
+    if cfg.stream_features:
+        with tempfile.TemporaryDirectory(prefix="vtcd-features-") as folder:
+            return _discover(bundle, videos, layers, heads, cfg, targets, progress, Path(folder))
+    return _discover(bundle, videos, layers, heads, cfg, targets, progress, None)
+
+
+def _discover(bundle: ModelBundle, videos: Videos, layers: list[str],
+              heads: Sequence[int] | Mapping[str, Sequence[int]] | None, cfg: VTCDConfig,
+              targets: Sequence[int] | None, progress: Progress | None, feature_dir: Path | None) -> VTCDResult:
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
+    check_precision(cfg.precision, bundle.device)
     x = prepare_videos(bundle, videos)
     sites = feature_sites(bundle, layers, cfg.feature, cfg.channel_blocks)
-    feats, logits = extract_features(bundle, x, sites, cfg.feature_batch_size)
+    feats, logits = extract_features(bundle, x, sites, cfg.feature_batch_size, cfg.precision, feature_dir)
     order = layers_in_run_order(bundle, x, layers)
     timings["features"] = time.perf_counter() - t0
     prep = bundle.preprocessing
@@ -281,12 +328,30 @@ def discover(bundle: ModelBundle, videos: Videos, layers: Sequence[str] | None =
     units: list[HeadConcepts] = []
     timings["tubelets"] = timings["cnmf"] = 0.0
     seg_grid = segmentation_grid(video_shape, sites[0].grid, cfg.upsample, cfg.upsample_frames, cfg.spatial_scale)
+
+    def tubelets_of(s: int, h: int) -> list[Tubelets]:
+        grid = segmentation_grid(video_shape, sites[s].grid, cfg.upsample, cfg.upsample_frames, cfg.spatial_scale)
+        return [video_tubelets(feats[s][v, h], grid, cfg.n_segments, cfg.compactness, cfg.min_tubelet_fraction,
+                               cfg.slic_max_num_iter) for v in range(n_videos)]
+
+    t1 = time.perf_counter()
+    tubes_of = _torch_tubelets(feats, sites, plan, video_shape, cfg, bundle.device) if cfg.slic_backend == "torch" \
+        else {}
+    clusters: dict[tuple[int, int], tuple[int, list[float], CNMFResult, float]] = {}
+    if _batch_heads(bundle.device):  # every head's tubelets first, then one batched convex NMF
+        tubes_of = {key: tubes_of.get(key) or tubelets_of(*key) for key in plan}
+        timings["tubelets"] += time.perf_counter() - t1
+        t1 = time.perf_counter()
+        keys = [key for key in plan if sum(t.count for t in tubes_of[key])]
+        clusters = dict(zip(keys, cluster_heads([np.concatenate([t.features for t in tubes_of[k]]) for k in keys],
+                                                cfg, bundle.device), strict=True))
+        timings["cnmf"] += time.perf_counter() - t1
+    else:
+        timings["tubelets"] += time.perf_counter() - t1
     for done, (s, h) in enumerate(plan):
         site = sites[s]
-        grid = segmentation_grid(video_shape, site.grid, cfg.upsample, cfg.upsample_frames, cfg.spatial_scale)
         t1 = time.perf_counter()
-        tubes = [video_tubelets(feats[s][v, h], grid, cfg.n_segments, cfg.compactness, cfg.min_tubelet_fraction,
-                                cfg.slic_max_num_iter) for v in range(n_videos)]
+        tubes = tubes_of.get((s, h)) or tubelets_of(s, h)
         t2 = time.perf_counter()
         features = np.concatenate([t.features for t in tubes])
         if not len(features):  # every tubelet under min_tubelet_fraction: the head has no concept
@@ -294,7 +359,7 @@ def discover(bundle: ModelBundle, videos: Videos, layers: Sequence[str] | None =
             if progress is not None:
                 progress("concepts", done + 1, len(plan))
             continue
-        q, inertias, res, sil = cluster_head(features, cfg, bundle.device)
+        q, inertias, res, sil = clusters.get((s, h)) or cluster_head(features, cfg, bundle.device)
         timings["tubelets"] += t2 - t1
         timings["cnmf"] += time.perf_counter() - t2
         units.append(HeadConcepts(
@@ -309,6 +374,27 @@ def discover(bundle: ModelBundle, videos: Videos, layers: Sequence[str] | None =
     return VTCDResult(spec=bundle.spec, config=cfg, sites=sites, video_shape=video_shape, seg_grid=seg_grid,
                       units=units, logits=logits.numpy(), layer_order=order, timings=timings,
                       targets=None if targets is None else np.asarray(targets, dtype=np.int64))
+
+
+def _torch_tubelets(feats: Sequence[torch.Tensor], sites: Sequence[FeatureSite], plan: Sequence[tuple[int, int]],
+                    video_shape: tuple[int, int, int], cfg: VTCDConfig, device: torch.device
+                    ) -> dict[tuple[int, int], list[Tubelets]]:
+    """Tubelets of every planned (site, head), each site's videos and heads in batches through the torch
+    SLIC on ``device``: ``{(site, head): [Tubelets of video 0, 1, ...]}``."""
+    out: dict[tuple[int, int], list[Tubelets]] = {}
+    chunk = BatchSize(SLIC_CHUNK_CPU if torch.device(device).type == "cpu" else SLIC_CHUNK, "SLIC volumes", device)
+    for s, site in enumerate(sites):
+        heads = [h for ss, h in plan if ss == s]
+        if not heads:
+            continue
+        grid = segmentation_grid(video_shape, site.grid, cfg.upsample, cfg.upsample_frames, cfg.spatial_scale)
+        v = feats[s].shape[0]
+        volumes = [feats[s][i, h] for h in heads for i in range(v)]  # views: nothing copied until a chunk runs
+        tubes = batch_tubelets(volumes, grid, cfg.n_segments, cfg.compactness, cfg.min_tubelet_fraction,
+                               cfg.slic_max_num_iter, device, chunk)
+        for j, h in enumerate(heads):
+            out[(s, h)] = tubes[j * v:(j + 1) * v]
+    return out
 
 
 def _discover_by_layer(bundle: ModelBundle, videos: Videos, layers: list[str],
@@ -411,14 +497,14 @@ def cris(bundle: ModelBundle, videos: Videos, result: VTCDResult, targets: Seque
     t0 = time.perf_counter()
     concepts = cris_units(bundle, x, result.concept_units(), tg, cfg.n_masks, cfg.rho, cfg.metric, cfg.batch_size,
                           cfg.seed, expand, salt=0, n_boot=cfg.bootstrap, ci_level=cfg.ci_level, store=store,
-                          tag="cris-concepts", progress=tick("CRIS concepts (videos)"))
+                          tag="cris-concepts", progress=tick("CRIS concepts (videos)"), precision=cfg.precision)
     t1 = time.perf_counter()
     heads = None
     if cfg.n_head_masks > 0:
         heads = cris_units(bundle, x, result.head_units(), tg, cfg.n_head_masks, cfg.rho, cfg.metric,
                            cfg.batch_size, cfg.seed, concepts.expand_at if cfg.share_prefix else None, salt=1,
                            n_boot=cfg.bootstrap, ci_level=cfg.ci_level, store=store, tag="cris-heads",
-                           progress=tick("CRIS heads (videos)"))
+                           progress=tick("CRIS heads (videos)"), precision=cfg.precision)
     return VTCDImportance(concepts, heads, {"cris_concepts": t1 - t0, "cris_heads": time.perf_counter() - t1})
 
 

@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from skimage.segmentation import slic
 
+from core.batching import BatchSize
+
 
 @dataclass
 class Tubelets:
@@ -100,3 +102,42 @@ def video_tubelets(feat: torch.Tensor, grid: Sequence[int], n_segments: int = 12
     labels = drop_small(slic_labels(up, n_segments, compactness, max_num_iter), min_fraction)
     count = int(labels.max()) + 1
     return Tubelets(labels=labels, features=tubelet_means(labels, up, count))
+
+
+def batch_tubelets(feat: torch.Tensor | Sequence[torch.Tensor], grid: Sequence[int], n_segments: int = 12,
+                   compactness: float = 0.1, min_fraction: float = 0.001, max_num_iter: int = 10,
+                   device: torch.device | str = "cpu", chunk: int | BatchSize = 16,
+                   dtype: torch.dtype = torch.float64) -> list[Tubelets]:
+    """:func:`video_tubelets` of ``B`` volumes at once with the torch SLIC (:mod:`core.vtcd.slic_torch`):
+    ``feat`` ``(B, T', H', W', d)`` token-grid features, or ``B`` such volumes ``(T', H', W', d)`` (views,
+    e.g. of memory-mapped features: only a chunk is read at a time), every video and head of a layer ->
+    one :class:`Tubelets` per volume. Runs ``chunk`` volumes at a time on ``device`` (halved while a chunk
+    runs out of memory); upsampling and the tubelet means run there in float32, SLIC in ``dtype`` (float64:
+    scikit-image's labels exactly)."""
+    from core.vtcd.slic_torch import slic_torch
+
+    dev = torch.device(device)
+    size = tuple(int(s) for s in grid)
+    bs = chunk if isinstance(chunk, BatchSize) else BatchSize(chunk, "SLIC volumes", dev)
+
+    def run(start: int, stop: int) -> list[Tubelets]:
+        part = feat[start:stop]
+        f = (part if isinstance(part, torch.Tensor) else torch.stack(list(part))).to(device=dev, dtype=torch.float32)
+        b, d = f.shape[0], f.shape[-1]
+        if tuple(f.shape[1:4]) != size:
+            f = F.interpolate(f.permute(0, 4, 1, 2, 3), size=size, mode="trilinear",
+                              align_corners=False).permute(0, 2, 3, 4, 1)
+        labels = slic_torch(f, n_segments, compactness, max_num_iter, dtype=dtype).cpu().numpy()
+        flat = f.reshape(b, -1, d)
+        out = []
+        for i in range(b):
+            lab = drop_small(labels[i].astype(np.int32), min_fraction)
+            count = int(lab.max()) + 1
+            idx = torch.from_numpy(lab.reshape(-1).astype(np.int64)).to(dev)
+            ok = idx >= 0
+            sums = torch.zeros(count, d, dtype=torch.float64, device=dev).index_add_(0, idx[ok], flat[i][ok].double())
+            n = torch.bincount(idx[ok], minlength=count).clamp_min(1).unsqueeze(1)
+            out.append(Tubelets(labels=lab, features=(sums / n).float().cpu().numpy()))
+        return out
+
+    return [t for part in bs.run(len(feat), run) for t in part]

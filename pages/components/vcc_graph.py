@@ -1,15 +1,19 @@
-"""The clickable concept connectome (plotly, fixed node places) and the panel of the node clicked in it,
-shared by the Concept connectome and Failure debugger pages."""
+"""The clickable concept connectome (SVG in light mode, plotly in interactive mode; fixed node places) and
+the panel of the node clicked in it, shared by the Concept connectome and Failure debugger pages."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import streamlit as st
 
-from core import ui_cache, viz
+from core import svg_figures, ui_cache, viz
 from core import viz_vcc as vv
+from pages.components import tables
+from pages.components.figure_export import export_buttons
+from pages.components.svg_chart import light, svg_chart
 
 
 def pick_node(graph: Mapping[str, Any], node_key: str, default: str | None = None, param: str | None = "node"
@@ -31,9 +35,21 @@ def pick_node(graph: Mapping[str, Any], node_key: str, default: str | None = Non
 
 def clickable_graph(graph: Mapping[str, Any], thumbs: Mapping[str, str], *, node_key: str, chart_key: str,
                     revision: str, filename: str, **figure: Any) -> None:
-    """The graph as a plotly chart; clicking a node puts its id into ``st.session_state[node_key]`` (and
-    reruns the enclosing fragment). ``figure``: more arguments of :func:`core.viz_vcc.graph_figure`."""
+    """The graph (SVG, or plotly in interactive mode); clicking a node puts its id into
+    ``st.session_state[node_key]`` (and reruns the enclosing fragment). ``figure``: more arguments of
+    :func:`core.viz_vcc.graph_figure` (and of :func:`core.svg_figures.graph`)."""
     ids = [n["id"] for n in graph["nodes"]]
+    if light():
+        def on_pick(value: str) -> None:
+            if value in ids:
+                st.session_state[node_key] = value
+
+        svg = svg_figures.graph(graph, thumbs, selected=st.session_state.get(node_key),
+                                **{k: v for k, v in figure.items() if k != "height"})
+        svg_chart(svg, key=f"{chart_key}-svg", on_pick=on_pick)
+        export_buttons(functools.partial(vv.graph_figure, graph, thumbs, revision=revision, **figure), filename,
+                       key=f"{chart_key}-export")
+        return
 
     def on_click() -> None:
         state = st.session_state.get(chart_key)
@@ -45,6 +61,7 @@ def clickable_graph(graph: Mapping[str, Any], thumbs: Mapping[str, str], *, node
     st.plotly_chart(fig, key=chart_key, on_select=on_click, selection_mode="points",
                     config={**viz.plotly_config(filename), "scrollZoom": True,
                             "modeBarButtonsToRemove": ["select2d", "lasso2d"]})
+    export_buttons(fig, filename, key=f"{chart_key}-export")
 
 
 def node_select(graph: Mapping[str, Any], node_key: str) -> str:
@@ -84,13 +101,18 @@ def _panel(graph: Mapping[str, Any], node_id: str, exemplars: Callable[[Mapping[
     with left:
         st.markdown(f"**Incoming edges** ({len(inc)})")
         if len(inc):
-            st.dataframe(inc, hide_index=True, width="stretch", column_config=edge_cfg)
+            edge_table(inc, edge_cfg)
         else:
             st.caption("none: the first analysed layer has no incoming edges" if node["layer"] == layers[0]
                        else "none")
     with right:
         st.markdown(f"**Outgoing edges** ({len(out)})")
         if len(out):
-            st.dataframe(out, hide_index=True, width="stretch", column_config=edge_cfg)
+            edge_table(out, edge_cfg)
         else:
             st.caption("none")
+
+
+def edge_table(table: Any, config: Mapping[str, Any]) -> None:
+    """A node's edges (a plain table in light mode: no data-grid script to load)."""
+    tables.table(table, hide_index=True, width="stretch", column_config=config)

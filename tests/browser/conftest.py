@@ -75,16 +75,6 @@ def serve_app(root: str | Path, log: Path):
         pytest.fail(str(e))
 
 
-@pytest.fixture(scope="session")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=chromium_path(), args=["--no-sandbox"])
-        yield b
-        b.close()
-
-
 def _streamlit_probe(url: str) -> bool:
     """Streamlit's client first asks ``<page path>/_stcore/{health,host-config}`` and falls back to the
     root on a 404: those 404s are how it finds its base URL, not errors."""

@@ -24,6 +24,15 @@ def panel_images(page) -> list[str]:
     return page.eval_on_selector_all('[data-testid="stImage"] img', "els => els.map(e => e.src)")
 
 
+def click_svg_node(page, node_id: str) -> None:
+    """Click node ``node_id`` of the page's (light mode, SVG) graph."""
+    node = page.locator(f'.cl-svg [data-pick="{node_id}"]').first
+    node.scroll_into_view_if_needed()
+    node.click()
+    page.wait_for_timeout(500)
+    settle(page)
+
+
 def click_node(page, node_id: str, chart: int = 0) -> None:
     """Click node ``node_id`` in the ``chart``-th clickable graph of the page, where plotly drew it."""
     where = """([id, k]) => {
@@ -53,15 +62,16 @@ def graph_of(cls: str) -> dict:
     return json.loads((DEMO / "vcc" / "efficientnet_lite0-photos" / "classes" / cls / "graph.json").read_text())
 
 
-def test_clicking_a_connectome_node_opens_that_concept(page, app_url):
-    goto(page, app_url, "vcc")
+@pytest.mark.parametrize("mode", ["light", "interactive"])
+def test_clicking_a_connectome_node_opens_that_concept(page, app_url, mode):
+    goto(page, app_url, "vcc" + ("?charts=interactive" if mode == "interactive" else ""))
     page.wait_for_selector('[class*="st-key-node_panel"] h4', timeout=60_000)
     assert exceptions_on_page(page) == []
     before, images = node_heading(page), panel_images(page)
     slug = page.evaluate("() => new URLSearchParams(location.search).get('class')")
     graph = graph_of(slug)
     target = next(n for n in graph["nodes"] if n["layer"] == graph["layers"][0] and n["index"] == 1)
-    click_node(page, target["id"])
+    (click_node if mode == "interactive" else click_svg_node)(page, target["id"])
     after = node_heading(page)
     assert after != before and after.startswith(f"{target['layer']} · concept 1 ({target['size']} segments)")
     assert panel_images(page) != images  # the clicked concept's exemplars
@@ -78,7 +88,7 @@ def test_clicking_a_debugger_node_opens_that_concept(page, app_url):
     gfile = debug["vccs"][debug["images"][0]["vcc_true"]]["graph"]
     graph = json.loads((DEMO / "vcc-debug" / "efficientnet_lite0-mistakes" / gfile).read_text())
     target = next(n for n in graph["nodes"] if n["layer"] == graph["layers"][1] and n["index"] == 0)
-    click_node(page, target["id"])
+    click_svg_node(page, target["id"])
     assert node_heading(page) != before
     assert node_heading(page).startswith(f"{target['layer']} · concept 0")
     assert page.console_errors == [] and exceptions_on_page(page) == []

@@ -100,3 +100,16 @@ def test_players_stay_in_sync_and_keep_their_place_across_reruns(page, app_url):
     assert_in_sync(state(pause(page)))
     assert json.dumps(resumed["cfg"]["state"])  # the key the state is kept under
     assert page.console_errors == [] and exceptions_on_page(page) == []
+
+
+def test_clicking_a_grid_square_picks_that_head(page, app_url):
+    """Light mode: a click on a square of the layers x heads grid selects that layer and head."""
+    goto(page, app_url, "vtcd")
+    cell = page.locator('.st-key-vt_grid-svg [data-pick]').nth(5)
+    layer, _, head = cell.get_attribute("data-pick").rpartition("|")
+    cell.click()
+    page.wait_for_timeout(500)
+    settle(page)
+    assert page.evaluate("() => new URLSearchParams(location.search).get('layer')") == layer
+    assert page.evaluate("() => new URLSearchParams(location.search).get('head')") == head
+    assert exceptions_on_page(page) == [] and page.console_errors == []
