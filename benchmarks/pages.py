@@ -24,7 +24,6 @@ import argparse
 import contextlib
 import os
 import platform
-import shutil
 import socket
 import subprocess
 import sys
@@ -35,6 +34,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # run as a script: the project's packages
+    sys.path.insert(0, str(REPO))
+
+from core.export import find_chromium  # noqa: E402  (one finder for the exports, the tests and this benchmark)
+
 TRIVIAL = Path(__file__).resolve().parent / "trivial_page.py"
 PAGES = ["home", "predictions", "static_dynamic", "vtcd", "vcc", "vcc_debug"]
 NAV = {"home": ("Runs", "Concept Lens"), "predictions": ("Predictions", "Predictions"),
@@ -42,7 +46,6 @@ NAV = {"home": ("Runs", "Concept Lens"), "predictions": ("Predictions", "Predict
        "vtcd": ("Concept tubelets", "Concept tubelets"), "vcc": ("Concept connectome", "Concept connectome"),
        "vcc_debug": ("Failure debugger", "Failure debugger")}
 """Page -> (its link in the sidebar, its title)."""
-CHROMIUM = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
 VIEWPORT = {"width": 1400, "height": 1000}
 POLL_S = 0.05
 STABLE_S = 0.75  # lazily loaded parts (data grids, charts) can appear this long after the script ends
@@ -61,15 +64,6 @@ SETTLED_JS = """() => {
     for (const i of document.images) if (!i.complete) return -1;
     return document.getElementsByTagName('*').length;
 }"""
-
-
-def find_chromium() -> str | None:
-    """Path of Debian's Chromium (``$CONCEPT_LENS_CHROMIUM`` overrides), or None."""
-    env = os.environ.get("CONCEPT_LENS_CHROMIUM")
-    for p in ([env] if env else []) + list(CHROMIUM) + [shutil.which("chromium") or ""]:
-        if p and Path(p).is_file() and os.access(p, os.X_OK):
-            return p
-    return None
 
 
 def chromium_path() -> str:

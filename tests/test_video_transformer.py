@@ -23,12 +23,7 @@ from tests.test_train import train_args
 T, S = 8, 32
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_model(num_classes: int = 3) -> TubeletTransformer:

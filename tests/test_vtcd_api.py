@@ -27,12 +27,7 @@ FAST = VTCDConfig(n_masks=16, head_masks=8, max_concepts=4, kmeans_n_init=2, cnm
                   n_random_orders=2, batch_size=16)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
