@@ -28,7 +28,8 @@ GRID = "#e6e6ea"
 
 
 def esc(text: Any) -> str:
-    """``text`` safe inside SVG text and attribute values."""
+    """``text`` safe inside SVG text and attribute values (colours too: a figure's colours may come from
+    a run's data one day)."""
     return html.escape(str(text), quote=True)
 
 
@@ -89,25 +90,25 @@ class Canvas:
              stroke_width: float = 1, opacity: float | None = None, tip: str | None = None,
              pick: str | None = None, rx: float = 0) -> None:
         attrs, inner = self._extra(tip, pick)
-        style = f' stroke="{stroke}" stroke-width="{num(stroke_width)}"' if stroke else ""
+        style = f' stroke="{esc(stroke)}" stroke-width="{num(stroke_width)}"' if stroke else ""
         style += f' opacity="{opacity:.2f}"' if opacity is not None else ""
         style += f' rx="{num(rx)}"' if rx else ""
         el = (f'<rect x="{num(x)}" y="{num(y)}" width="{num(max(w, 0))}" height="{num(max(h, 0))}" '
-              f'fill="{fill}"{style}{attrs}')
+              f'fill="{esc(fill)}"{style}{attrs}')
         self.parts.append(f"{el}>{inner}</rect>" if inner else f"{el}/>")
 
     def circle(self, cx: float, cy: float, r: float, fill: str, *, stroke: str = "white", stroke_width: float = 0.6,
                tip: str | None = None, pick: str | None = None) -> None:
         attrs, inner = self._extra(tip, pick)
-        el = (f'<circle cx="{num(cx)}" cy="{num(cy)}" r="{num(r)}" fill="{fill}" stroke="{stroke}" '
+        el = (f'<circle cx="{num(cx)}" cy="{num(cy)}" r="{num(r)}" fill="{esc(fill)}" stroke="{esc(stroke)}" '
               f'stroke-width="{num(stroke_width)}"{attrs}')
         self.parts.append(f"{el}>{inner}</circle>" if inner else f"{el}/>")
 
     def line(self, x1: float, y1: float, x2: float, y2: float, stroke: str = INK, width: float = 1,
              dash: str | None = None, opacity: float | None = None, tip: str | None = None) -> None:
-        extra = f' stroke-dasharray="{dash}"' if dash else ""
+        extra = f' stroke-dasharray="{esc(dash)}"' if dash else ""
         extra += f' stroke-opacity="{opacity:.2f}"' if opacity is not None else ""
-        el = (f'<line x1="{num(x1)}" y1="{num(y1)}" x2="{num(x2)}" y2="{num(y2)}" stroke="{stroke}" '
+        el = (f'<line x1="{num(x1)}" y1="{num(y1)}" x2="{num(x2)}" y2="{num(y2)}" stroke="{esc(stroke)}" '
               f'stroke-width="{num(width)}"{extra}')
         self.parts.append(f"{el}><title>{esc(tip)}</title></line>" if tip else f"{el}/>")
 
@@ -121,7 +122,7 @@ class Canvas:
         extra += f' dominant-baseline="{baseline}"' if baseline != "auto" else ""
         body = esc(text) + (f"<title>{esc(tip)}</title>" if tip else "")
         self.parts.append(f'<text x="{num(x)}" y="{num(y)}" font-size="{num(size)}" text-anchor="{anchor}" '
-                          f'fill="{color}"{extra}>{body}</text>')
+                          f'fill="{esc(color)}"{extra}>{body}</text>')
 
     def image(self, x: float, y: float, w: float, h: float, href: str, opacity: float = 1.0) -> None:
         """An embedded picture; ``href`` must be a ``data:image/...`` URI (never a path or URL)."""

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import plotly.graph_objects as go
 
-from core.svg_charts import GRID, INK, MUTED, Canvas, color_at, nice_ticks, short, tick_text
+from core.svg_charts import GRID, INK, MUTED, Canvas, color_at, esc, nice_ticks, short, tick_text
 
 WIDTH = 900
 PALETTE = ["#636efa", "#ef553b", "#00cc96", "#ab63fa", "#ffa15a", "#19d3f3", "#ff6692", "#b6e880"]
@@ -393,7 +393,7 @@ def _draw_scatter(c: Canvas, t: Any, px, py, color: str) -> None:
         poly = [p for p in pts if p[0] is not None and p[1] is not None]
         if len(poly) > 2:
             fill = t.fillcolor or color
-            c.raw(f'<polygon points="{" ".join(f"{x:.1f},{y:.1f}" for x, y in poly)}" fill="{fill}" '
+            c.raw(f'<polygon points="{" ".join(f"{x:.1f},{y:.1f}" for x, y in poly)}" fill="{esc(fill)}" '
                   f'stroke="none" fill-opacity="{0.25 if not t.fillcolor else 1}"/>')
     if "lines" in mode:
         width = float(t.line.width) if t.line and t.line.width is not None else 2.0
@@ -411,8 +411,8 @@ def _draw_scatter(c: Canvas, t: Any, px, py, color: str) -> None:
             runs.append(segment)
         for seg in runs:
             pts_text = " ".join(f"{x:.1f},{y:.1f}" for x, y in seg)
-            dash_attr = f' stroke-dasharray="{dash}"' if dash else ""
-            c.raw(f'<polyline points="{pts_text}" fill="none" stroke="{color}" stroke-width="{width:.1f}"'
+            dash_attr = f' stroke-dasharray="{esc(dash)}"' if dash else ""
+            c.raw(f'<polyline points="{pts_text}" fill="none" stroke="{esc(color)}" stroke-width="{width:.1f}"'
                   f'{dash_attr} stroke-linejoin="round"/>')
     for err, horizontal in ((t.error_x, True), (t.error_y, False)):
         bounds = _error_bounds(err, xs if horizontal else ys)

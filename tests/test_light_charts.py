@@ -256,3 +256,25 @@ def test_compared_runs_sit_beside_the_shown_run(monkeypatch: pytest.MonkeyPatch)
     assert titles[1].startswith("vit-appearance-synthetic")
     bars = [[t.text for t in g.iter(SVG + "text")][-5:] for g in grids]  # the colour bars' tick labels
     assert bars[0] == bars[1]  # one colour scale
+
+
+def test_attribute_values_are_escaped_too() -> None:
+    """A colour or name that tries to close its attribute stays a value (no new attribute, no element)."""
+    evil = 'red" onload="alert(1)'
+    fig = go.Figure([go.Scatter(x=[0, 1, 2], y=[1, 3, 2], mode="lines+markers", name=evil,
+                                line={"color": "#123456"}, marker={"color": ["#123456", "#654321", "#000000"]}),
+                     go.Bar(x=["a", "b"], y=[1, 2], name="<b>x</b>")])
+    fig.layout.shapes = [{"type": "line", "x0": 0, "x1": 1, "y0": 0, "y1": 1, "line": {"color": "#111111"}}]
+    svg = svg_plotly.to_svg(fig)
+    root = parse(svg)
+    assert not [el for el in root.iter() if "onload" in el.attrib]
+    from core.svg_charts import Canvas
+
+    c = Canvas(100, 100)
+    c.rect(0, 0, 10, 10, evil, stroke=evil)
+    c.line(0, 0, 1, 1, evil, dash=evil)
+    c.circle(5, 5, 2, evil, stroke=evil)
+    c.text(1, 1, "t", color=evil)
+    root = parse(c.svg())
+    assert not [el for el in root.iter() if "onload" in el.attrib]
+    assert [el.get("fill") for el in root.iter(SVG + "rect")] == [evil]  # kept as one plain value
