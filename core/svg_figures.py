@@ -142,20 +142,17 @@ def score_histograms(s_static: np.ndarray, s_dynamic: np.ndarray, lam: float, bi
 # VTCD
 
 
+def _grid_values(table: pd.DataFrame, color_by: str) -> tuple[str, str, pd.Series, float]:
+    """(title, column, values, colour range: the largest |value| or count) of the grid of ``table``
+    (:func:`core.viz_vtcd.head_table`)."""
+    title, column = vvtcd.grid_colouring(table, color_by)
+    values = pd.to_numeric(table[column], errors="coerce")
+    return title, column, values, float(np.nanmax(np.abs(values))) if values.notna().any() else 1.0
+
+
 def grid_limit(doc: Mapping[str, Any], color_by: str = "head") -> float:
     """The colour range of :func:`importance_grid` for ``doc``: the largest |value| (or the largest count)."""
-    _, column = grid_column(doc, color_by)
-    values = pd.to_numeric(vvtcd.head_table(doc)[column], errors="coerce")
-    return float(np.nanmax(np.abs(values))) if values.notna().any() else 1.0
-
-
-def grid_column(doc: Mapping[str, Any], color_by: str) -> tuple[str, str]:
-    """(title, head-table column) the grid is coloured by (head importance falls back to the best concept's
-    when no head has one)."""
-    title, column = vvtcd.COLOR_BY[color_by if color_by in vvtcd.COLOR_BY else "head"]
-    if color_by == "head" and vvtcd.head_table(doc)["importance"].isna().all():
-        title, column = vvtcd.COLOR_BY["top"]
-    return title, column
+    return _grid_values(vvtcd.head_table(doc), color_by)[3]
 
 
 def importance_grid(doc: Mapping[str, Any], color_by: str = "head", selected: tuple[str, int] | None = None,
@@ -164,14 +161,12 @@ def importance_grid(doc: Mapping[str, Any], color_by: str = "head", selected: tu
     by ``color_by``, labelled with their number of concepts; a square picks ``layer + GRID_SEP + head``.
     ``limit``: the colour range (default :func:`grid_limit`; runs compared side by side share one);
     ``title``: instead of the colouring's name."""
-    name, column = grid_column(doc, color_by)
-    title = title or name
     table = vvtcd.head_table(doc)
+    name, column, values, own_limit = _grid_values(table, color_by)
+    title = title or name
     layers = list(dict.fromkeys(doc["layers"]))
-    values = pd.to_numeric(table[column], errors="coerce")
     diverging = column != "n_concepts"
-    lim = (limit if limit is not None else grid_limit(doc, color_by)) or 1.0
-    vmax = lim
+    lim = (limit if limit is not None else own_limit) or 1.0
     n_heads = int(table["head"].max()) + 1 if len(table) else 1
     cell = max(26, min(46, 420 // max(n_heads, 1)))
     label_w = min(150, 10 + 7 * max((len(str(x)) for x in layers), default=4))
@@ -187,9 +182,9 @@ def importance_grid(doc: Mapping[str, Any], color_by: str = "head", selected: tu
             continue
         v = values.loc[r.name]
         x, y = left + int(r["head"]) * (cell + 4), top + li * (cell + 4)
-        t = 0.5 + 0.5 * v / lim if diverging else (v / (vmax or 1))
+        t = 0.5 + 0.5 * v / lim if diverging else v / lim
         fill = "#f0f0f2" if pd.isna(v) else color_at(scale, t)
-        strong = (not pd.isna(v)) and (abs(v) > 0.55 * lim if diverging else v > 0.6 * (vmax or 1))
+        strong = (not pd.isna(v)) and (abs(v) > 0.55 * lim if diverging else v > 0.6 * lim)
         tip = (f"{r['layer']} · head {int(r['head'])}\n{int(r['n_concepts'])} concepts"
                + ("" if pd.isna(r["importance"]) else f"\nhead importance {r['importance']:+.4f}"
                   + ("" if pd.isna(r["rank"]) else f" (rank {int(r['rank'])})"))
@@ -208,11 +203,9 @@ def importance_grid(doc: Mapping[str, Any], color_by: str = "head", selected: tu
         c.text(left + h * (cell + 4) + cell / 2, top + len(layers) * (cell + 4) + 14, str(h), size=11,
                anchor="middle", color=MUTED)
     c.text(left + n_heads * (cell + 4) / 2, top + len(layers) * (cell + 4) + 34, "head", size=12, anchor="middle")
-    c.text(14, top + len(layers) * (cell + 4) / 2, "layer", size=12, anchor="middle",
-           rotate=-90)
+    c.text(14, top + len(layers) * (cell + 4) / 2, "layer", size=12, anchor="middle", rotate=-90)
     bar_h = max(len(layers) * (cell + 4) - 4, 60)
-    colorbar(c, left + n_heads * (cell + 4) + 14, top, bar_h, scale, -lim if diverging else 0.0,
-             lim if diverging else (vmax or 1.0))
+    colorbar(c, left + n_heads * (cell + 4) + 14, top, bar_h, scale, -lim if diverging else 0.0, lim)
     return c.svg()
 
 

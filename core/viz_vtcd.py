@@ -290,14 +290,21 @@ def head_table(doc: Mapping[str, Any]) -> pd.DataFrame:
                                        "silhouette", "n_tubelets"])
 
 
+def grid_colouring(table: pd.DataFrame, color_by: str) -> tuple[str, str]:
+    """(title, column of :func:`head_table`'s ``table``) the layers x heads grid is coloured by for ``color_by``
+    (:data:`COLOR_BY`); head importance falls back to the best concept's when no head has one."""
+    title, column = COLOR_BY[color_by if color_by in COLOR_BY else "head"]
+    if color_by == "head" and table["importance"].isna().all():
+        title, column = COLOR_BY["top"]
+    return title, column
+
+
 def importance_grid(doc: Mapping[str, Any], color_by: str = "head", selected: tuple[str, int] | None = None
                     ) -> go.Figure:
     """Layers (rows, shallow at the top) x heads (columns) as clickable squares coloured by ``color_by``
     (:data:`COLOR_BY`: ``head``, ``top`` or ``concepts``), labelled with the number of concepts."""
-    title, column = COLOR_BY[color_by if color_by in COLOR_BY else "head"]
     table = head_table(doc)
-    if color_by == "head" and table["importance"].isna().all():
-        title, column = COLOR_BY["top"]
+    title, column = grid_colouring(table, color_by)
     layers = list(dict.fromkeys(doc["layers"]))
     values = pd.to_numeric(table[column], errors="coerce")
     diverging = column != "n_concepts"
