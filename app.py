@@ -96,7 +96,6 @@ def sidebar(kinds: tuple[str, ...] | None) -> None:
         st.session_state[ui_cache.COMPARE_KEY] = [r for r in others if r["path"] in compare]
         report_button([shown, *st.session_state[ui_cache.COMPARE_KEY]], key=f"report-{shown['kind']}",
                       label="Download report" + (f" ({1 + len(compare)} runs)" if compare else ""))
-    svg_chart.interactive()  # the chart mode of the analysis pages (light SVG or interactive plotly)
 
 
 # An explicit favicon: without one the browser tab takes the page's ":material/..." icon, which the
@@ -106,4 +105,5 @@ page = st.navigation(PAGES)
 ui_cache.frame_ran()
 ui_cache.page_switched(page.url_path)
 sidebar(PAGE_KINDS.get(page.url_path))
+svg_chart.interactive()  # the chart mode (light SVG or interactive plotly), also when there is no run to pick
 page.run()

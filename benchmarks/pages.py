@@ -1,19 +1,22 @@
 """Benchmark of the dashboard in a real browser: time to a settled page and DOM size, per page.
 
-    python benchmarks/pages.py [--root assets/demo] [--pages home static_dynamic ...] [--screenshots DIR]
+    python benchmarks/pages.py [--root assets/demo] [--pages home static_dynamic ...] [--repeats 3]
+                               [--charts light|interactive] [--screenshots DIR]
 
 Starts ``streamlit run app.py`` on ``--root`` and, as the baseline, ``benchmarks/trivial_page.py`` (a
 title and a line) in a second Streamlit server, and drives Debian's Chromium through Playwright
-(``executable_path``; nothing is downloaded). Each page is opened twice, each time in a new tab (a new
-Streamlit session): *first visit* in a fresh browser profile (empty HTTP cache; the server's caches
-cold for that page's data) and *warm*, the second visit in the same profile (what a user returning to
-the page gets: scripts such as plotly.js cached, the run's data cached on the server).
+(``executable_path``; nothing is downloaded). Each page is opened in new tabs (each a new Streamlit
+session): *first visit* in a fresh browser profile (empty HTTP cache; the server's caches cold for that
+page's data), then ``--repeats`` *warm* visits in the same profile (what a user returning to the page gets:
+scripts such as plotly.js cached, the run's data cached on the server), each right after a warm visit of
+the trivial page, so that a change in the machine's load hits page and baseline alike; the table gives
+medians, and *warm - trivial* is the median of the paired differences.
 A page is *settled* when Streamlit reports no script running, every plotly chart has drawn its
 SVG (light mode: every SVG figure is in the page), every image has loaded, and the DOM's element
 count has not changed for 0.75 s; the time is from the navigation's start to that count's last
 change. ``--charts interactive`` times the plotly mode (default: light). *DOM nodes* is
 ``document.getElementsByTagName('*').length`` once settled. Prints a markdown table, including
-*warm - trivial*; ``--screenshots DIR`` also saves a full-page PNG of each page (warm visit) as
+*warm - trivial*; ``--screenshots DIR`` also saves a full-page PNG of each page (first warm visit) as
 ``DIR/<page>.png``, plus ``predictions-misclassified.png`` and ``static_dynamic-units.png`` (the
 file names of ``docs/screenshots/``).
 """
@@ -32,6 +35,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from statistics import median
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run as a script: the project's packages
@@ -235,9 +239,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", type=Path, default=REPO / "assets" / "demo", help="artifact root to serve")
     parser.add_argument("--pages", nargs="+", default=PAGES, choices=PAGES, help="pages to time")
     parser.add_argument("--screenshots", type=Path, help="save a full-page PNG per page here")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="warm visits per page, each after one of the trivial page (the table gives medians)")
     parser.add_argument("--charts", choices=["light", "interactive"], default="light",
                         help="the dashboard's chart mode (light: SVG figures, the default; interactive: plotly)")
     args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
     from playwright.sync_api import sync_playwright
 
     root = args.root.resolve()
@@ -253,36 +261,48 @@ def main(argv: list[str] | None = None) -> int:
             warmup = browser.new_context(viewport=VIEWPORT)
             visit(warmup, trivial_url)  # the browser's own first start is not the page's time
             warmup.close()
-            context = browser.new_context(viewport=VIEWPORT)
-            base = [visit(context, trivial_url) for _ in range(2)]
-            context.close()
+            trivial = browser.new_context(viewport=VIEWPORT)  # warm: the baseline's visits interleave the pages'
+            first_trivial = visit(trivial, trivial_url)
             context = browser.new_context(viewport=VIEWPORT)
             [base_switch] = switches(context, trivial_url, [("Trivial", "Second", "Second trivial page")])
             context.close()
-            rows.append(("trivial Streamlit page", base[0], base[1], base_switch))
+            rows.append(("trivial Streamlit page", first_trivial, [visit(trivial, trivial_url)], [], base_switch))
             for name in args.pages:
                 url = f"{app_url}/{'' if name == 'home' else name}?charts={args.charts}"
                 context = browser.new_context(viewport=VIEWPORT)  # first visit: empty browser cache
                 first = visit(context, url)
                 shot = args.screenshots / f"{name}.png" if args.screenshots else None
-                warm = visit(context, url, shot, EXTRA_SHOTS.get(name))
+                warm, base = [], []
+                for i in range(args.repeats):  # page and trivial page in turn: a change of load hits both
+                    base.append(visit(trivial, trivial_url))
+                    warm.append(visit(context, url, shot if i == 0 else None, EXTRA_SHOTS.get(name)))
                 src = "Predictions" if name == "home" else "Runs"
                 [moved] = switches(context, f"{app_url}/?charts={args.charts}", [(src, NAV[name][0], NAV[name][1])])
                 context.close()
-                rows.append((name, first, warm, moved))
-                print(f"{name}: first {first[0]:.2f} s, warm {warm[0]:.2f} s, switch {moved[0]:.2f} s, "
-                      f"{warm[1]} nodes", file=sys.stderr)
+                rows.append((name, first, warm, base, moved))
+                print(f"{name}: first {first[0]:.2f} s, warm {' '.join(f'{w[0]:.2f}' for w in warm)} s (trivial "
+                      f"{' '.join(f'{b[0]:.2f}' for b in base)}), switch {moved[0]:.2f} s, {warm[0][1]} nodes",
+                      file=sys.stderr)
+            trivial.close()
             browser.close()
     except RuntimeError as e:
         sys.exit(f"benchmarks/pages.py: {e}")
-    trivial_warm, trivial_switch = rows[0][2][0], rows[0][3][0]
-    print(f"\n{machine()}, Chromium {chromium_path()}, root `{root.name}`, charts {args.charts}\n")
-    print("| page | first visit (s) | warm, new tab (s) | warm - trivial (s) | switch in the app (s) "
-          "| switch - trivial (s) | DOM nodes (warm) |")
-    print("|---|---|---|---|---|---|---|")
-    for name, first, warm, moved in rows:
-        print(f"| {name} | {first[0]:.2f} | {warm[0]:.2f} | {warm[0] - trivial_warm:+.2f} | {moved[0]:.2f} "
-              f"| {moved[0] - trivial_switch:+.2f} | {warm[1]} |")
+    trivial_switch = rows[0][4][0]
+    print(f"\n{machine()}, Chromium {chromium_path()}, root `{root.name}`, charts {args.charts}, "
+          f"{args.repeats} warm visits per page (medians)\n")
+    print("| page | first visit (s) | warm, new tab (s) | trivial, same rounds (s) | warm - trivial (s) "
+          "| switch in the app (s) | switch - trivial (s) | DOM nodes (warm) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, first, warm, base, moved in rows:
+        w = median(x[0] for x in warm)
+        if base:
+            b = median(x[0] for x in base)
+            delta = median(x[0] - y[0] for x, y in zip(warm, base, strict=True))  # paired: page minus its baseline
+            cells = f"{b:.2f} | {delta:+.2f}"
+        else:
+            cells = "— | +0.00"
+        print(f"| {name} | {first[0]:.2f} | {w:.2f} | {cells} | {moved[0]:.2f} | {moved[0] - trivial_switch:+.2f} "
+              f"| {warm[0][1]} |")
     return 0
 
 

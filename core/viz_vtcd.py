@@ -610,9 +610,20 @@ def diagnostics_summary(diagnostics: Mapping[str, Any], threshold: float = 0.05)
 
 
 def ground_truth_table(gt: Mapping[str, Any]) -> pd.DataFrame:
+    """Per layer: the best concept's IoU with the target and the random-crop baseline's; then the same for each
+    other object scored (e.g. the occluder), as columns named after it."""
+    columns = ["layer", "best concept", "IoU", "random-crop baseline IoU"]
     rows = [{"layer": r["layer"], "best concept": r["best_concept"], "IoU": r["iou"],
              "random-crop baseline IoU": r["baseline_iou"]} for r in gt.get("layers", [])]
-    return pd.DataFrame(rows, columns=["layer", "best concept", "IoU", "random-crop baseline IoU"])
+    others = gt.get("others") if isinstance(gt.get("others"), Mapping) else {}
+    for name, other in others.items():
+        by_layer = {r.get("layer"): r for r in (other.get("layers") or []) if isinstance(r, Mapping)}
+        cols = [f"best concept ({name})", f"IoU ({name})", f"baseline IoU ({name})"]
+        columns += cols
+        for row in rows:
+            r = by_layer.get(row["layer"], {})
+            row.update(zip(cols, (r.get("best_concept", ""), r.get("iou"), r.get("baseline_iou")), strict=True))
+    return pd.DataFrame(rows, columns=columns)
 
 
 # ------------------------------------------------------------------------------------------------

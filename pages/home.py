@@ -6,6 +6,7 @@ import streamlit as st
 
 from core import ui_cache, viz
 from core.viz import md_code, md_text
+from pages.components import tables
 
 ui_cache.require_frame()
 st.title("Concept Lens")
@@ -34,7 +35,7 @@ if not records:
 st.subheader(f"Runs ({len(complete)})")
 if complete:
     table = viz.runs_table(complete)
-    st.dataframe(table, hide_index=True, height="content" if len(table) <= 25 else "auto", column_config={
+    tables.table(table, height="content" if len(table) <= 25 else "auto", column_config={
         "model": st.column_config.TextColumn(width="medium"),
         "summary": st.column_config.TextColumn(width="large"),
         "warnings": st.column_config.NumberColumn(
@@ -60,4 +61,4 @@ if invalid:
 if partial:
     st.subheader(f"Incomplete runs ({len(partial)})")
     st.warning("Incomplete — rerun the same command to resume: finished parts are kept and reused.")
-    st.dataframe(viz.partial_table(partial), hide_index=True)
+    tables.table(viz.partial_table(partial))

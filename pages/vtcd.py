@@ -398,6 +398,12 @@ def vtcd_view(run: dict[str, Any]) -> None:
         g3.metric("Best concept", md(best["id"]))
         st.caption(f"On {md(gt.get('n_videos'))} synthetic clips with object masks: {md(gt.get('object'))}. "
                    f"Baseline: {md(base.get('method'))}.")
+        others = gt.get("others") if isinstance(gt.get("others"), dict) else {}
+        for name, other in others.items():  # e.g. the occlusion task's occluder, scored like the target
+            o_best, o_base = other.get("best") or {}, other.get("baseline") or {}
+            if isinstance(o_best.get("iou"), int | float) and isinstance(o_base.get("best_iou"), int | float):
+                st.markdown(f"**{md(name)}**: best concept {code(o_best.get('id', ''))}, IoU "
+                            f"{o_best['iou']:.3f} against {o_base['best_iou']:.3f} for the random-crop baseline.")
 
         def show_best() -> None:
             st.session_state.update(vt_scope="all heads", vt_layers=layers, vt_text="", vt_mode="concept",
@@ -407,7 +413,8 @@ def vtcd_view(run: dict[str, Any]) -> None:
             st.button(f"Play {md(best['id'])} with the object outlined", on_click=show_best, key="vt_show_best")
         tables.table(vv.ground_truth_table(gt), hide_index=True, width="stretch",
                      column_config={k: st.column_config.NumberColumn(format="%.3f")
-                                    for k in ("IoU", "random-crop baseline IoU")})
+                                    for k in ("IoU", "random-crop baseline IoU",
+                                              *(f"{w} ({name})" for name in others for w in ("IoU", "baseline IoU")))})
 
     @st.fragment
     def below() -> None:  # in tabs, only the open one drawn (a tab switch reruns only this part)

@@ -111,6 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="train again over a finished model")
     p.add_argument("--vit-stem", choices=("cnn", "conv", "linear"), default="cnn",
                    help="vit only: token embedding (see core/models/video_zoo.py)")
+    p.add_argument("--embed-init", choices=("random", "difference"), default="random",
+                   help="tubelet_vit only: the tubelet embedding's starting weights; difference: half its channels "
+                        "start as temporal-difference filters (see core/models/video_zoo.py)")
     p.add_argument("--init-from", help="a checkpoint (spec) whose tensors of matching name and shape seed the "
                    "model, e.g. r3d-motion for the vit's hybrid stem")
     p.add_argument("--static-dropout", type=float, default=0.0, metavar="RATE",

@@ -14,6 +14,7 @@ from core.models.resolve import ASSETS_MODELS
 
 ZOO = ("c2d", "r3d", "slowfast", "two_stream", "vit")
 SYNTHETIC_CLIPS = "synthetic:motion:24"  # held-out clips of the motion task (the test split)
+OCCLUSION_CLIPS = "synthetic:occlusion:24"  # held-out clips of the occlusion task
 
 
 def commands(out: Path, device: str = "auto") -> list[list[str]]:
@@ -35,19 +36,19 @@ def commands(out: Path, device: str = "auto") -> list[list[str]]:
 def vtcd_runs(out: Path, device: str = "auto", which: str = "all") -> list[list[str]]:
     """VTCD of the motion-task transformer on the real street clips (label-free: agreement with the
     unmasked prediction), and of both zoo transformers on the same held-out synthetic clips (with
-    their ground-truth object masks) with the Rosetta concepts the two share. ``which``: ``all``,
-    ``real`` or ``synthetic`` (the two synthetic runs and their Rosetta run)."""
-    if not (ASSETS_MODELS / "vit-motion" / "model.json").is_file():
-        return []
+    their ground-truth object masks) with the Rosetta concepts the two share; and the plain-tubelet
+    transformers (:func:`tubelet_runs`). ``which``: ``all``, ``real``, ``synthetic`` (the two synthetic runs
+    and their Rosetta run) or ``tubelet``."""
+    has_vit = (ASSETS_MODELS / "vit-motion" / "model.json").is_file()
     # 4000 masks per clip for concepts (the dissertation's K); 1000 for the 16 heads, whose importance
     # settles with far fewer masks, keep each run under an hour on 2 CPU cores.
     common = ["--media-videos", "2", "--media-concepts", "60", "--head-masks", "1000", "--out", str(out),
               "--overwrite", "--device", device]
     argvs = []
-    if which in ("all", "real"):
+    if which in ("all", "real") and has_vit:
         argvs.append(["vtcd", "--model", "vit-motion", "--videos", "demo", "--clips-per-video", "16",
                       "--run-id", "vit-motion-real", *common])
-    if which in ("all", "synthetic"):
+    if which in ("all", "synthetic") and has_vit:
         synthetic = []
         for model in ("vit-motion", "vit-appearance"):
             if (ASSETS_MODELS / model / "model.json").is_file():
@@ -57,7 +58,28 @@ def vtcd_runs(out: Path, device: str = "auto", which: str = "all") -> list[list[
         if len(synthetic) == 2:
             argvs.append(["rosetta", "--runs", *synthetic, "--out", str(out), "--run-id",
                           "vit-motion-vs-appearance", "--overwrite"])
+    if which in ("all", "tubelet"):
+        argvs.extend(tubelet_runs(out, common))
     return argvs
+
+
+def tubelet_runs(out: Path, common: list[str]) -> list[list[str]]:
+    """The plain-tubelet transformers (issue 16), once both checkpoints ship: the motion model on its task's
+    clips; the occlusion model on occlusion clips, scored against the target and the occluder; the motion
+    model on the same occlusion clips (label-free), and the Rosetta concepts the two share there."""
+    motion, occlusion = "tubelet_vit-motion", "tubelet_vit-occlusion"
+    if not all((ASSETS_MODELS / m / "model.json").is_file() for m in (motion, occlusion)):
+        return []
+    pair = [str(Path(out) / "vtcd" / f"{occlusion}-synthetic"), str(Path(out) / "vtcd" / f"{motion}-on-occlusion")]
+    return [
+        ["vtcd", "--model", motion, "--videos", SYNTHETIC_CLIPS, "--ground-truth", "--run-id", f"{motion}-synthetic",
+         *common],
+        ["vtcd", "--model", occlusion, "--videos", OCCLUSION_CLIPS, "--ground-truth", "--run-id",
+         f"{occlusion}-synthetic", *common],
+        ["vtcd", "--model", motion, "--videos", OCCLUSION_CLIPS, "--ground-truth", "--target", "prediction",
+         "--run-id", f"{motion}-on-occlusion", *common],
+        ["rosetta", "--runs", *pair, "--out", str(out), "--run-id", "tubelet_vit-motion-vs-occlusion", "--overwrite"],
+    ]
 
 
 def vcc_runs(out: Path, device: str = "auto") -> list[list[str]]:

@@ -310,6 +310,8 @@ def run(args: Any) -> Path:
         kwargs.update(frames=args.frames, size=args.size, stem=args.vit_stem)
     elif arch == "tubelet_vit":
         kwargs.update(frames=args.frames, size=args.size)
+        if args.embed_init != "random":
+            kwargs["embed_init"] = args.embed_init
     model = zoo.build(arch, kwargs).to(device)
     init_from = args.init_from
     initialised = initialise_from(model, init_from) if init_from else 0

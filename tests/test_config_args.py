@@ -113,3 +113,24 @@ def test_demo_lists_command_lines_and_imports_no_job(tmp_path) -> None:
     for argv in argvs:
         args = cli.parse_args(argv)
         assert args.command in cli.COMMANDS and args.out == str(tmp_path)
+
+
+def test_demo_adds_the_tubelet_runs_once_both_checkpoints_ship(tmp_path, monkeypatch) -> None:
+    """The plain-tubelet transformers' demo runs (issue 16) appear when both checkpoints exist, and parse."""
+    from precompute import cli, demo
+
+    models = tmp_path / "models"
+    monkeypatch.setattr(demo, "ASSETS_MODELS", models)
+    assert demo.tubelet_runs(tmp_path, []) == []
+    for name in ("tubelet_vit-motion", "tubelet_vit-occlusion"):
+        (models / name).mkdir(parents=True)
+        (models / name / "model.json").write_text("{}")
+    argvs = demo.vtcd_runs(tmp_path, "cpu", which="tubelet")
+    assert [a[0] for a in argvs] == ["vtcd", "vtcd", "vtcd", "rosetta"]
+    runs = [a[a.index("--run-id") + 1] for a in argvs]
+    assert runs == ["tubelet_vit-motion-synthetic", "tubelet_vit-occlusion-synthetic",
+                    "tubelet_vit-motion-on-occlusion", "tubelet_vit-motion-vs-occlusion"]
+    assert argvs[3][argvs[3].index("--runs") + 1:][:2] == [str(tmp_path / "vtcd" / r) for r in runs[1:3]]
+    for argv in argvs:
+        args = cli.parse_args(argv)
+        assert args.command in cli.COMMANDS and args.out == str(tmp_path)

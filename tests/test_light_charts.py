@@ -196,6 +196,7 @@ def test_every_demo_page_draws_svg_and_no_plotly(page: str, monkeypatch: pytest.
         at = at.switch_page(f"pages/{page}.py").run()
     assert not at.exception
     assert not at.get("plotly_chart")
+    assert not at.dataframe  # short tables are plain tables: no data grid script to fetch in a new tab
     svgs = [el.proto.json for el in at.get("bidi_component")]
     if page not in ("home", "predictions"):
         assert svgs
@@ -278,3 +279,25 @@ def test_attribute_values_are_escaped_too() -> None:
     root = parse(c.svg())
     assert not [el for el in root.iter() if "onload" in el.attrib]
     assert [el.get("fill") for el in root.iter(SVG + "rect")] == [evil]  # kept as one plain value
+
+
+def test_light_tables_are_escaped_html_with_their_formats() -> None:
+    """A short table in light mode is one escaped HTML table: labels and number formats of the column config,
+    a dash for missing values, numbers right-aligned, and a run's text shown as text."""
+    import pandas as pd
+    import streamlit as st
+
+    from pages.components.tables import html_table
+
+    df = pd.DataFrame({"name": ["<script>alert(1)</script>", "**bold** & co", None],
+                       "share": [0.5, 0.125, float("nan")], "n": [1, 22, 333]})
+    out = html_table(df, column_config={"share": st.column_config.NumberColumn("share of units", format="percent"),
+                                        "n": st.column_config.NumberColumn(format="%d units")},
+                     column_order=["n", "name", "share", "missing"])
+    root = ET.fromstring(out[out.index("<table"):])
+    assert [th.text for th in root.iter("th")] == ["n", "name", "share of units"]
+    rows = [[td.text for td in tr.iter("td")] for tr in root.find("tbody")]
+    assert rows == [["1 units", "<script>alert(1)</script>", "50.0%"], ["22 units", "**bold** & co", "12.5%"],
+                    ["333 units", "—", "—"]]
+    assert "<script>" not in out and "&lt;script&gt;" in out
+    assert [td.get("class") for td in root.find("tbody")[0]] == ["num short", None, "num short"]  # 25 chars wrap

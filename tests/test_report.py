@@ -237,6 +237,16 @@ def test_the_page_components_render_and_build_only_when_asked(tmp_path: Path) ->
 
     at = AppTest.from_function(page, args=(str(DEMO / RUNS["predictions"]),)).run(timeout=60)
     assert not at.exception
+    # the export popover's widgets exist only while it is open: a closed one adds no download button
+    assert [b.label for b in at.get("download_button")] == ["Download report"]
+    at.session_state["export-a-figure-pop"] = True
+    at = at.run(timeout=60)
+    assert not at.exception
+    from core.export import find_chromium
+
+    opened = ["Download report", "Download SVG"] if find_chromium() else ["Download report"]
+    assert [b.label for b in at.get("download_button")] == opened
+    assert find_chromium() or "needs Chromium" in " ".join(c.value for c in at.caption)
     from pages.components import report_button
 
     text = report_button._build([str(DEMO / RUNS["predictions"])], SMALL)

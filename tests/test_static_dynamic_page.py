@@ -223,7 +223,12 @@ def test_page_shows_every_section(sd_root: Path, monkeypatch: pytest.MonkeyPatch
     assert all(cfg["toImageButtonOptions"]["format"] == "png" for _, cfg in figs)
     assert not at.get("video")
     labels = [b.label for b in at.get("download_button") if "(CSV)" in b.label]
-    assert [b.label for b in at.get("download_button") if b.label.startswith("Download SVG")]  # figure exports
+    # figure exports: a closed popover per figure, its widgets drawn once it is opened
+    assert [p.proto.popover.label for p in at.get("popover")].count("Export figure") == 4
+    assert not [b for b in at.get("download_button") if b.label.startswith("Download SVG")]
+    at.session_state["sd_x_units-pop"] = True
+    at.run()
+    assert [b.label for b in at.get("download_button") if b.label.startswith("Download SVG")]
     assert labels == ["Download layers (CSV)", "Download unit scores (CSV)", "Download AUCs (CSV)",
                       "Download removal curves (CSV)"]
     models = at.dataframe[0].value

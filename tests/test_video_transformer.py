@@ -61,6 +61,24 @@ def test_embedding_is_linear_in_each_tubelet():
     assert changed.nonzero().tolist() == [[1, 1 * (S // 8) + 2]]
 
 
+def test_difference_init_starts_half_the_channels_blind_to_static_input():
+    """``embed_init="difference"``: the first half of the embedding's channels give only their bias on a clip
+    that does not change over time, and respond to a change; the other half and the map's linearity are as
+    with the random start."""
+    torch.manual_seed(0)
+    model = TubeletTransformer(3, frames=T, size=S, dim=32, depth=1, heads=2, embed_init="difference")
+    embed, bias = model.patch_embed, model.patch_embed.bias.detach()[:, None, None, None]
+    static = torch.rand(1, 3, 1, S, S).repeat(1, 1, T, 1, 1)
+    out = embed(static)[0].detach()  # (32, T/2, S/8, S/8)
+    assert torch.allclose(out[:16], bias[:16].expand_as(out[:16]), atol=1e-5)
+    assert (out[16:] - bias[16:]).abs().max() > 0.1
+    moving = static.clone()
+    moving[:, :, 1::2] = torch.roll(static[:, :, 1::2], 1, dims=-1)  # the second frame of each tubelet shifted
+    assert (embed(moving)[0, :16].detach() - bias[:16]).abs().max() > 0.1
+    with pytest.raises(ValueError, match="embed_init"):
+        TubeletTransformer(3, frames=T, size=S, embed_init="sobel")
+
+
 def test_attention_carries_time_order():
     """Unlike a frame-wise model, the output depends on the order of the tubelets in time."""
     model = tiny_model().eval()

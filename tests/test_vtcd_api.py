@@ -255,3 +255,39 @@ def test_rosetta_over_saved_runs_gives_the_shipped_demo_tuples() -> None:
     assert again.grid == shipped["grid"]
     assert [(t["concepts"], t["r"], t["videos"]) for t in again.tuples] == \
         [(t["concepts"], t["r"], t["videos"]) for t in shipped["tuples"]]
+
+
+def test_other_objects_are_scored_like_the_target(tiny: dict[str, Path], result: VTCDAnalysis, tmp_path: Path) -> None:
+    """An extra object (the occlusion task's occluder) gets its own IoUs against the same random crops: given the
+    target's own masks under another name, every number equals the target's; the masks ship with the run."""
+    small = dataclasses.replace(FAST, head_masks=0, bootstrap=0, diagnostics=False)
+    target = np.zeros((3, 8, 32, 32), bool)
+    target[:, :, 8:20, 4:16] = True
+    out = analyse(f"ckpt:{tiny['ckpt']}", result.clips, small, attribution=False, layers=["blocks.1"],
+                  ground_truth_masks={"target": target, "twin": target.copy()}, device="cpu")
+    gt = out.ground_truth
+    assert all(c["iou_twin"] == c["iou"] for c in gt["concepts"])
+    twin = gt["others"]["twin"]
+    assert twin["best"]["iou"] == gt["best"]["iou"] and twin["baseline"]["best_iou"] == gt["baseline"]["best_iou"]
+    assert [r["iou"] for r in twin["layers"]] == [r["iou"] for r in gt["layers"]]
+    run = out.save(tmp_path, run_id="gt")
+    with np.load(run / "ground_truth.npz", allow_pickle=False) as z:
+        np.testing.assert_array_equal(z["twin"], target)
+    with pytest.raises(UserError, match="'target' is needed"):
+        analyse(f"ckpt:{tiny['ckpt']}", result.clips, small, ground_truth_masks={"occluder": target}, device="cpu")
+
+
+def test_occlusion_clips_give_target_and_occluder_masks() -> None:
+    """The occlusion task's masks: the occluder is a static strip and hides the target in the middle of the clip."""
+    from core.models.loading import load_model
+    from core.vtcd.ground_truth import synthetic_masks
+
+    bundle, _ = load_model("r3d-motion", "cpu")  # any 16 x 64 x 64 video model: only its input size is read
+    masks = synthetic_masks("occlusion", bundle, 3)
+    assert set(masks) == {"target", "occluder"}
+    occ, tgt = masks["occluder"], masks["target"]
+    assert occ.shape == tgt.shape == (3, 16, 64, 64)
+    assert (occ == occ[:, :1]).all() and occ.any(axis=(2, 3)).all()  # static, in every frame
+    assert not (occ & tgt).any()  # visible pixels only
+    assert not tgt[:, 7:9].any() and tgt[:, 0].any(axis=(1, 2)).all()  # hidden mid-clip, visible at the start
+    assert set(synthetic_masks("motion", bundle, 2)) == {"target"}

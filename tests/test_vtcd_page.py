@@ -130,6 +130,34 @@ def test_ground_truth_outline_in_the_players(root: Path, monkeypatch: pytest.Mon
     assert not b.exception and not [t for t in b.toggle if t.key == "vt_gt"]
 
 
+def test_other_objects_of_the_ground_truth_are_shown(root: Path, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run scored against another object too (the occlusion task's occluder) names its best concept and
+    IoU against the baseline, and the table gets its columns; the object's name is a run's text: escaped."""
+    import shutil
+
+    from tests.hostile import rehash
+
+    copy = tmp_path / "root"
+    shutil.copytree(root / "vtcd" / "a", copy / "vtcd" / "a")
+    path = copy / "vtcd" / "a" / "ground_truth.json"
+    gt = json.loads(path.read_text())
+    name = "occ*luder"
+    gt["others"] = {name: {"best": {**gt["best"], "iou": 0.4321}, "baseline": {"best_iou": 0.1234},
+                           "layers": [{**r, "iou": 0.4321, "baseline_iou": 0.1234} for r in gt["layers"]]}}
+    path.write_text(json.dumps(gt))
+    rehash(copy / "vtcd" / "a")
+    at = open_page(copy, monkeypatch, "vtcd/a")
+    at.session_state["vt_section"] = "Ground truth"
+    at.run()
+    assert not at.exception
+    line = next(m.value for m in at.markdown if "0.432" in m.value)
+    assert line.startswith("**occ\\*luder**") and "0.123 for the random-crop baseline" in line
+    table = at.dataframe[-1].value
+    assert list(table.columns[-3:]) == [f"best concept ({name})", f"IoU ({name})", f"baseline IoU ({name})"]
+    assert (table[f"IoU ({name})"] == 0.4321).all()
+
+
 def test_draw_outline_marks_only_the_border_of_the_mask() -> None:
     frames = np.zeros((2, 16, 16, 3), np.uint8)
     mask = np.zeros((1, 4, 4), bool)

@@ -325,15 +325,22 @@ class TubeletTransformer(nn.Module):
     ``(B, N, D)`` in time-major order on the grid :attr:`grid` ``(T/tubelet, H/patch, W/patch)``.
     No CLS token: the head averages the tokens. Every bit of temporal reasoning beyond 2 frames
     has to go through attention.
+
+    ``embed_init``: ``"random"`` (truncated normal, as ViT) or ``"difference"``: the same, then the first half
+    of the embedding's output channels made zero-mean over the tubelet's frames, so that they start as
+    temporal-difference filters (no response to anything static) and the rest as appearance filters. Only
+    the starting point differs: the embedding stays one linear map, trained like every other weight.
     """
 
     def __init__(self, num_classes: int, frames: int = 16, size: int = 64, dim: int = 96, depth: int = 4,
                  heads: int = 4, patch: int = 8, tubelet: int = 2, mlp_ratio: float = 2.0,
-                 dropout: float = 0.1) -> None:
+                 dropout: float = 0.1, embed_init: str = "random") -> None:
         super().__init__()
         if frames % tubelet or size % patch:
             raise ValueError(f"frames {frames} and size {size} must be multiples of tubelet {tubelet} "
                              f"and patch {patch}")
+        if embed_init not in ("random", "difference"):
+            raise ValueError(f"unknown embed_init {embed_init!r}: use random or difference")
         self.patch_embed = nn.Conv3d(3, dim, (tubelet, patch, patch), stride=(tubelet, patch, patch))
         self.embed_norm = nn.LayerNorm(dim)
         self.grid = (frames // tubelet, size // patch, size // patch)
@@ -347,6 +354,10 @@ class TubeletTransformer(nn.Module):
         self.norm = nn.LayerNorm(dim)
         self.fc = nn.Linear(dim, num_classes)
         self.apply(self._init)
+        if embed_init == "difference" and tubelet > 1:
+            with torch.no_grad():  # weight (dim, 3, tubelet, patch, patch): zero-mean over the tubelet's frames
+                w = self.patch_embed.weight[: dim // 2]
+                w -= w.mean(dim=2, keepdim=True)
 
     @staticmethod
     def _init(m: nn.Module) -> None:

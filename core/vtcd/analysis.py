@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -59,7 +59,8 @@ class VTCDAnalysis:
     ``attribution``: the attribution curves over all concepts and per layer, with ``head_pruning`` (None:
     off); ``occlusion_per_video`` ``(V, n_concepts)`` single-concept occlusion; ``gflops``: one forward
     pass (None: not counted) and ``gflops_shares`` per unit index; ``ground_truth``: the synthetic-video
-    check (None: not run) and ``ground_truth_masks`` ``(V, T, H, W)``; ``warnings``: degenerate results
+    check (None: not run), ``ground_truth_masks`` ``(V, T, H, W)`` and ``ground_truth_others`` (name -> masks,
+    e.g. the occluder); ``warnings``: degenerate results
     ``{code, message, setting, layer, figure}`` naming config fields. ``clips`` ``(T, H, W, 3)`` uint8 as
     the model sees them, with ``video_ids``, ``video_sources``, ``labels`` (class index or None) and
     ``label_names``; ``model`` the model's record (label, spec, description, classes); ``data`` the data
@@ -89,6 +90,7 @@ class VTCDAnalysis:
     gflops_shares: dict[int, float] = field(default_factory=dict)
     ground_truth: dict[str, Any] | None = None
     ground_truth_masks: np.ndarray | None = None
+    ground_truth_others: dict[str, np.ndarray] = field(default_factory=dict)
     warnings: list[dict[str, Any]] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -404,8 +406,8 @@ def analyse(model: str | ModelBundle, videos: str | Sequence[Any], config: VTCDC
             store: CheckpointStore | None = None, progress: Progress | None = None, *,
             layers: Sequence[str] | None = None, heads: Sequence[int] | None = None, target: Target = None,
             labels: Sequence[int | str | None] | None = None, attribution: bool = True,
-            ground_truth_masks: bool | np.ndarray = False, clips_per_video: int | None = None,
-            device: str | torch.device = "auto") -> VTCDAnalysis:
+            ground_truth_masks: bool | np.ndarray | Mapping[str, np.ndarray] = False,
+            clips_per_video: int | None = None, device: str | torch.device = "auto") -> VTCDAnalysis:
     """A whole VTCD analysis of ``model`` (a spec or a loaded :class:`ModelBundle`) on ``videos`` (a source
     spec: ``demo``, a folder or file, ``synthetic:<task>[:<n>]``; or ``(T, H, W, 3)`` uint8 clips with
     optional ``labels``, class names or indices; or the items :func:`core.data.sources.load_videos` gives).
@@ -413,7 +415,8 @@ def analyse(model: str | ModelBundle, videos: str | Sequence[Any], config: VTCDC
     ``layers`` (default: the model's stages), ``heads`` (default: all) of every layer; ``target``: the class
     the metric is taken on (see :func:`resolve_target`); ``attribution``: attribution curves and head
     pruning; ``ground_truth_masks``: the target object's masks ``(V, T, H, W)`` at the model's input size,
-    or True on ``synthetic:`` videos to render them. ``store`` skips and saves parts (see the module);
+    or ``{"target": ..., <other object>: ...}`` (each scored, e.g. the occluder), or True on ``synthetic:``
+    videos to render them (the occluder too, in the occlusion task). ``store`` skips and saves parts (see the module);
     ``progress(stage, done, total)`` is called as parts finish. Seeds come from ``config.seed`` only: the
     same call gives the same numbers.
     """
@@ -424,20 +427,27 @@ def analyse(model: str | ModelBundle, videos: str | Sequence[Any], config: VTCDC
         raise DataError(f"{bundle.spec} is an image model{bundle.input_hint()}; VTCD needs a video model "
                         "(a video transformer)")
     head_choice = _parse_heads(heads, feature_sites(bundle, layer_names, cfg.feature, cfg.channel_blocks))
-    masks = None
+    masks, others = None, {}
     if ground_truth_masks is True:
         if not (isinstance(videos, str) and videos.startswith("synthetic:")):
             raise UserError("ground truth needs synthetic videos (synthetic:<task>[:<n>]): only they have object "
                             "masks")
+    elif isinstance(ground_truth_masks, Mapping):
+        objects = {str(k): np.asarray(v, dtype=bool) for k, v in ground_truth_masks.items()}
+        if "target" not in objects:
+            raise UserError(f"ground truth masks name {sorted(objects)}: a 'target' is needed")
+        masks, others = objects.pop("target"), objects
     elif ground_truth_masks is not False:
         masks = np.asarray(ground_truth_masks, dtype=bool)
     clips, ids, sources, label_names, data = _clips(videos, bundle, clips_per_video, labels)
     if len(clips) < 2:
         raise DataError(f"videos: VTCD needs at least 2 clips, got {len(clips)}")
     if ground_truth_masks is True:
-        masks = synthetic_masks(str(videos).split(":")[1], bundle, len(clips))
-    if masks is not None and masks.shape[0] != len(clips):
-        raise DataError(f"ground truth: {masks.shape[0]} masks for {len(clips)} clips")
+        others = synthetic_masks(str(videos).split(":")[1], bundle, len(clips))
+        masks = others.pop("target")
+    for name, m in {"target": masks, **others}.items():
+        if m is not None and m.shape[0] != len(clips):
+            raise DataError(f"ground truth: {m.shape[0]} {name} masks for {len(clips)} clips")
     label_ids = [label_index(lab, bundle.class_names) for lab in label_names]
     target_mode = resolve_target(target, label_ids, bundle)
 
@@ -479,7 +489,7 @@ def analyse(model: str | ModelBundle, videos: str | Sequence[Any], config: VTCDC
     gt = None
     if masks is not None:
         t0 = time.perf_counter()
-        gt = ground_truth(bundle, x, result, masks, imp.concepts.importance, cfg, store, progress)
+        gt = ground_truth(bundle, x, result, masks, imp.concepts.importance, cfg, store, progress, others=others)
         timings["ground_truth"] = time.perf_counter() - t0
 
     return VTCDAnalysis(
@@ -488,7 +498,8 @@ def analyse(model: str | ModelBundle, videos: str | Sequence[Any], config: VTCDC
         video_sources=sources, labels=label_ids, label_names=label_names, class_names=list(bundle.class_names or []),
         data=data, describe=bundle.describe(), diagnostics=diagnostics, attribution=attr,
         occlusion_per_video=occ_per_video, gflops=gflops,
-        gflops_shares=shares, ground_truth=gt, ground_truth_masks=masks, warnings=found, timings=timings)
+        gflops_shares=shares, ground_truth=gt, ground_truth_masks=masks,
+        ground_truth_others=others if masks is not None else {}, warnings=found, timings=timings)
 
 
 def warn_all(analysis: VTCDAnalysis, sink: Callable[..., Any]) -> None:

@@ -24,7 +24,8 @@ a :class:`VTCDRun`. Layout of a ``vtcd`` run::
                       heads (when head masks were drawn); occlusion_per_video (V, U)
     supports.npz      cmap_<u>: int16 (V, Ts, Hs, Ws) the concept of every voxel of unit u's grid (-1: none)
     tubelets.npz      u<u>_*: :func:`core.vtcd.pipeline.pack_units`
-    ground_truth.json / ground_truth.npz (masks bool (V, T, H, W)): the synthetic-video check
+    ground_truth.json / ground_truth.npz (masks bool (V, T, H, W): the target; and one array per other object
+        scored, e.g. occluder): the synthetic-video check
     videos/NNN.mp4    the analysed clips as the model sees them
     media/<concept>/NNN.mp4  the concept in video NNN, its support highlighted, the rest dimmed
 
@@ -316,7 +317,8 @@ def save(a: VTCDAnalysis, out: str | Path | RunWriter, *, run_id: str | None = N
     writer.write_npz(TUBELETS, **pack_units(res.units))
     if a.ground_truth is not None and a.ground_truth_masks is not None:
         writer.write_json(GROUND_TRUTH, a.ground_truth)
-        writer.write_npz(GROUND_TRUTH_MASKS, **{GROUND_TRUTH_KEY: a.ground_truth_masks})
+        others = {name: m for name, m in a.ground_truth_others.items() if name != GROUND_TRUTH_KEY}
+        writer.write_npz(GROUND_TRUTH_MASKS, **{GROUND_TRUTH_KEY: a.ground_truth_masks, **others})
     return writer.dir
 
 

@@ -1,6 +1,7 @@
 """Figures for papers: a small "Export" popover beside a figure: SVG, PDF or PNG at a chosen DPI, in the
 colour-blind-safe print style of :mod:`core.export`. The file is rendered only when its download button is
-clicked (Streamlit calls the builder then, off the page's script run), so a page with many figures stays fast.
+clicked (Streamlit calls the builder then, off the page's script run), and the popover's widgets only exist
+while it is open (opening it reruns the page), so a page with many figures stays fast to open.
 
 Usage on a page, after ``st.plotly_chart(fig, ...)``::
 
@@ -35,7 +36,10 @@ def export_buttons(fig_or_builder: go.Figure | Callable[[], go.Figure], name: st
     renders the figure (``fig_or_builder``, or what it returns when called) only when clicked. ``name``: the
     file's name without suffix (made safe)."""
     key = key or f"export-{slug(name, 80)}"
-    with st.popover(label, key=f"{key}-pop"):
+    pop = st.popover(label, key=f"{key}-pop", on_change="rerun")
+    if not pop.open:  # drawn when opened: a closed popover adds one button, not four widgets, to the page
+        return
+    with pop:
         if export.find_chromium() is None:
             st.caption("Static export needs Chromium on this machine (`apt-get install chromium`, or set "
                        "`CONCEPT_LENS_CHROMIUM`). The camera button in the figure's toolbar still saves a PNG.")

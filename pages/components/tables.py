@@ -1,15 +1,15 @@
-"""Tables that stay light: a plain HTML table (``st.table``) for a short table in the light chart mode, the
+"""Tables that stay light: a plain HTML table (``st.html``, escaped) for a short table in the light chart mode, the
 data grid (``st.dataframe``: sorting, search, its own script of about 1.2 MB to load in a new tab) otherwise."""
 
 from __future__ import annotations
 
+import html
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pandas as pd
 import streamlit as st
 
-from core.viz import md_text
 from pages.components.svg_chart import light
 
 MAX_ROWS = 30
@@ -38,15 +38,49 @@ def table(data: Any, *, column_config: Mapping[str, Any] | None = None, column_o
         dataframe.setdefault("hide_index", True)
         st.dataframe(df, column_config=column_config, column_order=column_order, **dataframe)
         return
+    st.html(html_table(df, column_config=column_config, column_order=column_order))
+
+
+_STYLE = """<style>
+.cl-table { border-collapse: collapse; font-size: 0.875rem; margin-bottom: 1rem; width: 100%; }
+.cl-table th, .cl-table td { border-bottom: 1px solid rgba(128, 128, 128, 0.25); padding: 0.25rem 0.5rem;
+  text-align: left; vertical-align: top; }
+.cl-table th { opacity: 0.7; font-weight: 400; }
+.cl-table .num { text-align: right; font-variant-numeric: tabular-nums; }
+.cl-table .short { white-space: nowrap; }
+</style>"""
+
+
+SHORT = 24
+"""Columns whose cells are all this short (characters) do not wrap."""
+
+
+def _cell(value: Any, fmt: Any) -> str:
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        return "—"
+    if fmt is not None:
+        return str(fmt(value))
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def html_table(df: pd.DataFrame, *, column_config: Mapping[str, Any] | None = None,
+               column_order: Sequence[str] | None = None) -> str:
+    """``df`` as one escaped HTML table (``st.html``: one element, no per-cell markdown to parse in the
+    browser), with the labels and number formats of ``column_config`` and the columns of ``column_order``."""
     config = dict(column_config or {})
-    shown = df[[c for c in (column_order or df.columns) if c in df.columns]]
-    formats = {c: f for c in shown.columns if (f := _formatter(config.get(c))) is not None}
-    for c in shown.columns:  # st.table renders cells as markdown: text from a run is escaped
-        if c not in formats and not pd.api.types.is_numeric_dtype(shown[c]):
-            formats[c] = lambda v: "—" if v is None or (isinstance(v, float) and pd.isna(v)) else md_text(v)
-    labels = {c: cfg["label"] for c, cfg in config.items()
-              if isinstance(cfg, Mapping) and cfg.get("label") and c in shown.columns}
-    names = [md_text(labels.get(c, c)) for c in shown.columns]
-    formats = {names[list(shown.columns).index(c)]: f for c, f in formats.items()}
-    shown = shown.set_axis(names, axis="columns")
-    st.table(shown.style.format(formats, na_rep="—").hide(axis="index"))
+    columns = [c for c in (column_order or df.columns) if c in df.columns]
+    labels = {c: cfg["label"] for c, cfg in config.items() if isinstance(cfg, Mapping) and cfg.get("label")}
+    numeric = {c: pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c]) for c in columns}
+    formats = {c: _formatter(config.get(c)) for c in columns}
+    cells = [[_cell(v, formats[c]) for c, v in zip(columns, row, strict=True)]
+             for row in df[columns].itertuples(index=False, name=None)]
+    # short columns (ids, dates, numbers) stay on one line; long text wraps
+    short = [max((len(r[j]) for r in cells), default=0) <= SHORT for j in range(len(columns))]
+    attrs = [f" class='{' '.join(k for k, on in (('num', numeric[c]), ('short', short[j])) if on)}'"
+             if numeric[c] or short[j] else "" for j, c in enumerate(columns)]
+    head = "".join(f"<th{a}>{html.escape(str(labels.get(c, c)))}</th>" for c, a in zip(columns, attrs, strict=True))
+    body = "".join("<tr>" + "".join(f"<td{a}>{html.escape(v)}</td>" for v, a in zip(r, attrs, strict=True)) + "</tr>"
+                   for r in cells)
+    return f"{_STYLE}<table class='cl-table'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"

@@ -40,3 +40,14 @@ def test_default_histograms_are_not_empty(page, app_url, mode):
     assert totals == [scored_units(page)] * 2
     bars = chart.evaluate("el => el.querySelectorAll('.bars .point path').length")
     assert bars > 0
+
+
+def test_export_popover_draws_its_controls_when_opened(page, app_url):
+    """A figure's "Export figure" popover holds no widgets until it is opened (a rerun then draws its format,
+    DPI, palette and download button)."""
+    goto(page, app_url, "static_dynamic")
+    assert page.get_by_role("button", name="Download SVG").count() == 0
+    page.get_by_role("button", name="Export figure").first.click()
+    page.get_by_role("button", name="Download SVG").wait_for(timeout=30_000)
+    assert page.get_by_text("Colour-blind-safe colours (Okabe-Ito)").is_visible()
+    assert exceptions_on_page(page) == []
