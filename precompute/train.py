@@ -277,6 +277,9 @@ def run(args: Any) -> Path:
         raise UserError(f"--distill-temperature must be above 0, got {recipe['distill_temperature']}")
     if recipe["warmup_epochs"] < 0:
         raise UserError(f"--warmup-epochs must be at least 0, got {recipe['warmup_epochs']}")
+    embed_init = getattr(args, "embed_init", "random")
+    if embed_init != "random" and arch != "tubelet_vit":
+        raise UserError(f"--embed-init works with tubelet_vit only, not {arch}")
     if recipe["train_augment"] != "none" and video_zoo.input_kind(arch) != "video":
         raise UserError(f"--train-augment works on video input only; {arch} also takes optical flow")
     if recipe["curriculum_epochs"] < 0:
@@ -310,8 +313,8 @@ def run(args: Any) -> Path:
         kwargs.update(frames=args.frames, size=args.size, stem=args.vit_stem)
     elif arch == "tubelet_vit":
         kwargs.update(frames=args.frames, size=args.size)
-        if args.embed_init != "random":
-            kwargs["embed_init"] = args.embed_init
+    if embed_init != "random":
+        kwargs["embed_init"] = embed_init
     model = zoo.build(arch, kwargs).to(device)
     init_from = args.init_from
     initialised = initialise_from(model, init_from) if init_from else 0

@@ -198,3 +198,5 @@ def test_bad_recipe_flags_are_user_errors(tmp_path):
                          (["--distill-weight", "2"], "--distill-weight")):
         with pytest.raises(UserError, match=words):
             train.run(train_args(tmp_path, "tubelet_vit", "motion", 1, *extra))
+    with pytest.raises(UserError, match="--embed-init works with tubelet_vit only"):
+        train.run(train_args(tmp_path, "r3d", "motion", 1, "--embed-init", "difference"))

@@ -273,6 +273,9 @@ def test_other_objects_are_scored_like_the_target(tiny: dict[str, Path], result:
     run = out.save(tmp_path, run_id="gt")
     with np.load(run / "ground_truth.npz", allow_pickle=False) as z:
         np.testing.assert_array_equal(z["twin"], target)
+    with pytest.raises(UserError, match="cannot be named 'present'"):
+        analyse(f"ckpt:{tiny['ckpt']}", result.clips, small, attribution=False, layers=["blocks.1"],
+                ground_truth_masks={"target": target, "present": target}, device="cpu")
     with pytest.raises(UserError, match="'target' is needed"):
         analyse(f"ckpt:{tiny['ckpt']}", result.clips, small, ground_truth_masks={"occluder": target}, device="cpu")
 

@@ -37,7 +37,7 @@ from core.vtcd.attribution import AttributionCurves, attribution_curves, occlusi
 from core.vtcd.config import VTCDConfig
 from core.vtcd.diagnostics import attention_diagnostics
 from core.vtcd.features import feature_sites, prepare_videos
-from core.vtcd.ground_truth import ground_truth, synthetic_masks
+from core.vtcd.ground_truth import check_object_names, ground_truth, synthetic_masks
 from core.vtcd.importance import CRISResult, unmasked_metrics
 from core.vtcd.masking import UnitSet
 from core.vtcd.pipeline import Progress, VTCDResult, cris, degenerate_warnings, discover
@@ -437,6 +437,7 @@ def analyse(model: str | ModelBundle, videos: str | Sequence[Any], config: VTCDC
         if "target" not in objects:
             raise UserError(f"ground truth masks name {sorted(objects)}: a 'target' is needed")
         masks, others = objects.pop("target"), objects
+        check_object_names(others)  # before the work, not after it
     elif ground_truth_masks is not False:
         masks = np.asarray(ground_truth_masks, dtype=bool)
     clips, ids, sources, label_names, data = _clips(videos, bundle, clips_per_video, labels)

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from core.errors import UserError
 from core.jsonsafe import num
 from core.models import ModelBundle
 from core.vtcd import media as vm
@@ -35,6 +36,13 @@ def synthetic_masks(task: str, bundle: ModelBundle, n: int) -> dict[str, np.ndar
     if config.has_occluder:
         out["occluder"] = data["masks"] == config.n_objects  # the strip has the last instance id
     return out
+
+
+def check_object_names(names: Any) -> None:
+    """UserError for a name of another object that would overwrite a field of the target's (``iou_<name>``)."""
+    for name in names:
+        if name in ("target", "present") or not name:
+            raise UserError(f"ground truth: an object cannot be named {name!r} (its IoU would overwrite a field)")
 
 
 def iou_per_video(support: np.ndarray, target: np.ndarray) -> np.ndarray:
@@ -98,6 +106,7 @@ def ground_truth(bundle: ModelBundle, x: Inputs, result: VTCDResult, masks: np.n
     if store is not None and store.has(PART):
         return store.load_json(PART)
     others = dict(others or {})
+    check_object_names(others)
     names = result.concept_names
     per_concept, baseline_units = [], []
     feats, _ = extract_features(bundle, x, result.sites, cfg.feature_batch_size)
