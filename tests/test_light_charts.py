@@ -300,4 +300,7 @@ def test_light_tables_are_escaped_html_with_their_formats() -> None:
     assert rows == [["1 units", "<script>alert(1)</script>", "50.0%"], ["22 units", "**bold** & co", "12.5%"],
                     ["333 units", "—", "—"]]
     assert "<script>" not in out and "&lt;script&gt;" in out
+    other = html_table(pd.DataFrame({"x": [1234567.8, 0.123456]}))
+    plain = ET.fromstring(other[other.index("<table"):])
+    assert [td.text for td in plain.iter("td")] == ["1234568", "0.1235"]
     assert [td.get("class") for td in root.find("tbody")[0]] == ["num short", None, "num short"]  # 25 chars wrap

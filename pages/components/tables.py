@@ -60,8 +60,8 @@ def _cell(value: Any, fmt: Any) -> str:
         return "—"
     if fmt is not None:
         return str(fmt(value))
-    if isinstance(value, float):
-        return f"{value:.4g}"
+    if isinstance(value, float):  # 4 significant digits, no exponent for large values
+        return f"{value:.4g}" if abs(value) < 1e4 else f"{value:.0f}"
     return str(value)
 
 
