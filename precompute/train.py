@@ -277,7 +277,7 @@ def run(args: Any) -> Path:
         raise UserError(f"--distill-temperature must be above 0, got {recipe['distill_temperature']}")
     if recipe["warmup_epochs"] < 0:
         raise UserError(f"--warmup-epochs must be at least 0, got {recipe['warmup_epochs']}")
-    embed_init = getattr(args, "embed_init", "random")
+    embed_init = args.embed_init
     if embed_init != "random" and arch != "tubelet_vit":
         raise UserError(f"--embed-init works with tubelet_vit only, not {arch}")
     if recipe["train_augment"] != "none" and video_zoo.input_kind(arch) != "video":
