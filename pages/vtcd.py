@@ -411,10 +411,10 @@ def vtcd_view(run: dict[str, Any]) -> None:
 
         if best["id"] in by_id:
             st.button(f"Play {md(best['id'])} with the object outlined", on_click=show_best, key="vt_show_best")
-        tables.table(vv.ground_truth_table(gt), hide_index=True, width="stretch",
-                     column_config={k: st.column_config.NumberColumn(format="%.3f")
-                                    for k in ("IoU", "random-crop baseline IoU",
-                                              *(f"{w} ({name})" for name in others for w in ("IoU", "baseline IoU")))})
+        table = vv.ground_truth_table(gt)
+        iou_columns = [k for k in table.columns if "IoU" in k]  # the target's and each other object's
+        tables.table(table, hide_index=True, width="stretch",
+                     column_config={k: st.column_config.NumberColumn(format="%.3f") for k in iou_columns})
 
     @st.fragment
     def below() -> None:  # in tabs, only the open one drawn (a tab switch reruns only this part)

@@ -276,6 +276,9 @@ def test_other_objects_are_scored_like_the_target(tiny: dict[str, Path], result:
     with pytest.raises(UserError, match="cannot be named 'present'"):
         analyse(f"ckpt:{tiny['ckpt']}", result.clips, small, attribution=False, layers=["blocks.1"],
                 ground_truth_masks={"target": target, "present": target}, device="cpu")
+    with pytest.raises(UserError, match="cannot be named 'masks'"):  # the target's array in ground_truth.npz
+        analyse(f"ckpt:{tiny['ckpt']}", result.clips, small, ground_truth_masks={"target": target, "masks": target},
+                device="cpu")
     with pytest.raises(UserError, match="'target' is needed"):
         analyse(f"ckpt:{tiny['ckpt']}", result.clips, small, ground_truth_masks={"occluder": target}, device="cpu")
 

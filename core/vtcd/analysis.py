@@ -500,7 +500,7 @@ def analyse(model: str | ModelBundle, videos: str | Sequence[Any], config: VTCDC
         data=data, describe=bundle.describe(), diagnostics=diagnostics, attribution=attr,
         occlusion_per_video=occ_per_video, gflops=gflops,
         gflops_shares=shares, ground_truth=gt, ground_truth_masks=masks,
-        ground_truth_others=others if masks is not None else {}, warnings=found, timings=timings)
+        ground_truth_others=others, warnings=found, timings=timings)
 
 
 def warn_all(analysis: VTCDAnalysis, sink: Callable[..., Any]) -> None:

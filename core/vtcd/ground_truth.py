@@ -17,6 +17,7 @@ from core.vtcd import media as vm
 from core.vtcd.config import VTCDConfig
 from core.vtcd.features import Inputs, extract_features
 from core.vtcd.pipeline import HeadConcepts, VTCDResult, cluster_head
+from core.vtcd.store import GROUND_TRUTH_KEY
 from core.vtcd.tubelets import upsample_features
 
 TARGET_ID = 1  # instance id of the target object in the synthetic benchmark's masks
@@ -39,9 +40,10 @@ def synthetic_masks(task: str, bundle: ModelBundle, n: int) -> dict[str, np.ndar
 
 
 def check_object_names(names: Any) -> None:
-    """UserError for a name of another object that would overwrite a field of the target's (``iou_<name>``)."""
+    """UserError for a name of another object that would overwrite a field of the target's (``iou_<name>`` in
+    ``ground_truth.json``, its masks' array in ``ground_truth.npz``)."""
     for name in names:
-        if name in ("target", "present") or not name:
+        if name in ("target", "present", GROUND_TRUTH_KEY) or not name:
             raise UserError(f"ground truth: an object cannot be named {name!r} (its IoU would overwrite a field)")
 
 
@@ -118,13 +120,14 @@ def ground_truth(bundle: ModelBundle, x: Inputs, result: VTCDResult, masks: np.n
                    for name, obj in {"target": masks, **others}.items()}
         target = objects["target"]
         for q in range(u.n_concepts):
-            iou = iou_per_video(cmap == q, target)
-            present = (cmap == q).reshape(len(iou), -1).any(1)
+            support = cmap == q
+            iou = iou_per_video(support, target)
+            present = support.reshape(len(iou), -1).any(1)
             row = {"id": names[k], "layer": u.layer, "head": u.head, "iou": float(iou.mean()),
                    "iou_present": float(iou[present].mean()) if present.any() else 0.0,
                    "n_videos_present": int(present.sum()), "importance": num(importance[k])}
             for name in others:
-                row[f"iou_{name}"] = float(iou_per_video(cmap == q, objects[name]).mean())
+                row[f"iou_{name}"] = float(iou_per_video(support, objects[name]).mean())
             per_concept.append(row)
             k += 1
         rng = np.random.default_rng([cfg.seed, 11, i])

@@ -317,8 +317,7 @@ def save(a: VTCDAnalysis, out: str | Path | RunWriter, *, run_id: str | None = N
     writer.write_npz(TUBELETS, **pack_units(res.units))
     if a.ground_truth is not None and a.ground_truth_masks is not None:
         writer.write_json(GROUND_TRUTH, a.ground_truth)
-        others = {name: m for name, m in a.ground_truth_others.items() if name != GROUND_TRUTH_KEY}
-        writer.write_npz(GROUND_TRUTH_MASKS, **{GROUND_TRUTH_KEY: a.ground_truth_masks, **others})
+        writer.write_npz(GROUND_TRUTH_MASKS, **{GROUND_TRUTH_KEY: a.ground_truth_masks, **a.ground_truth_others})
     return writer.dir
 
 
