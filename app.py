@@ -66,9 +66,7 @@ def sidebar(kinds: tuple[str, ...] | None) -> None:
     st.session_state.setdefault("root_input", initial_root())
     ui_cache.read_url_once("root_input")
     with st.sidebar:
-        st.text_input("Artifact root", key="root_input",
-                      help="Folder holding runs as <root>/<kind>/<run_id>/")
-        root = str(Path(st.session_state["root_input"].strip() or initial_root()).expanduser().resolve())
+        root = root_picker()
         st.session_state[ui_cache.ROOT_KEY] = root
         ui_cache.set_url_param(ui_cache.URL_ROOT, None if root == initial_root() else root)
         if not Path(root).is_dir():
@@ -89,13 +87,47 @@ def sidebar(kinds: tuple[str, ...] | None) -> None:
         ui_cache.run_shown(shown, kinds)
         # one HTML file of the run (figures, clips, tables) for a talk or an email; built when clicked
         others = [r for r in runs if r["kind"] == shown["kind"] and r["path"] != path]
-        compare = st.multiselect(
-            "Compare with", [r["path"] for r in others], key=f"compare-{shown['kind']}",
-            format_func=labels.__getitem__, help="Other runs of this kind, laid beside this one on shared axes: "
-            "on the page (Static / dynamic overview, VTCD grid) and in the report") if others and kinds else []
+        compare = compare_picker(others, labels, shown["kind"]) if others and kinds else []
         st.session_state[ui_cache.COMPARE_KEY] = [r for r in others if r["path"] in compare]
         report_button([shown, *st.session_state[ui_cache.COMPARE_KEY]], key=f"report-{shown['kind']}",
                       label="Download report" + (f" ({1 + len(compare)} runs)" if compare else ""))
+
+
+def root_picker() -> str:
+    """The artifact root (resolved), shown as a popover button that holds its text box (the box exists only
+    while the popover is open; what was typed is kept in ``st.session_state["root_input"]``)."""
+    text = str(st.session_state.get("root_input") or "")
+    st.session_state["root_input"] = text  # kept while the popover is closed
+    root = str(Path(text.strip() or initial_root()).expanduser().resolve())
+    shown = "/".join(Path(root).parts[-2:])
+    # the label names the root: a new root makes a new popover, so the old one closes once a root is entered
+    pop = st.popover(f"Artifact root: {viz.md_text(shown)}", key="root_pop", on_change="rerun", width="stretch",
+                     icon=":material/folder_open:", help=f"{viz.md_code(root)}: the folder holding runs as "
+                     "`<root>/<kind>/<run_id>/`. Click to change it.")
+    if pop.open:
+        with pop:
+            st.text_input("Artifact root", key="root_input", help="Folder holding runs as <root>/<kind>/<run_id>/; "
+                          "press Enter to open it")
+    return root
+
+
+def compare_picker(others: list[dict], labels: dict[str, str], kind: str) -> list[str]:
+    """Paths of the runs (of ``others``) to lay beside the shown one, picked in a popover whose select box
+    exists only while it is open (a closed popover is one cheap button for the browser); kept while closed."""
+    key = f"compare-{kind}"
+    paths = [r["path"] for r in others]
+    kept = [p for p in st.session_state.get(key) or [] if p in paths]
+    st.session_state[key] = kept
+    pop = st.popover("Compare with other runs", key=f"{key}-pop", on_change="rerun", icon=":material/compare:",
+                     help="Other runs of this kind, laid beside this one on shared axes: on the page (Static / "
+                     "dynamic overview, VTCD grid) and in the report")
+    if pop.open:
+        with pop:
+            st.multiselect("Compare with", paths, key=key, format_func=labels.__getitem__)
+    chosen = st.session_state[key]
+    if chosen and not pop.open:
+        st.caption(f"Compared with {len(chosen)} other run{'s' if len(chosen) > 1 else ''}.")
+    return chosen
 
 
 # An explicit favicon: without one the browser tab takes the page's ":material/..." icon, which the

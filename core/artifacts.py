@@ -874,6 +874,33 @@ class RunEntry:
     manifest: dict[str, Any] | None = None
 
 
+def runs_signature(root: str | Path, slot_s: float = 5.0) -> tuple:
+    """A cheap fingerprint of the runs under ``root`` (stats only, no file read): each run folder with its
+    manifest's size and modification time, so that :func:`list_runs` can be cached until a run is added,
+    removed or rewritten. While a partial run is listed, the current ``slot_s``-second time slot is part of it
+    too (its writer can die without touching the manifest, and the listing then says ``killed``)."""
+    root = Path(root)
+    parts: list[tuple[str, str, int, int]] = []
+    partial = False
+    try:
+        kinds = sorted((e for e in os.scandir(root) if e.is_dir() and not e.name.startswith(".")), key=lambda e: e.name)
+    except OSError:
+        return ()
+    for kind in kinds:
+        try:
+            runs = sorted((e for e in os.scandir(kind.path) if e.is_dir()), key=lambda e: e.name)
+        except OSError:
+            continue
+        for run in runs:
+            try:
+                st = os.stat(os.path.join(run.path, MANIFEST))
+            except OSError:
+                continue
+            partial = partial or run.name.startswith(PARTIAL_PREFIX)
+            parts.append((kind.name, run.name, st.st_size, st.st_mtime_ns))
+    return (tuple(parts), int(time.time() // slot_s) if partial else None)
+
+
 def list_runs(root: str | Path) -> list[RunEntry]:
     """Every run under ``root`` (``<root>/<kind>/<run_id>``), newest first, reading manifests only.
 

@@ -17,10 +17,11 @@ import streamlit as st
 from PIL import Image
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
-from core.artifacts import Run, RunEntry, list_runs, open_run
+from core.artifacts import Run, RunEntry, list_runs, open_run, runs_signature
 from core.viz import md_code
 
-RUNS_TTL_S = 5
+RUNS_SLOT_S = 5
+"""While a partial run is listed, the run list is read again at most this often (its job may die unseen)."""
 ROOT_KEY = "artifact_root"
 RUN_KEY = "run_path"
 _FRAME_KEY = "_frame_ran"
@@ -240,9 +241,15 @@ def _record(e: RunEntry) -> dict[str, Any]:
     }
 
 
-@st.cache_data(ttl=RUNS_TTL_S, show_spinner=False)
 def load_runs(root: str) -> list[dict[str, Any]]:
-    """Every run under ``root`` as plain dicts (see :func:`_record`), newest first, manifests only."""
+    """Every run under ``root`` as plain dicts (see :func:`_record`), newest first, manifests only; read again
+    only when a run folder or manifest changed (:func:`core.artifacts.runs_signature`: a few stats per run)."""
+    return _load_runs(root, runs_signature(root, RUNS_SLOT_S))
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _load_runs(root: str, signature: tuple) -> list[dict[str, Any]]:
+    """``signature`` (unused in the body) keys the cache."""
     return [_record(e) for e in list_runs(root)]
 
 

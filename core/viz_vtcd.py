@@ -35,6 +35,8 @@ RANDOM = "#7f7f7f"
 OCCLUSION = "#ef6c00"
 GFLOPS = "#2e7d32"
 SPEEDS = (0.25, 0.5, 1.0, 2.0, 4.0)
+TILE_WIDTHS = (96, 128, 160, 176, 208, 240, 288, 320)
+"""Tile widths (px) the player offers; its per-row and width choices apply at once, in the browser."""
 COLOR_BY = {
     "head": ("head importance (CRIS over heads)", "importance"),
     "top": ("importance of the head's best concept", "top_importance"),
@@ -140,8 +142,29 @@ const n=Math.max(...cfg.frames);
 const slider=document.getElementById('slider'), pos=document.getElementById('pos');
 const play=document.getElementById('play'), loop=document.getElementById('loop');
 const speed=document.getElementById('speed');
+const grid=document.querySelector('.grid');
+const colsSel=document.getElementById('cols'), widthSel=document.getElementById('width');
 slider.max=n-1;
-let t=0, playing=cfg.autoplay, last=null, saved=0;
+let t=0, playing=cfg.autoplay, last=null, saved=0, W=cfg.w;
+// Tiles per row and tile width: applied in the page (no rerun), kept for every player of the tab.
+const lkey='concept-lens-player-layout';
+function layout(){
+  const c=Math.max(1,Math.min(parseInt(colsSel.value,10)||1,tiles.length));
+  W=parseInt(widthSel.value,10)||cfg.w;
+  const h=Math.max(1,Math.round(W*cfg.ratio));
+  grid.style.setProperty('--cols',c); grid.style.setProperty('--w',W+'px'); grid.style.setProperty('--h',h+'px');
+  tiles.forEach((el,i)=>{el.style.backgroundSize=(W*cfg.frames[i])+'px '+h+'px';});
+}
+function saveLayout(){
+  try{window.sessionStorage.setItem(lkey,JSON.stringify({cols:colsSel.value,w:widthSel.value}));}catch(e){}
+}
+function restoreLayout(){
+  let s=null;
+  try{s=JSON.parse(window.sessionStorage.getItem(lkey)||'null');}catch(e){s=null;}
+  if(!s||typeof s!=='object') return;
+  if([...colsSel.options].some(o=>o.value===String(s.cols))) colsSel.value=String(s.cols);
+  if([...widthSel.options].some(o=>o.value===String(s.w))) widthSel.value=String(s.w);
+}
 // Frame, play state, speed and loop live in the tab's sessionStorage under cfg.state, so a Streamlit
 // rerun that rebuilds this frame carries on where it was (a playing clip advanced by the time it was away).
 const store=(()=>{try{return cfg.state?window.sessionStorage:null;}catch(e){return null;}})();
@@ -169,7 +192,7 @@ function draw(){
   const f=Math.min(n-1,Math.floor(t));
   tiles.forEach((el,i)=>{
     const k=Math.min(cfg.frames[i]-1,Math.floor(f*cfg.frames[i]/n));
-    el.style.backgroundPosition=(-k*cfg.w)+'px 0px';
+    el.style.backgroundPosition=(-k*W)+'px 0px';
     el.dataset.frame=k;
   });
   slider.value=f; pos.textContent='frame '+(f+1)+' / '+n;
@@ -194,6 +217,7 @@ document.getElementById('fwd').onclick=()=>step(1);
 document.getElementById('first').onclick=()=>{playing=false;t=0;draw();save();};
 slider.oninput=()=>{t=parseInt(slider.value,10); draw(); save();};
 speed.onchange=save; loop.onchange=save;
+colsSel.onchange=widthSel.onchange=()=>{layout(); draw(); saveLayout();};
 window.addEventListener('pagehide',save);
 document.addEventListener('keydown',e=>{
   if(e.target.tagName==='SELECT') return;
@@ -201,7 +225,7 @@ document.addEventListener('keydown',e=>{
   else if(e.key==='ArrowLeft'){e.preventDefault(); step(-1);}
   else if(e.key==='ArrowRight'){e.preventDefault(); step(1);}
 });
-restore(); draw(); requestAnimationFrame(tick);
+restoreLayout(); layout(); restore(); draw(); requestAnimationFrame(tick);
 })();
 """
 
@@ -213,6 +237,8 @@ def player_html(tiles: Sequence[Tile], fps: float = 8.0, columns: int = 4, displ
     step back/forward (arrow keys), back to the first frame, loop and speed. No external resources.
     ``state``: a key (e.g. run and concept) under which the frame, play state, speed and loop are kept in the
     browser tab's sessionStorage, so a page rerun that rebuilds the player resumes where it was ("": not kept).
+    ``columns`` and ``display_width`` are the first tiles per row and tile width; the bar changes both in the
+    browser (kept in the tab for every player).
     Each tile's ``.frame`` element carries the frame it shows in ``data-frame``."""
     if not tiles:
         return "<div></div>"
@@ -229,10 +255,14 @@ def player_html(tiles: Sequence[Tile], fps: float = 8.0, columns: int = 4, displ
                      f'background-size:{size}"></div><div class="cap">{caption}</div></div>')
     options = "".join(f'<option value="{s:g}"{" selected" if abs(s - speed) < 1e-9 else ""}>{s:g}x</option>'
                       for s in SPEEDS)
-    cfg = json.dumps({"frames": [t.frames for t in tiles], "fps": float(fps), "w": w, "autoplay": bool(autoplay),
+    cols = max(1, min(int(columns), len(tiles)))
+    per_row = "".join(f'<option value="{c}"{" selected" if c == cols else ""}>{c}</option>' for c in range(1, 9))
+    widths = "".join(f'<option value="{x}"{" selected" if x == w else ""}>{x} px</option>'
+                     for x in sorted({*TILE_WIDTHS, w}))
+    cfg = json.dumps({"frames": [t.frames for t in tiles], "fps": float(fps), "w": w, "ratio": ratio,
+                      "autoplay": bool(autoplay),
                       "state": str(state), "icons": {"play": _ICONS["play"], "pause": _ICONS["pause"]}}
                      ).replace("<", "\\u003c")  # nothing in it can end the script element
-    cols = max(1, min(int(columns), len(tiles)))
     return (
         "<!DOCTYPE html><html><head><meta charset='utf-8'><style>" + _CSS + "</style></head><body>"
         f"<div class='bar'><button id='first' title='first frame'>{_ICONS['first']}</button>"
@@ -242,7 +272,9 @@ def player_html(tiles: Sequence[Tile], fps: float = 8.0, columns: int = 4, displ
         f"<input id='slider' type='range' min='0' value='0' step='1' aria-label='frame'>"
         f"<span id='pos' class='pos'></span>"
         f"<label><input id='loop' type='checkbox'{' checked' if loop else ''}>loop</label>"
-        f"<label>speed <select id='speed'>{options}</select></label></div>"
+        f"<label>speed <select id='speed'>{options}</select></label>"
+        f"<label>per row <select id='cols'>{per_row}</select></label>"
+        f"<label>width <select id='width'>{widths}</select></label></div>"
         f"<div class='grid' style='--cols:{cols};--w:{w}px;--h:{h}px'>{''.join(cells)}</div>"
         f"<script id='cfg' type='application/json'>{cfg}</script>"
         "<script>" + _JS + "</script></body></html>"

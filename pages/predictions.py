@@ -16,12 +16,15 @@ from core import svg_figures, ui_cache, viz
 from core.errors import RunError
 from core.viz import md_code, md_text
 from pages.components import tables
+from pages.components.choice import choice
 from pages.components.figure_export import export_buttons
+from pages.components.gallery import Tile, gallery
 from pages.components.svg_chart import chart, light, svg_chart
 
 KIND = store.KIND
 PER_PAGE = 12  # two rows: what fits on a screen above the inspected image
 COLUMNS = 6
+MAX_PAGE_BUTTONS = 12  # up to this many pages of the grid, a button per page; more: a number input
 SELECTED = "pred_image"
 
 ui_cache.require_frame()
@@ -53,7 +56,18 @@ st.caption(
     f"{md_code(run['run_id'])} · model {md_code(run['model'])} · {len(images)} {unit}"
     + (f" · top-1 accuracy {hits}/{labelled} ({hits / labelled:.0%}) on labelled {unit}" if labelled else "")
     + (" · each clip is shown by its middle frame" if unit == "clips" else "")
+    + (" · click a tile to inspect it" if light() else "")
 )
+
+
+def tile(im: dict[str, Any]) -> Tile:
+    """A grid tile of image record ``im``: its thumbnail and top-1; a click inspects it (outlined once it is)."""
+    selected = st.session_state.get(SELECTED) == im["id"]
+    try:
+        return Tile(ui_cache.thumbnail(run["path"], im["file"], run["key"]), viz.tile_caption(im), im["id"],
+                    selected=selected)
+    except RunError as e:
+        return Tile(None, viz.tile_caption(im), im["id"], problem=str(e), selected=selected)
 
 
 def select(image_id: str) -> None:
@@ -72,20 +86,12 @@ def browse() -> None:
     pages = (len(shown) - 1) // PER_PAGE + 1
     if pages > 1:
         ui_cache.url_state("page", range(1, pages + 1), 1, key=f"pred_page-{only_wrong}")
-        page = st.number_input("Page", 1, pages, key=f"pred_page-{only_wrong}")
+        page = (choice("Page", range(1, pages + 1), key=f"pred_page-{only_wrong}") if pages <= MAX_PAGE_BUTTONS
+                else st.number_input("Page", 1, pages, key=f"pred_page-{only_wrong}"))
     else:
         page = 1
     chunk = shown[(page - 1) * PER_PAGE: page * PER_PAGE]
-    for start in range(0, len(chunk), COLUMNS):
-        for col, im in zip(st.columns(COLUMNS), chunk[start: start + COLUMNS], strict=False):
-            with col:
-                try:
-                    st.image(ui_cache.thumbnail(run["path"], im["file"], run["key"]), width="stretch")
-                except RunError as e:
-                    st.warning(md_text(e))
-                st.caption(md_text(viz.tile_caption(im)))
-                st.button("Inspect", key=f"inspect-{im['id']}", on_click=select, args=(im["id"],),
-                          type="tertiary", icon=":material/search:")
+    gallery([tile(im) for im in chunk], key="inspect", columns=COLUMNS, on_pick=select)
 
     st.divider()
     ids = [im["id"] for im in shown]

@@ -23,7 +23,9 @@ from core.static_dynamic import store
 from core.static_dynamic.config import StaticDynamicConfig
 from core.viz import md_code, md_text
 from pages.components import tables
+from pages.components.choice import choice
 from pages.components.figure_export import export_buttons
+from pages.components.metrics import Metric, metric_row
 from pages.components.svg_chart import chart, light, svg_chart
 
 KINDS = (store.KIND,)
@@ -203,7 +205,8 @@ def overview() -> None:
     tab_units, tab_scores = st.tabs(list(VIEWS.values()), key="sd_view", on_change="rerun")
     if tab_units.open:
         with tab_units:
-            share = st.toggle("Show shares of each layer's units (%)", key="sd_share")
+            share = choice("Units", [False, True], key="sd_share",
+                           format_func={False: "counts", True: "shares of each layer's units (%)"}.__getitem__)
             fig = overview_figure(PATH, KEY, "units", tuple(chosen), share, "pct", LIGHT, COMPARE)
             if LIGHT:
                 svg_chart(fig, key="sd_unit_hist_svg")
@@ -217,10 +220,11 @@ def overview() -> None:
 
 
 def layer_scores_tab(chosen: list[str]) -> None:
-    metric = st.radio("Value", ["pct", "S"], horizontal=True, key="sd_metric",
-                      format_func={"pct": "percentage (softmax)", "S": "raw score S"}.__getitem__)
-    chart(overview_figure(PATH, KEY, "scores", tuple(chosen), False, metric, False, COMPARE),
-          config=config(f"layer-scores-{metric}"), key="sd_layer_scores")
+    metric = choice("Value", ["pct", "S"], key="sd_metric",
+                    format_func={"pct": "percentage (softmax)", "S": "raw score S"}.__getitem__)
+    chart(partial(overview_figure, PATH, KEY, "scores", tuple(chosen), False, metric, False, COMPARE),
+          spec=("sd_scores", PATH, KEY, tuple(chosen), metric, COMPARE), config=config(f"layer-scores-{metric}"),
+          key="sd_layer_scores")
     st.caption("Percentages are `100 · softmax([S_dynamic, S_static, 1])`: the constant identical term "
                "squeezes them, so a factor's share stays under 47% even at perfect correlation. The raw S "
                "(a variance-weighted correlation: near [-1, 1], above 1 when one factor's features vary "
@@ -317,12 +321,15 @@ def one_layer() -> None:
         export_buttons(partial(vsd.score_histograms, s_static, s_dynamic, lam),
                        f"{run['run_id']}-scores-{model}-{name}", key=f"sd_x_h-{row}")
 
-    pick, a, b, c = st.columns([2, 1, 1, 1])
-    pick.number_input("Unit", 0, len(table) - 1, key=key, help="Or click a point in the scatter")
+    pick, scores = st.columns([2, 3])
+    categories = table["category"].tolist()
+    pick.selectbox("Unit", range(len(table)), key=key, format_func=lambda u: f"{u} · {categories[u]}",
+                   help="Type its index, or click a point in the scatter")
     sel = table.iloc[int(st.session_state[key])]
-    a.metric("s_static", "—" if sel["category"] == "dead" else f"{sel['s_static']:.3f}")
-    b.metric("s_dynamic", "—" if sel["category"] == "dead" else f"{sel['s_dynamic']:.3f}")
-    c.metric("category", str(sel["category"]))
+    with scores:
+        metric_row([Metric("s_static", "—" if sel["category"] == "dead" else f"{sel['s_static']:.3f}"),
+                    Metric("s_dynamic", "—" if sel["category"] == "dead" else f"{sel['s_dynamic']:.3f}"),
+                    Metric("category", str(sel["category"]))])
     csv_button(pick, "Download unit scores (CSV)", table, f"units-{model}-{name}")
     box = st.expander(f"Unit scores of {md_text(model)} · {md_text(name)}", key="sd_unit_table", on_change="rerun")
     if box.open:
@@ -347,8 +354,8 @@ def removal_section() -> None:
     st.caption(f"{md_text(removal.get('metric', 'metric'))}" + (f" on {md_text(n_videos)} videos" if n_videos else "")
                + " after zeroing the top-k% units by s_static or s_dynamic, against random units. "
                "Lower area under the curve (AUC) = more important units.")
-    chart(removal_chart(PATH, KEY, pick), config=config(f"removal-{curve['model']}-{curve['layer']}"),
-          key="sd_removal_chart")
+    chart(partial(removal_chart, PATH, KEY, pick), spec=("sd_removal", PATH, KEY, pick),
+          config=config(f"removal-{curve['model']}-{curve['layer']}"), key="sd_removal_chart")
     aucs = vsd.removal_table(removal)
     tables.table(aucs, hide_index=True, width="content",
                  column_config={k: st.column_config.NumberColumn(format="%.3f") for k in vsd.AUC_COLUMNS[2:]})
@@ -369,8 +376,8 @@ def dynamics_section() -> None:
                + (f" ({md_text(checkpoints[0]['label'])} … {md_text(checkpoints[-1]['label'])})" if checkpoints else "")
                + "; a line per layer, shallow light to deep dark; dotted: validation accuracy.")
     left, right = st.columns([1, 2])
-    d_metric = left.radio("Value", ["pct", "S", "units"], horizontal=True, key="sd_dyn_metric",
-                          format_func={"pct": "percentage", "S": "raw S", "units": "unit share"}.__getitem__)
+    d_metric = choice("Value", ["pct", "S", "units"], key="sd_dyn_metric", container=left,
+                      format_func={"pct": "percentage", "S": "raw S", "units": "unit share"}.__getitem__)
     shown = right.multiselect("Layers", d_layers, default=d_layers, key="sd_dyn_layers")
     chart(vsd.dynamics_figure(dynamics, shown, metric=d_metric), config=config(f"dynamics-{d_metric}"),
           key="sd_dynamics")

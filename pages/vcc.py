@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -14,6 +15,7 @@ from core import viz_vcc as vv
 from core.errors import RunError
 from core.vcc import store as vcc_store
 from pages.components import run_warnings, tables, vcc_graph
+from pages.components.gallery import Tile, gallery
 from pages.components.lazy_tabs import lazy_tabs
 from pages.components.svg_chart import chart, light
 
@@ -122,28 +124,24 @@ def exemplars(node: dict[str, Any]) -> None:
         return
     shown = node["exemplars"] or node["members"][:4]
 
-    def tile(col: Any, sid: int, size: int, caption: bool) -> None:
+    def tile(sid: int, size: int, caption: bool) -> Tile:
         try:
             im = images[int(arrays["segment_image"][sid])]
-            col.image(member_overlay(run["path"], run["key"], im["file"], seg_file, int(sid), size), width="stretch")
+            picture = member_overlay(run["path"], run["key"], im["file"], seg_file, int(sid), size)
         except (RunError, IndexError, KeyError, ValueError) as e:
-            col.warning(md(e))
-            return
-        col.caption(f"{code(im['id'])}" + (f" · segment {int(sid)} · {arrays['segment_masks'][sid].mean():.0%} of "
-                                           "the image" if caption else ""))
+            return Tile(None, problem=str(e))
+        return Tile(picture, str(im["id"]) + (f" · segment {int(sid)} · {arrays['segment_masks'][sid].mean():.0%} "
+                                              "of the image" if caption else ""))
 
     st.caption(f"Its {len(shown)} members nearest the centroid, each over its source image (the rest dimmed); "
                f"the concept has {md(node['size'])} segments, {len(node['members'])} kept as members.")
-    for col, sid in zip(st.columns(max(len(shown), 4)), shown, strict=False):
-        tile(col, sid, 320, True)
+    gallery([tile(sid, 320, True) for sid in shown], key=f"vcc_exemplars-{node['id']}", columns=max(len(shown), 4))
     more = [m for m in node["members"] if m not in set(shown)]
     if more and st.toggle(f"Show the other {len(more)} members", key=f"vcc_more-{node['id']}"):
         pages = -(-len(more) // MEMBERS_PER_PAGE)
         page = st.number_input("Page", 1, pages, 1, key=f"vcc_more_page-{node['id']}") if pages > 1 else 1
         chunk = more[(page - 1) * MEMBERS_PER_PAGE: page * MEMBERS_PER_PAGE]
-        for start in range(0, len(chunk), 6):
-            for col, sid in zip(st.columns(6), chunk[start:start + 6], strict=False):
-                tile(col, sid, THUMB, False)
+        gallery([tile(sid, THUMB, False) for sid in chunk], key=f"vcc_more_tiles-{node['id']}", columns=6)
 
 
 # -- the graph and the clicked concept (a fragment: a click or a slider reruns only this part) ------------------
@@ -203,10 +201,12 @@ def metrics_part() -> None:
     chart(vv.metrics_figure(series), config=viz.plotly_config(f"{run['run_id']}-vcc-metrics"),
           key="vcc_metrics")
     table = vv.metrics_table(series)
-    with st.expander("Metrics table"):
-        tables.table(table, hide_index=True, width="stretch")
-        st.download_button("Download metrics (CSV)", table.to_csv(index=False),
-                           file_name=f"{run['run_id']}-vcc-metrics.csv", mime="text/csv", on_click="ignore")
+    box = st.expander("Metrics table", key="vcc_metrics_table", on_change="rerun")
+    if box.open:  # drawn when opened
+        with box:
+            tables.table(table, hide_index=True, width="stretch")
+            st.download_button("Download metrics (CSV)", table.to_csv(index=False),
+                               file_name=f"{run['run_id']}-vcc-metrics.csv", mime="text/csv", on_click="ignore")
     grouping = vv.weight_grouping(series)
     where = ("the significant edges leaving the layer (grouped by source layer, as the authors' analysis; the "
              "class node has none)" if grouping == {"source"} else
@@ -234,7 +234,7 @@ def validation() -> None:
                    if fidelity.get("matched_kind") == "segments" else
                    "random non-negative directions." if fidelity.get("matched_kind") == "nonnegative" else
                    "this run has none (made before it, or with `--matched-random off`)."))
-    chart(vv.suppression_figure(fidelity, layers),
+    chart(partial(vv.suppression_figure, fidelity, layers), spec=("vcc_supp", run["path"], run["key"], slug),
           config=viz.plotly_config(f"{run['run_id']}-{slug}-suppression"), key="vcc_suppression")
     supp = vv.suppression_table(fidelity, layers)
     tables.table(supp, hide_index=True, width="stretch",
@@ -244,7 +244,7 @@ def validation() -> None:
                "lower is a faster fall. Empty cells: no concept at that layer, or no such baseline in this run.")
     every = st.toggle("APS over every edge (also those failing the t-test)", key="vcc_aps_all",
                       help="With only significant edges, a concept without a path to the class has no APS")
-    chart(vv.aps_ls_figure(fidelity, all_edges=every),
+    chart(partial(vv.aps_ls_figure, fidelity, all_edges=every), spec=("vcc_aps", run["path"], run["key"], slug, every),
           config=viz.plotly_config(f"{run['run_id']}-{slug}-aps-ls"), key="vcc_aps")
     st.caption("APS (eq. 5.8): a concept's mean path strength to the class node over all its paths. LS (eq. 5.9): "
                "the class logit summed over its member segments. A connectome faithful to the model ranks concepts "
@@ -265,14 +265,14 @@ def discovery_images() -> None:
     pages = -(-len(shown) // IMAGES_PER_PAGE)
     page = st.number_input(f"Page (of {pages})", 1, max(pages, 1), 1, key="vcc_images_page") if pages > 1 else 1
     chunk = shown[(page - 1) * IMAGES_PER_PAGE: page * IMAGES_PER_PAGE]
-    per_row = 8
-    for start in range(0, len(chunk), per_row):
-        for col, im in zip(st.columns(per_row), chunk[start:start + per_row], strict=False):
-            try:
-                col.image(ui_cache.thumbnail(run["path"], im["file"], run["key"], THUMB), width="stretch")
-            except RunError as e:
-                col.warning(md(e))
-            col.caption(md(viz.tile_caption({**im, "label_name": entry["class_name"]})))
+    tiles = []
+    for im in chunk:
+        caption = viz.tile_caption({**im, "label_name": entry["class_name"]})
+        try:
+            tiles.append(Tile(ui_cache.thumbnail(run["path"], im["file"], run["key"], THUMB), caption))
+        except RunError as e:
+            tiles.append(Tile(None, caption, problem=str(e)))
+    gallery(tiles, key="vcc_images_tiles", columns=8)
 
 
 

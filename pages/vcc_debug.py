@@ -8,6 +8,7 @@ import hashlib
 import html
 import io
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,8 +20,11 @@ from core import viz_vcc as vv
 from core.errors import RunError, UserError
 from core.vcc import store as vcc_store
 from pages.components import run_warnings, tables, vcc_graph
+from pages.components.choice import choice
 from pages.components.figure_export import export_buttons
+from pages.components.gallery import Tile, gallery
 from pages.components.lazy_tabs import lazy_tabs
+from pages.components.metrics import Metric, metric_row
 from pages.components.svg_chart import light, svg_chart
 
 KIND = "vcc-debug"
@@ -47,8 +51,7 @@ warnings: list[dict[str, Any]] = []  # the shown run's (set below): show() puts 
 root, records = ui_cache.current_runs()
 debug_runs = [r for r in records if r["ok"] and r["kind"] == KIND]
 vcc_runs = [r for r in records if r["ok"] and r["kind"] == VCC_KIND]
-source = st.radio("Image", SOURCES, horizontal=True, key="vccd_source",
-                  index=0 if debug_runs or not vcc_runs else 1)
+source = choice("Image", SOURCES, key="vccd_source", default=SOURCES[0] if debug_runs or not vcc_runs else SOURCES[1])
 
 
 def read_file(rec: dict[str, Any], name: str) -> bytes:
@@ -66,6 +69,12 @@ def run_thumbs(path: str, key: str, graph_file: str) -> dict[str, str]:
     return vv.thumbs_for(graph, lambda f: read_file({"path": path, "key": key}, f))
 
 
+@st.cache_data(max_entries=256, show_spinner=False)
+def exemplar_bytes(path: str, name: str, key: str) -> bytes:
+    """An exemplar picture the VCC job wrote, hash-checked (a RunError when it fails the check)."""
+    return Path(ui_cache.run_file(path, name, key)).read_bytes()
+
+
 def exemplar_tiles(source: dict[str, Any]) -> Any:
     """Draws a node's exemplar files (small pictures the VCC job wrote) read from the run ``source``."""
 
@@ -76,11 +85,13 @@ def exemplar_tiles(source: dict[str, Any]) -> Any:
             return
         st.caption(("Its member nearest the centroid" if len(files) == 1 else
                     f"Its {len(files)} members nearest the centroid") + f" (of {md(node['size'])} segments).")
-        for col, f in zip(st.columns(8), files, strict=False):
+        tiles = []
+        for f in files:
             try:
-                col.image(ui_cache.run_file(source["path"], f, source["key"]), width="stretch")
+                tiles.append(Tile(exemplar_bytes(source["path"], f, source["key"]), name=f))
             except RunError as e:
-                col.warning(md(e))
+                tiles.append(Tile(None, problem=str(e)))
+        gallery(tiles, key=f"vccd_exemplars-{source['key']}-{node['id']}", columns=8)
 
     return draw
 
@@ -98,8 +109,8 @@ def show(record: dict[str, Any], arrays: dict[str, np.ndarray], image: np.ndarra
     has_pred = graphs.get("predicted") is not None
     left, mid, right = st.columns([1, 1.7, 1.3])
     with left:
-        st.image(image, width="stretch")
-        st.caption(code(record.get("id", "upload")) + (f" · {md(record['source'])}" if record.get("source") else ""))
+        gallery([Tile(image, str(record.get("id", "upload")) + (f" · {record['source']}" if record.get("source")
+                                                                 else ""))], key=f"vccd_photo-{tag}", columns=1)
     with mid:
         top = record["top"]  # class names from the run: topk_bar escapes them
         title = "Top-5 classes (true class in green)"
@@ -112,12 +123,12 @@ def show(record: dict[str, Any], arrays: dict[str, np.ndarray], image: np.ndarra
         export_buttons(functools.partial(viz.topk_bar, top, record["true_class"], title=title), f"vccd-top5-{tag}",
                        key=f"vccd_x_t-{tag}")
     with right:
-        st.metric("true class", md(true_name))
-        st.metric("predicted", md(pred_name), delta="wrong" if wrong else "right",
-                  delta_color="inverse" if wrong else "normal")
-        st.metric("segments on the true side", f"{record['share_true']:.0%}",
-                  help="Share of the image's segments, over every layer, whose nearest concept is in the true "
-                  "class's VCC; per layer below")
+        metric_row([Metric("true class", true_name),
+                    Metric("predicted", pred_name, delta="wrong" if wrong else "right",
+                           tone="bad" if wrong else "good"),
+                    Metric("segments on the true side", f"{record['share_true']:.0%}",
+                           help="Share of the image's segments, over every layer, whose nearest concept is in the "
+                           "true class's VCC; per layer below")], columns=1)
     if wrong and not has_pred:
         st.warning(f"No VCC of the predicted class {md(pred_name)} ({md(record['predicted'])}) was found, so every "
                    f"segment is matched against {md(true_name)}'s concepts only. Build it with `python -m precompute "
@@ -146,22 +157,24 @@ def show(record: dict[str, Any], arrays: dict[str, np.ndarray], image: np.ndarra
                "segments of the layer above.")
     layers = [r["layer"] for r in record["layers"]]
     order = list(range(len(layers)))[::-1]  # deepest first: the order the segmentation runs in
-    per_row = min(4, len(order))
-    for start in range(0, len(order), per_row):
-        for col, li in zip(st.columns(per_row), order[start:start + per_row], strict=False):
-            ids = np.flatnonzero(arrays["layer"] == li)
-            row = record["layers"][li]
-            col.image(vv.side_overlay(image, arrays["masks"][ids], arrays["side"][ids]), width="stretch")
-            share = row.get("share_true")
-            col.caption(f"**{md(layers[li])}** · {md(row['n_segments'])} segments · "
-                        + (f"{share:.0%} side with {md(true_name)}" if share is not None
-                           else "no concept at this layer in the VCCs"))
-    with st.expander("Segments table"):
-        li = st.selectbox("Layer", range(len(layers)), format_func=layers.__getitem__, index=len(layers) - 1,
-                          key=f"vccd_seg_layer-{tag}")
-        tables.table(vv.segments_table(arrays, layers, li, [true_name, pred_name]), hide_index=True, width="stretch",
-                     column_config={"area": st.column_config.NumberColumn(format="%.3f"),
-                                    "distance": st.column_config.NumberColumn(format="%.3f")})
+    tiles = []
+    for li in order:
+        ids = np.flatnonzero(arrays["layer"] == li)
+        row = record["layers"][li]
+        share = row.get("share_true")
+        tiles.append(Tile(vv.side_overlay(image, arrays["masks"][ids], arrays["side"][ids]),
+                          f"{layers[li]} · {row['n_segments']} segments · "
+                          + (f"{share:.0%} side with {true_name}" if share is not None
+                             else "no concept at this layer in the VCCs")))
+    gallery(tiles, key=f"vccd_segments-{tag}", columns=min(4, len(order)))
+    segments = st.expander("Segments table", key=f"vccd_seg_table-{tag}", on_change="rerun")
+    if segments.open:  # its widgets and table only exist while it is open
+        with segments:
+            li = st.selectbox("Layer", range(len(layers)), format_func=layers.__getitem__, index=len(layers) - 1,
+                              key=f"vccd_seg_layer-{tag}")
+            tables.table(vv.segments_table(arrays, layers, li, [true_name, pred_name]), hide_index=True,
+                         width="stretch", column_config={"area": st.column_config.NumberColumn(format="%.3f"),
+                                                         "distance": st.column_config.NumberColumn(format="%.3f")})
 
     st.subheader("The two connectomes")
     st.caption("Concepts the image's segments are nearest to are ringed and labelled **×n** (n segments); the "

@@ -17,11 +17,15 @@ from core.viz_vcc import md_code as code
 from core.vtcd import media as vm
 from core.vtcd import store as vs
 from pages.components import run_warnings, tables
+from pages.components.choice import choice
 from pages.components.figure_export import export_buttons
 from pages.components.lazy_tabs import lazy_tabs
+from pages.components.metrics import Metric, metric_row
 from pages.components.svg_chart import chart, light, svg_chart
 
 KINDS = (vs.KIND, vs.ROSETTA_KIND)
+COLOR_LABELS = {"head": "head importance", "top": "best concept", "concepts": "concepts"}
+"""Short names of the grid's colourings (:data:`core.viz_vtcd.COLOR_BY`), for its control."""
 MAX_TILES = 12
 # Where a run's warnings are shown: page part -> the ``figure`` ids that go there (a layer's warning
 # without a figure goes beside the concept browser; any other at the top).
@@ -87,20 +91,41 @@ def composed_tile(path: str, key: str, video_file: str, unit: int, concept: int 
     return vv.make_tile(with_ground_truth(shown, path, key, video if ground_truth else None), lines)
 
 
-def show_player(tiles: list[vv.Tile], fps: float, key: str, state: str) -> None:
+def show_player(tiles: list[vv.Tile], fps: float, state: str) -> None:
     """The synced player of ``tiles``; ``state`` names what it shows (run, concept or video): its frame, play
     state and speed are kept in the browser under that name and survive reruns."""
     if not tiles:
         st.info("Nothing to play for this choice.")
         return
-    c1, c2 = st.columns([1, 1])
-    cols = c1.slider("Tiles per row", 1, 8, min(4, len(tiles)), key=f"{key}_cols")
-    width = c2.slider("Tile width (px)", 96, 320, 176, step=16, key=f"{key}_width")
-    st.iframe(vv.player_html(tiles, fps=fps, columns=cols, display_width=width, state=state), height="content")
+    # tiles per row and tile width are chosen in the player's bar (in the browser: no rerun)
+    st.iframe(vv.player_html(tiles, fps=fps, columns=min(4, len(tiles)), state=state), height="content")
 
 
 # ------------------------------------------------------------------------------------------------
 # A vtcd run
+
+SCOPES = ["this head", "all heads"]
+SORTS = ["importance", "coverage", "videos", "id"]
+
+
+def concept_filters(layers: list[str]) -> tuple[str, list[str], str, str]:
+    """The concept list's scope, layers, sort and id filter, chosen in a popover whose widgets exist only while
+    it is open (fewer elements for a new tab to draw); the choices are kept in the session while it is closed."""
+    state = st.session_state
+    for key, options, default in (("vt_scope", SCOPES, SCOPES[0]), ("vt_sort", SORTS, SORTS[0])):
+        state[key] = state[key] if state.get(key) in options else default
+    picked = state.get("vt_layers")
+    state["vt_layers"] = [x for x in picked if x in layers] if isinstance(picked, list) else list(layers)
+    state["vt_text"] = str(state.get("vt_text") or "")
+    # a constant label: a popover's identity includes its label, and a changing one would close it on every change
+    pop = st.popover("Filter and sort", key="vt_filters", on_change="rerun", icon=":material/filter_list:")
+    if pop.open:
+        with pop:
+            st.radio("List", SCOPES, key="vt_scope", horizontal=True)
+            st.multiselect("Layers", layers, key="vt_layers", disabled=state["vt_scope"] == "this head")
+            st.selectbox("Sort by", SORTS, key="vt_sort")
+            st.text_input("Concept id contains", key="vt_text")
+    return state["vt_scope"], state["vt_layers"], state["vt_sort"], state["vt_text"]
 
 
 def signed(value: Any) -> str:
@@ -176,8 +201,9 @@ def vtcd_view(run: dict[str, Any]) -> None:
             st.warning(md(e))
     left, right = st.columns([3, 2])
     with right:
-        color_by = st.radio("Colour the grid by", list(vv.COLOR_BY), key="vt_color",
-                            format_func=lambda k: vv.COLOR_BY[k][0])
+        color_by = choice("Colour the grid by", list(vv.COLOR_BY), key="vt_color",
+                          format_func=lambda k: COLOR_LABELS.get(k, vv.COLOR_BY[k][0]),
+                          help="; ".join(f"{COLOR_LABELS.get(k, k)}: {v[0]}" for k, v in vv.COLOR_BY.items()))
         shared_limit = (max(svg_figures.grid_limit(d, color_by) for d in [doc, *(d for _, d in compared)])
                         if compared else None)
         ui_cache.url_state("layer", layers, top["layer"], key="vt_layer")
@@ -215,18 +241,21 @@ def vtcd_view(run: dict[str, Any]) -> None:
                                    f"{other['run_id']} · {vv.COLOR_BY.get(color_by, ('',))[0]}"),
                           key=f"vt_grid_cmp-{other['run_id']}")
 
-    f1, f2, f3, f4 = st.columns([2, 3, 2, 2])
-    scope = f1.radio("List", ["this head", "all heads"], key="vt_scope", horizontal=True)
-    chosen_layers = f2.multiselect("Layers", layers, default=layers, key="vt_layers",
-                                   disabled=scope == "this head")
-    sort = f3.selectbox("Sort by", ["importance", "coverage", "videos", "id"], key="vt_sort")
-    text = f4.text_input("Concept id contains", key="vt_text")
+    row = st.container(horizontal=True)
+    with row:
+        scope, chosen_layers, sort, text = concept_filters(layers)
+        st.download_button("Download concepts (CSV)", vv.concepts_table(concepts).to_csv(index=False),
+                           file_name=f"{run['run_id']}-concepts.csv", mime="text/csv", on_click="ignore")
     if scope == "this head":
         shown = vv.filter_concepts(concepts, [layer], [head], text=text, sort=sort)
+        where = f"{layer} · head {head}"
     else:
         shown = vv.filter_concepts(concepts, chosen_layers, None, text=text, sort=sort)
+        where = f"all heads of {len(chosen_layers)} of {len(layers)} layers"
     table = vv.concepts_table(shown)
-    tables.table(table, hide_index=True, width="stretch", height=min(400, 38 + 35 * max(len(table), 1)),
+    tables.table(table, caption=f"{len(shown)} concepts of {where}, by {sort}"
+                 + (f", id containing “{text}”" if text else ""),
+                 hide_index=True, width="stretch", height=min(400, 38 + 35 * max(len(table), 1)),
                  column_config={"importance": st.column_config.NumberColumn(format="%+.4f"),
                                 "CI low": st.column_config.NumberColumn(format="%+.4f"),
                                 "CI high": st.column_config.NumberColumn(format="%+.4f"),
@@ -236,8 +265,6 @@ def vtcd_view(run: dict[str, Any]) -> None:
                                 "± std": st.column_config.NumberColumn(format="%.4f"),
                                 "occlusion": st.column_config.NumberColumn(format="%+.4f"),
                                 "coverage": st.column_config.NumberColumn(format="percent")})
-    st.download_button("Download concepts (CSV)", vv.concepts_table(concepts).to_csv(index=False),
-                       file_name=f"{run['run_id']}-concepts.csv", mime="text/csv", on_click="ignore")
 
     # -- players (a fragment: their controls rerun only this part) ------------------------------------------
     @st.fragment
@@ -249,17 +276,17 @@ def vtcd_view(run: dict[str, Any]) -> None:
             gt_on = st.toggle("Outline the target object (ground truth, cyan)", value=True, key="vt_gt",
                               help="The synthetic clips' object masks: compare them with the concept's tubelets "
                               "(amber).")
-        mode = st.radio("Show", ["concept", "video"], horizontal=True, key="vt_mode",
-                        format_func={"concept": "one concept in several videos",
-                                     "video": "one video, several concepts"}.__getitem__)
+        mode = choice("Show", ["concept", "video"], key="vt_mode",
+                      format_func={"concept": "one concept in several videos",
+                                   "video": "one video, several concepts"}.__getitem__)
         if mode == "concept":
             ids = [c["id"] for c in shown] or [c["id"] for c in concepts]
             ui_cache.url_state("concept", ids, ids[0], key="vt_concept")
             cid = st.selectbox("Concept", ids, key="vt_concept",
                                format_func=lambda i: f"{i} · importance {signed(by_id[i].get('importance'))}")
             c = by_id[cid]
-            n = st.slider("Videos", 1, max(1, min(MAX_TILES, len(c["videos"]))), min(4, max(1, len(c["videos"]))),
-                          key=f"vt_nvid-{cid}") if len(c["videos"]) > 1 else 1
+            counts = range(1, min(MAX_TILES, len(c["videos"])) + 1)
+            n = choice("Videos", counts, key=f"vt_nvid-{cid}", default=min(4, len(counts))) if len(counts) > 1 else 1
             tiles = []
             for rec in c["videos"][:n]:
                 vid = videos[rec["video"]]
@@ -276,14 +303,14 @@ def vtcd_view(run: dict[str, Any]) -> None:
                     st.warning(md(e))
             st.caption(f"{code(cid)} in the {len(tiles)} videos where its tubelets weigh most in the concept's "
                        f"centroid (it appears in {md(c['n_videos'])} of {len(videos)}).")
-            show_player(tiles, fps, "vt_pc", f"{run['path']}|{run['key']}|concept|{cid}")
+            show_player(tiles, fps, f"{run['path']}|{run['key']}|concept|{cid}")
         else:
             vnames = [v["id"] for v in videos]
             vi = st.selectbox("Video", range(len(videos)), key="vt_video", format_func=lambda i: (
                 f"{vnames[i]} · target {videos[i]['target_name']} · predicted {videos[i]['predicted_name']}"))
-            which = st.radio("Concepts", ["head", "top"], horizontal=True, key="vt_vscope",
-                             format_func={"head": f"of {md(layer)} · head {md(head)}",
-                                          "top": "most important present in this video"}.__getitem__)
+            which = choice("Concepts", ["head", "top"], key="vt_vscope",
+                           format_func={"head": f"of {md(layer)} · head {md(head)}",
+                                        "top": "most important present in this video"}.__getitem__)
             present = [c for c in concepts if any(r["video"] == vi for r in c["videos"])]
             if which == "head":
                 chosen = [c for c in present if c["layer"] == layer and c["head"] == head]
@@ -297,7 +324,7 @@ def vtcd_view(run: dict[str, Any]) -> None:
                 cov = next(r["coverage"] for r in c["videos"] if r["video"] == vi)
                 tiles.append(composed_tile(run["path"], run["key"], vid["file"], c["unit"], c["concept"], vi,
                                            tuple(vv.concept_lines(model, c, vid["id"], f"covers {cov:.0%}")), gt_on))
-            show_player(tiles, fps, "vt_pv", f"{run['path']}|{run['key']}|video|{vi}")
+            show_player(tiles, fps, f"{run['path']}|{run['key']}|video|{vi}")
 
     players_part()
 
@@ -308,11 +335,12 @@ def vtcd_view(run: dict[str, Any]) -> None:
         level = doc.get("ci_level")
         i1, i2 = st.columns([2, 3])
         with i1:
-            chart(vv.top_concepts_figure(concepts, 20, level), key="vt_top", width=400,
+            chart(partial(vv.top_concepts_figure, concepts, 20, level), key="vt_top", width=400,
+                  spec=("vt_top", run["path"], run["key"], level),
                   config=vv.export_config(f"{run['run_id']}-top-concepts"))
         with i2:
-            chart(vv.layer_figure(doc, diag), key="vt_layers_fig", width=560,
-                  config=vv.export_config(f"{run['run_id']}-layers"))
+            chart(partial(vv.layer_figure, doc, diag), key="vt_layers_fig", width=560,
+                  spec=("vt_layers", run["path"], run["key"]), config=vv.export_config(f"{run['run_id']}-layers"))
         agreement = doc.get("rank_agreement")
         st.caption((f"Intervals: {level:.0%} percentile bootstrap over each clip's {doc.get('bootstrap')} mask "
                     "resamplings. " if level else "This run has no bootstrap intervals. ")
@@ -390,12 +418,11 @@ def vtcd_view(run: dict[str, Any]) -> None:
         st.subheader("Ground truth")
         run_warnings.show(warnings, "ground_truth", WARNING_PLACES)
         best, base = gt["best"], gt["baseline"]
-        g1, g2, g3 = st.columns(3)
-        g1.metric("Best concept IoU with the object", f"{best['iou']:.3f}",
-                  help=md(gt["iou"]) if gt.get("iou") else None)
-        g2.metric("Random-crop baseline", f"{base['best_iou']:.3f}",
-                  delta=f"{best['iou'] - base['best_iou']:+.3f} VTCD vs baseline", delta_color="off")
-        g3.metric("Best concept", md(best["id"]))
+        metric_row([Metric("Best concept IoU with the object", f"{best['iou']:.3f}",
+                           help=str(gt["iou"]) if gt.get("iou") else None),
+                    Metric("Random-crop baseline", f"{base['best_iou']:.3f}",
+                           delta=f"{best['iou'] - base['best_iou']:+.3f} VTCD vs baseline"),
+                    Metric("Best concept", best["id"])])
         st.caption(f"On {md(gt.get('n_videos'))} synthetic clips with object masks: {md(gt.get('object'))}. "
                    f"Baseline: {md(base.get('method'))}.")
         others = gt.get("others") if isinstance(gt.get("others"), dict) else {}
@@ -472,7 +499,7 @@ def rosetta_view(run: dict[str, Any]) -> None:
             tiles.append(clip_tile(run["path"], file, run["key"], lines))
         except (RunError, UserError) as e:
             st.warning(md(e))
-    show_player(tiles, vs.MEDIA_FPS, "ro_p", f"{run['path']}|{run['key']}|tuple|{k}|{vsel}")
+    show_player(tiles, vs.MEDIA_FPS, f"{run['path']}|{run['key']}|tuple|{k}|{vsel}")
 
 
 warnings = run.get("warnings") or []

@@ -117,7 +117,7 @@ def test_predictions_page(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     at.switch_page("pages/predictions.py").run()
     assert not at.exception
     assert at.title[0].value == "Predictions"
-    assert at.sidebar.text_input[0].value == str(tmp_path.resolve())
+    assert at.session_state["root_input"] == str(tmp_path.resolve())
     assert len(at.get("image")) >= 3
     captions = page_text(at)
     assert "top-1 accuracy 2/3" in captions
@@ -149,7 +149,10 @@ def test_page_url_on_a_fresh_server(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     at.switch_page("pages/predictions.py").run()
     assert not at.exception
     assert at.title[0].value == "Predictions"
-    assert [w.label for w in at.sidebar.text_input] == ["Artifact root"]
+    from core.viz import md_text
+
+    label = [p.proto.popover.label for p in at.sidebar.get("popover")][0]  # the root's text box is in it
+    assert label == "Artifact root: " + md_text("/".join(tmp_path.resolve().parts[-2:]))
     assert at.session_state["run_path"] == str(tmp_path.resolve() / "predictions" / "run-ok")
     assert len(at.get("image")) >= 3
 
@@ -208,6 +211,9 @@ def test_root_can_be_changed_in_the_sidebar(tmp_path: Path, monkeypatch: pytest.
     make_predictions_run(tmp_path / "b", "run-b")
     at = open_app(tmp_path / "a", monkeypatch)
     assert list(at.dataframe[0].value["run id"]) == ["run-a"]
+    assert not at.sidebar.text_input  # the root's text box waits in its popover
+    at.session_state["root_pop"] = True
+    at.run()
     at.sidebar.text_input[0].set_value(str(tmp_path / "b")).run()
     assert not at.exception
     assert list(at.dataframe[0].value["run id"]) == ["run-b"]
@@ -377,7 +383,7 @@ def test_root_and_run_from_the_url(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     at.query_params.update({"root": str(other), "run": "run-x"})
     at.switch_page("pages/predictions.py").run()
     assert not at.exception
-    assert at.sidebar.text_input[0].value == str(other)
+    assert at.session_state["root_input"] == str(other)
     assert at.session_state["run_path"] == str(other.resolve() / "predictions" / "run-x")
     assert at.query_params["root"] == str(other.resolve()) and at.query_params["run"] == "run-x"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -20,6 +21,7 @@ from core.artifacts import (
     RunWriter,
     list_runs,
     open_run,
+    runs_signature,
     sha256_file,
 )
 from core.errors import RunError
@@ -187,6 +189,29 @@ def test_list_runs_reports_invalid_runs_without_failing(tmp_path):
     assert entries["good"].run is not None and entries["good"].run.path == good
     assert "manifest.json is truncated" in entries["bad"].error
     assert "not-a-run" not in entries  # no manifest: not a run, not an error either
+
+
+def test_the_runs_signature_changes_exactly_when_the_listing_may(tmp_path):
+    """The dashboard caches the run list under this signature: it must change when a run is added, removed
+    or its manifest rewritten, stay put otherwise, and carry a time slot while a partial run is listed."""
+    assert runs_signature(tmp_path / "missing") == ()
+    first = write_run(tmp_path, "first")
+    one = runs_signature(tmp_path)
+    assert runs_signature(tmp_path) == one and one[1] is None
+    second = write_run(tmp_path, "second")
+    two = runs_signature(tmp_path)
+    assert two != one
+    manifest = json.loads((second / MANIFEST).read_text())
+    (second / MANIFEST).write_text(json.dumps({**manifest, "status": "failed"}, indent=2))
+    assert runs_signature(tmp_path) != two
+    other = tmp_path / "vtcd" / "elsewhere"  # a second kind (only the manifest's stats count)
+    other.mkdir(parents=True)
+    (other / MANIFEST).write_text("{}")
+    shutil.rmtree(first)
+    assert [r[:2] for r in runs_signature(tmp_path)[0]] == [("predictions", "second"), ("vtcd", "elsewhere")]
+    with RunWriter(tmp_path, "predictions", model="m", data="d", config={}):
+        slot = runs_signature(tmp_path, slot_s=3600)[1]
+        assert slot is not None and slot == runs_signature(tmp_path, slot_s=3600)[1]
 
 
 def test_a_running_job_is_not_reported_killed(tmp_path):

@@ -21,6 +21,7 @@ from core import viz_vtcd as vtcd_viz
 from core.static_dynamic import store
 from core.svg_charts import nice_ticks
 from core.vcc import store as vcc_store
+from tests.page_helpers import compare_with
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "assets" / "demo"
@@ -184,6 +185,20 @@ def test_stacked_bars_and_unsupported_traces() -> None:
 
 # -- every page in light mode -----------------------------------------------------------------------------------
 
+def html_tags(markup: str) -> list[tuple[str, dict[str, str]]]:
+    """Every start tag of ``markup`` with its attributes."""
+    from html.parser import HTMLParser
+
+    found: list[tuple[str, dict[str, str]]] = []
+
+    class Tags(HTMLParser):
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            found.append((tag, {k: v or "" for k, v in attrs}))
+
+    Tags().feed(markup)
+    return found
+
+
 @pytest.mark.parametrize("page", PAGES)
 def test_every_demo_page_draws_svg_and_no_plotly(page: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CONCEPT_LENS_ARTIFACTS", str(DEMO))
@@ -197,11 +212,22 @@ def test_every_demo_page_draws_svg_and_no_plotly(page: str, monkeypatch: pytest.
     assert not at.exception
     assert not at.get("plotly_chart")
     assert not at.dataframe  # short tables are plain tables: no data grid script to fetch in a new tab
-    svgs = [el.proto.json for el in at.get("bidi_component")]
+    drawn = [json.loads(el.proto.json) for el in at.get("bidi_component")]
+    galleries = [d for d in drawn if "class='cl-gallery'" in d]
     if page not in ("home", "predictions"):
-        assert svgs
-    for data in svgs:
-        parse(json.loads(data))
+        assert len(drawn) > len(galleries)
+    if page in ("predictions", "vcc", "vcc_debug"):  # image tiles as one element each gallery
+        assert galleries
+    for data in drawn:
+        if data in galleries:
+            tags = html_tags(data)
+            assert "script" not in {t for t, _ in tags} and not [a for _, at in tags for a in at if a.startswith("on")]
+            sources = [at["src"] for t, at in tags if t == "img"]
+            assert sources and all(src.startswith("data:image/") for src in sources)
+        else:
+            parse(data)
+    if page == "predictions":  # a click on a tile inspects it
+        assert len(re.findall(r"<figure data-pick='", galleries[0])) == 12
 
 
 def test_interactive_mode_from_the_url(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -236,7 +262,7 @@ def test_compared_runs_sit_beside_the_shown_run(monkeypatch: pytest.MonkeyPatch)
     at = AppTest.from_file(APP, default_timeout=180)
     at.query_params["run"] = "zoo-synthetic"
     at = at.run().switch_page("pages/static_dynamic.py").run()
-    compare = next(m for m in at.sidebar.multiselect if m.label == "Compare with")
+    compare = compare_with(at, "static-dynamic")
     other = next(o for o in compare.options if "zoo-real-clips" in o)
     compare.select(other).run()
     assert not at.exception
@@ -249,7 +275,7 @@ def test_compared_runs_sit_beside_the_shown_run(monkeypatch: pytest.MonkeyPatch)
     at = AppTest.from_file(APP, default_timeout=180)
     at.query_params["run"] = "vit-motion-synthetic"
     at = at.run().switch_page("pages/vtcd.py").run()
-    compare = next(m for m in at.sidebar.multiselect if m.label == "Compare with")
+    compare = compare_with(at, "vtcd")
     compare.select(next(o for o in compare.options if "vit-appearance-synthetic" in o)).run()
     assert not at.exception
     grids = [parse(json.loads(el.proto.json)) for el in at.get("bidi_component")[:2]]
@@ -304,3 +330,31 @@ def test_light_tables_are_escaped_html_with_their_formats() -> None:
     plain = ET.fromstring(other[other.index("<table"):])
     assert [td.text for td in plain.iter("td")] == ["1234568", "0.1235"]
     assert [td.get("class") for td in root.find("tbody")[0]] == ["num short", None, "num short"]  # 25 chars wrap
+
+
+def test_galleries_and_metric_rows_are_escaped_html() -> None:
+    """Light mode's image tiles and metric rows: one escaped HTML block each; a run's text shown as text, a
+    clickable tile carrying its pick, a tile whose image failed showing the problem, nothing remote."""
+    import numpy as np
+
+    from pages.components.gallery import Tile, gallery_html
+    from pages.components.metrics import Metric, metrics_html
+
+    evil = "<img src=x onerror=alert(1)>'\"&"
+    tiles = [Tile(np.zeros((8, 8, 3), np.uint8), f"{evil}\nsecond line", pick=evil),
+             Tile(b"\x89PNG fake", "bytes", pick="b"), Tile(None, "broken", problem=evil)]
+    out = gallery_html(tiles, columns=3, pickable=True)
+    tags = html_tags(out)
+    figures = [a for t, a in tags if t == "figure"]
+    assert [f.get("data-pick") for f in figures] == [evil, "b", None]
+    assert [a["src"][:15] for t, a in tags if t == "img"] == ["data:image/png;", "data:image/png;"]
+    assert "onerror" not in {k for _, a in tags for k in a}
+    assert out.count("&lt;img src=x onerror") == 4  # in the pick, the alt text, the caption and the problem
+    assert "repeat(3," in out and "<br>second line" in out
+    zoom = gallery_html(tiles[:1], columns=1, pickable=False)
+    assert [a.get("data-zoom") for t, a in html_tags(zoom) if t == "figure"] == ["1"]  # a click enlarges it
+
+    row = metrics_html([Metric("label", evil, help=evil, delta="wrong", tone="bad"), Metric("n", 3)], columns=2)
+    tags = html_tags(row)
+    assert "img" not in {t for t, _ in tags} and row.count("&lt;img") == 2  # value and help
+    assert [a.get("class") for t, a in tags if t == "div" and "delta" in a.get("class", "")] == ["cl-metric-delta bad"]

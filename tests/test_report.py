@@ -266,7 +266,9 @@ def test_every_analysis_page_offers_a_report_of_its_run_and_of_runs_to_compare(m
     assert not at.exception
     buttons = [b for b in at.sidebar.get("download_button") if b.label.startswith("Download report")]
     assert [b.label for b in buttons] == ["Download report"]
-    compare = next(m for m in at.sidebar.multiselect if m.label == "Compare with")
+    from tests.page_helpers import compare_with
+
+    compare = compare_with(at, "static-dynamic")
     assert len(compare.options) == len([p for p in (DEMO / "static-dynamic").iterdir() if p.is_dir()]) - 1
     compare.select(compare.options[0]).run()
     assert [b.label for b in at.sidebar.get("download_button")

@@ -270,7 +270,7 @@ def test_page_unit_selection_and_export_format(sd_root: Path, monkeypatch: pytes
     _, arrays = fake_layers()
     row = 3  # r3d-motion · layer3, the deepest layer of the first model: the default
     assert at.selectbox(key="sd_layer-r3d-motion").value == "layer3"
-    at.number_input(key=f"sd_unit-{row}").set_value(5).run()
+    at.selectbox(key=f"sd_unit-{row}").set_value(5).run()
     assert not at.exception
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["s_static"] == f"{arrays[f's_static_{row}'][5]:.3f}"
@@ -291,7 +291,7 @@ def test_page_unit_selection_and_export_format(sd_root: Path, monkeypatch: pytes
     assert (url["model"], url["layer"], url["unit"]) == ("r3d-motion", "layer3", "5")
     assert at.query_params["run"] == "sd-run"
 
-    at.number_input(key=f"sd_unit-{row}").set_value(31).run()  # the last 3 units are dead
+    at.selectbox(key=f"sd_unit-{row}").set_value(31).run()  # the last 3 units are dead
     assert {m.label: m.value for m in at.metric}["category"] == "dead"
 
     at.segmented_control(key="sd_export").set_value("SVG").run()
@@ -301,7 +301,7 @@ def test_page_unit_selection_and_export_format(sd_root: Path, monkeypatch: pytes
     assert {cfg["toImageButtonOptions"]["format"] for _, cfg in figs} == {"svg"}
     assert figs[1][1]["toImageButtonOptions"]["filename"] == "sd-run-units-r3d-motion-layer3"
 
-    at.toggle(key="sd_share").set_value(True).run()
+    at.segmented_control(key="sd_share").set_value(True).run()
     hist = charts(at)[0][0]
     heights = np.sum([values(t["y"]) for t in hist["data"] if t["xaxis"] == "x"], axis=0)
     assert heights == pytest.approx([100.0] * 4)
@@ -327,7 +327,7 @@ def test_page_view_from_the_url(sd_root: Path, monkeypatch: pytest.MonkeyPatch) 
     assert at.query_params["models"] == "c2d-appearance,r3d-motion"
     assert at.selectbox(key="sd_layer_model").value == "c2d-appearance"
     assert at.selectbox(key="sd_layer-c2d-appearance").value == "layer1"
-    assert at.number_input(key="sd_unit-5").value == 4
+    assert at.selectbox(key="sd_unit-5").value == 4
     _, arrays = fake_layers()
     assert {m.label: m.value for m in at.metric}["s_static"] == f"{arrays['s_static_5'][4]:.3f}"
     at.selectbox(key="sd_layer-c2d-appearance").set_value("stem").run()
@@ -464,7 +464,7 @@ def test_page_threshold_from_summary_or_layers(tmp_path: Path, monkeypatch: pyte
     assert not at.exception and not at.error
     assert f"λ = {shown:g}" in texts(at)
     _, arrays = fake_layers()
-    sel = at.number_input(key="sd_unit-3").value  # r3d-motion · layer3, the default layer
+    sel = at.selectbox(key="sd_unit-3").value  # r3d-motion · layer3, the default layer
     expected = vsd.classify_units(arrays["s_static_3"][sel:sel + 1], arrays["s_dynamic_3"][sel:sel + 1], shown)[0]
     assert {m.label: m.value for m in at.metric}["category"] == expected
 

@@ -196,7 +196,7 @@ def test_failure_debugger_page_renders_a_run(runs: dict[str, Any], monkeypatch: 
 def test_failure_debugger_upload_mode_without_an_upload(runs: dict[str, Any],
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     at = open_page(runs["out"], "pages/vcc_debug.py", monkeypatch)
-    at.radio(key="vccd_source").set_value("Upload an image").run()
+    at.segmented_control(key="vccd_source").set_value("Upload an image").run()
     assert not at.exception
     assert "one place the dashboard computes" in texts(at)
     assert at.selectbox(key="vccd_true").options == ["red (0)", "green (1)"]

@@ -108,10 +108,18 @@ def test_page_renders_a_vtcd_run(root: Path, monkeypatch: pytest.MonkeyPatch) ->
     assert not at.exception
     assert [s.value for s in at.subheader][-1] == "Validation" and len(at.get("plotly_chart")) == 4
     assert f"{concept['layer']} · head {concept['head']} · concept {concept['concept']}" in html[0]
-    # all heads, filtered by layer
+    # all heads, filtered by layer: the filters live in a popover whose widgets exist only while it is open
+    assert not [r for r in at.radio if r.key == "vt_scope"]
+    at.session_state["vt_filters"] = True
+    at.run()
     at.radio(key="vt_scope").set_value("all heads").run()
     at.multiselect(key="vt_layers").set_value(["blocks.1"]).run()
     assert set(at.dataframe[0].value["layer"]) == {"blocks.1"}
+    at.session_state["vt_filters"] = False  # closed: the choice stays, and the popover's label says it
+    at.run()
+    assert not at.exception and not [r for r in at.radio if r.key == "vt_scope"]
+    assert set(at.dataframe[0].value["layer"]) == {"blocks.1"}
+    assert "concepts of all heads of 1 of 2 layers, by importance" in texts(at)  # the table's caption says so
 
 
 def test_ground_truth_outline_in_the_players(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -173,7 +181,7 @@ def test_draw_outline_marks_only_the_border_of_the_mask() -> None:
 
 def test_one_video_several_concepts(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     at = open_page(root, monkeypatch, "vtcd/a")
-    at.radio(key="vt_mode").set_value("video").run()
+    at.segmented_control(key="vt_mode").set_value("video").run()
     at.selectbox(key="vt_video").set_value(1).run()
     assert not at.exception
     doc = json.loads((root / "vtcd" / "a" / "concepts.json").read_text())
@@ -182,7 +190,7 @@ def test_one_video_several_concepts(root: Path, monkeypatch: pytest.MonkeyPatch)
                and any(r["video"] == 1 for r in c["videos"])]
     html = players(at)[0]
     assert tile_count(html) == 1 + len(present) and "appearance-test-001 (the clip)" in html
-    at.radio(key="vt_vscope").set_value("top").run()
+    at.segmented_control(key="vt_vscope").set_value("top").run()
     assert tile_count(players(at)[0]) > 1
 
 

@@ -1,5 +1,6 @@
-"""Inline SVG figures (built by :mod:`core.svg_figures`) in the page, clickable where the figure marks
-elements with ``data-pick``; and the sidebar switch to plotly's interactive versions.
+"""Inline SVG figures (built by :mod:`core.svg_figures`) and other escaped markup (galleries) in the page,
+clickable where the markup marks elements with ``data-pick``; and the sidebar switch to plotly's interactive
+versions.
 
 One ``st.components.v2`` component (inline JS, no build step, no network): it puts the SVG into the page
 and reports a click on a ``data-pick`` element as the ``pick`` event. A new tab pays no chart library
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Any
 
 import plotly.graph_objects as go
@@ -30,6 +31,17 @@ export default function(component) {
     box.querySelectorAll('[data-pick]').forEach((el) => {
         el.onclick = () => setTriggerValue('pick', el.getAttribute('data-pick'));
     });
+    // a gallery's tile without a pick: a click enlarges it over the page, a second click or Escape closes it
+    box.querySelectorAll('[data-zoom]').forEach((el) => {
+        el.onclick = () => el.classList.toggle('cl-zoomed');
+    });
+    if (!window.__clZoomKeys) {
+        window.__clZoomKeys = true;
+        document.addEventListener('keydown', (e) => {
+            if (e.key !== 'Escape') return;
+            document.querySelectorAll('.cl-zoomed').forEach((z) => z.classList.remove('cl-zoomed'));
+        });
+    }
 }
 """
 _CSS = """
@@ -85,15 +97,28 @@ def _converted(spec: str, width: int, _fig: go.Figure) -> str:
     return svg_plotly.to_svg(_fig, width=width)
 
 
-def chart(fig: go.Figure, *, key: str, config: dict[str, Any] | None = None, width: int = svg_plotly.WIDTH,
-          **plotly: Any) -> None:
+@st.cache_data(max_entries=128, show_spinner=False)
+def _built_and_converted(spec: str, width: int, _build: Callable[[], go.Figure]) -> str:
+    return svg_plotly.to_svg(_build(), width=width)
+
+
+def chart(fig: go.Figure | Callable[[], go.Figure], *, key: str, config: dict[str, Any] | None = None,
+          width: int = svg_plotly.WIDTH, spec: Hashable | None = None, **plotly: Any) -> None:
     """A figure without clicks: in light mode the plotly figure drawn as SVG on the server
-    (:func:`core.svg_plotly.to_svg`, cached by the figure's content), else ``st.plotly_chart``. ``width``:
-    the SVG's width in px (about its column's, so that its text is drawn at its size)."""
+    (:func:`core.svg_plotly.to_svg`), else ``st.plotly_chart``. ``fig``: the figure, or a function that builds
+    it; ``spec``: a hashable naming everything the figure shows (e.g. the run's path and key and the choices
+    drawn): the light SVG is then cached under it and the figure built only when it is not (without ``spec``
+    it is cached by the figure's content, which costs a JSON dump each run). ``width``: the SVG's width in px
+    (about its column's, so that its text is drawn at its size)."""
+    build = fig if callable(fig) else (lambda: fig)
     if light():
-        spec = hashlib.sha256(fig.to_json().encode()).hexdigest()
-        svg_chart(_converted(spec, width, fig), key=f"{key}-svg")
+        if spec is not None:
+            svg = _built_and_converted(repr(spec), width, build)
+        else:
+            built = build()
+            svg = _converted(hashlib.sha256(built.to_json().encode()).hexdigest(), width, built)
+        svg_chart(svg, key=f"{key}-svg")
     else:
-        st.plotly_chart(fig, key=key, config=config, **plotly)
+        st.plotly_chart(build(), key=key, config=config, **plotly)
     name = ((config or {}).get("toImageButtonOptions") or {}).get("filename") or key
     export_buttons(fig, name, key=f"{key}-export")

@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from core.viz import md_text
 from pages.components.svg_chart import light
 
 MAX_ROWS = 30
@@ -29,16 +30,19 @@ def _formatter(config: Any) -> Any:
 
 
 def table(data: Any, *, column_config: Mapping[str, Any] | None = None, column_order: Sequence[str] | None = None,
-          **dataframe: Any) -> None:
+          caption: str | None = None, **dataframe: Any) -> None:
     """``data`` (a DataFrame or a list of row dicts) as a plain table when light and short, else
     ``st.dataframe(data, column_config=..., column_order=..., **dataframe)``. Column labels and number formats
-    of ``column_config`` apply to both."""
+    of ``column_config`` apply to both. ``caption``: a line of plain text (escaped) above the table (inside it
+    when light: still one element)."""
     df = data if isinstance(data, pd.DataFrame) else pd.DataFrame(list(data))
     if not light() or len(df) > MAX_ROWS:
+        if caption:
+            st.caption(md_text(caption))
         dataframe.setdefault("hide_index", True)
         st.dataframe(df, column_config=column_config, column_order=column_order, **dataframe)
         return
-    st.html(html_table(df, column_config=column_config, column_order=column_order))
+    st.html(html_table(df, column_config=column_config, column_order=column_order, caption=caption))
 
 
 _STYLE = """<style>
@@ -48,6 +52,7 @@ _STYLE = """<style>
 .cl-table th { opacity: 0.7; font-weight: 400; }
 .cl-table .num { text-align: right; font-variant-numeric: tabular-nums; }
 .cl-table .short { white-space: nowrap; }
+.cl-table caption { caption-side: top; text-align: left; font-size: 0.875rem; opacity: 0.75; padding: 0 0 0.25rem 0; }
 </style>"""
 
 
@@ -66,7 +71,7 @@ def _cell(value: Any, fmt: Any) -> str:
 
 
 def html_table(df: pd.DataFrame, *, column_config: Mapping[str, Any] | None = None,
-               column_order: Sequence[str] | None = None) -> str:
+               column_order: Sequence[str] | None = None, caption: str | None = None) -> str:
     """``df`` as one escaped HTML table (``st.html``: one element, no per-cell markdown to parse in the
     browser), with the labels and number formats of ``column_config`` and the columns of ``column_order``."""
     config = dict(column_config or {})
@@ -83,4 +88,5 @@ def html_table(df: pd.DataFrame, *, column_config: Mapping[str, Any] | None = No
     head = "".join(f"<th{a}>{html.escape(str(labels.get(c, c)))}</th>" for c, a in zip(columns, attrs, strict=True))
     body = "".join("<tr>" + "".join(f"<td{a}>{html.escape(v)}</td>" for v, a in zip(r, attrs, strict=True)) + "</tr>"
                    for r in cells)
-    return f"{_STYLE}<table class='cl-table'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    title = f"<caption>{html.escape(caption)}</caption>" if caption else ""
+    return f"{_STYLE}<table class='cl-table'>{title}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"

@@ -13,6 +13,7 @@ from core import svg_figures, ui_cache, viz
 from core import viz_vcc as vv
 from pages.components import tables
 from pages.components.figure_export import export_buttons
+from pages.components.metrics import Metric, metric_row
 from pages.components.svg_chart import light, svg_chart
 
 
@@ -85,11 +86,9 @@ def _panel(graph: Mapping[str, Any], node_id: str, exemplars: Callable[[Mapping[
     layers = graph["layers"]
     st.markdown(f"#### {vv.md_text(vv.node_text(node))}")
     inc, out = vv.edges_table(graph, node_id, "in"), vv.edges_table(graph, node_id, "out")
-    a, b, c, d = st.columns(4)
-    a.metric("layer", vv.md_text(node["layer"]))
-    b.metric("segments" if not vv.is_class(node) else "images", node["size"])
-    c.metric("significant edges in", int(inc["significant"].sum()) if len(inc) else 0)
-    d.metric("significant edges out", int(out["significant"].sum()) if len(out) else 0)
+    metric_row([Metric("layer", node["layer"]), Metric("segments" if not vv.is_class(node) else "images", node["size"]),
+                Metric("significant edges in", int(inc["significant"].sum()) if len(inc) else 0),
+                Metric("significant edges out", int(out["significant"].sum()) if len(out) else 0)])
     if vv.is_class(node):
         st.caption("The class node: its incoming edges are plain TCAV scores of the last layer's concepts for the "
                    "class logit over the class images.")

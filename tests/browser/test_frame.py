@@ -62,8 +62,8 @@ def test_the_url_restores_and_follows_the_view(page, app_url):
 
     goto(page, app_url, f"static_dynamic?run={url['run']}&model=r3d-motion&layer=layer2&unit=3")
     assert exceptions_on_page(page) == []
-    number = page.locator('[data-testid="stNumberInput"] input').first
-    assert number.input_value() == "3"
+    unit_box = page.locator('[data-testid="stSelectbox"]').filter(has=page.get_by_text("Unit", exact=True))
+    assert unit_box.locator("input").first.input_value().startswith("3 · ")
     layer_box = page.locator('[data-testid="stSelectbox"]').filter(has=page.get_by_text("Layer", exact=True))
     assert "layer2" in selected(layer_box)
     assert query(page)["layer"] == "layer2" and query(page)["model"] == "r3d-motion"

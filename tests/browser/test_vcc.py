@@ -21,7 +21,9 @@ def node_heading(page) -> str:
 
 
 def panel_images(page) -> list[str]:
-    return page.eval_on_selector_all('[data-testid="stImage"] img', "els => els.map(e => e.src)")
+    """The concept panel's pictures (a gallery in light mode, Streamlit images in interactive mode)."""
+    return page.eval_on_selector_all('[class*="st-key-node_panel"] [data-testid="stImage"] img, '
+                                     '[class*="st-key-node_panel"] .cl-gallery img', "els => els.map(e => e.src)")
 
 
 def click_svg_node(page, node_id: str) -> None:
@@ -74,7 +76,7 @@ def test_clicking_a_connectome_node_opens_that_concept(page, app_url, mode):
     (click_node if mode == "interactive" else click_svg_node)(page, target["id"])
     after = node_heading(page)
     assert after != before and after.startswith(f"{target['layer']} · concept 1 ({target['size']} segments)")
-    assert panel_images(page) != images  # the clicked concept's exemplars
+    assert images and panel_images(page) != images  # the clicked concept's exemplars
     assert page.evaluate("() => new URLSearchParams(location.search).get('node')") == target["id"]
     assert page.console_errors == [] and exceptions_on_page(page) == []
 

@@ -69,30 +69,42 @@ def test_players_stay_in_sync_and_keep_their_place_across_reruns(page, app_url):
     frame.select_option("#speed", "2")
 
     # a rerun from another widget that leaves the player as it is
-    page.get_by_text("number of concepts").click()
+    page.locator('[class*="st-key-vt_color"]').get_by_text("concepts", exact=True).click()
     settle(page)
     frame = player(page)
     after = state(frame)
     assert (after["frame"], after["playing"], after["speed"]) == (target, False, "2")
     assert_in_sync(after)
 
-    # a rerun that rebuilds the player (another layout): same frame, still paused, same speed
-    cols = page.locator('.st-key-vt_pc_cols input[type="range"]')
-    cols.focus()
-    page.keyboard.press("ArrowLeft")
+    # tiles per row and tile width change in the player itself (no rerun), in sync, and stay for rebuilt players
+    frame.select_option("#cols", "2")
+    frame.select_option("#width", "240")
+    laid = frame.evaluate("""() => { const g = document.querySelector('.grid'), f = document.querySelector('.frame');
+        return {cols: g.style.getPropertyValue('--cols'), w: f.getBoundingClientRect().width,
+                tops: new Set([...document.querySelectorAll('.tile')].map(t => t.offsetTop)).size}; }""")
+    assert laid["cols"] == "2" and round(laid["w"]) == 240
+    assert laid["tops"] == -(-len(after["tiles"]) // 2)  # two tiles a row
+    assert state(frame)["frame"] == target and not state(frame)["playing"]
+    assert_in_sync(state(frame))
+
+    # a rerun that rebuilds the player (another number of videos): same frame, still paused, same speed and layout
+    videos = page.locator('[class*="st-key-vt_nvid"]')
+    count = len(after["tiles"])
+    videos.get_by_text(str(count - 1), exact=True).click()
     settle(page)
     page.wait_for_timeout(500)
     frame = player(page)
     rebuilt = state(frame)
-    assert rebuilt["cfg"] != after["cfg"] or len(rebuilt["tiles"]) == len(after["tiles"])
+    assert len(rebuilt["tiles"]) == len(after["tiles"]) - 1  # rebuilt with one video fewer
     assert (rebuilt["frame"], rebuilt["playing"], rebuilt["speed"]) == (target, False, "2")
+    assert frame.evaluate("() => [document.getElementById('cols').value, document.getElementById('width').value]") \
+        == ["2", "240"]
     assert_in_sync(rebuilt)
 
     # playing, a rebuilt player plays on from where it was rather than from frame 1
     frame.click("#play")
     page.wait_for_timeout(300)
-    cols.focus()
-    page.keyboard.press("ArrowRight")  # rebuild again
+    videos.get_by_text(str(count), exact=True).click()  # rebuild again
     settle(page)
     page.wait_for_timeout(500)
     resumed = state(player(page))
