@@ -151,7 +151,7 @@ def test_page_url_on_a_fresh_server(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert at.title[0].value == "Predictions"
     from core.viz import md_text
 
-    label = [p.proto.popover.label for p in at.sidebar.get("popover")][0]  # the root's text box is in it
+    label = next(p.proto.popover.label for p in at.sidebar.get("popover"))  # the root's text box is in it
     assert label == "Artifact root: " + md_text("/".join(tmp_path.resolve().parts[-2:]))
     assert at.session_state["run_path"] == str(tmp_path.resolve() / "predictions" / "run-ok")
     assert len(at.get("image")) >= 3
