@@ -49,5 +49,7 @@ def test_export_popover_draws_its_controls_when_opened(page, app_url):
     assert page.get_by_role("button", name="Download SVG").count() == 0
     page.get_by_role("button", name="Export figure").first.click()
     page.get_by_role("button", name="Download SVG").wait_for(timeout=30_000)
-    assert page.get_by_text("Colour-blind-safe colours (Okabe-Ito)").is_visible()
+    palette = page.get_by_text("Colour-blind-safe colours (Okabe-Ito)")
+    palette.wait_for(timeout=30_000)  # its toggle's script may load after the button's (no other toggle on the page)
+    assert palette.is_visible()
     assert exceptions_on_page(page) == []
