@@ -62,12 +62,12 @@ st.caption(
 
 def tile(im: dict[str, Any]) -> Tile:
     """A grid tile of image record ``im``: its thumbnail and top-1; a click inspects it (outlined once it is)."""
-    selected = st.session_state.get(SELECTED) == im["id"]
     try:
-        return Tile(ui_cache.thumbnail(run["path"], im["file"], run["key"]), viz.tile_caption(im), im["id"],
-                    selected=selected)
+        picture, problem = ui_cache.thumbnail(run["path"], im["file"], run["key"]), None
     except RunError as e:
-        return Tile(None, viz.tile_caption(im), im["id"], problem=str(e), selected=selected)
+        picture, problem = None, str(e)
+    return Tile(picture, viz.tile_caption(im), im["id"], problem=problem,
+                selected=st.session_state.get(SELECTED) == im["id"])
 
 
 def select(image_id: str) -> None:

@@ -8,7 +8,6 @@ import hashlib
 import html
 import io
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -69,12 +68,6 @@ def run_thumbs(path: str, key: str, graph_file: str) -> dict[str, str]:
     return vv.thumbs_for(graph, lambda f: read_file({"path": path, "key": key}, f))
 
 
-@st.cache_data(max_entries=256, show_spinner=False)
-def exemplar_bytes(path: str, name: str, key: str) -> bytes:
-    """An exemplar picture the VCC job wrote, hash-checked (a RunError when it fails the check)."""
-    return Path(ui_cache.run_file(path, name, key)).read_bytes()
-
-
 def exemplar_tiles(source: dict[str, Any]) -> Any:
     """Draws a node's exemplar files (small pictures the VCC job wrote) read from the run ``source``."""
 
@@ -88,7 +81,7 @@ def exemplar_tiles(source: dict[str, Any]) -> Any:
         tiles = []
         for f in files:
             try:
-                tiles.append(Tile(exemplar_bytes(source["path"], f, source["key"]), name=f))
+                tiles.append(Tile(read_file(source, f), name=f))
             except RunError as e:
                 tiles.append(Tile(None, problem=str(e)))
         gallery(tiles, key=f"vccd_exemplars-{source['key']}-{node['id']}", columns=8)

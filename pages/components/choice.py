@@ -16,11 +16,10 @@ import streamlit as st
 
 
 def choice(label: str, options: Sequence[Any], *, key: str, default: Any = None,
-           format_func: Callable[[Any], str] = str, help: str | None = None, container: Any = None,
-           on_change: Callable[[], None] | None = None) -> Any:
+           format_func: Callable[[Any], str] = str, help: str | None = None, container: Any = None) -> Any:
     """The chosen option of ``options`` (``default``, else the first, until one is clicked), kept in
-    ``st.session_state[key]``; ``container``: where to draw it (default: the current one); ``on_change``: called
-    after a click that changed it. Labels from ``format_func`` are markdown: escape text from a run."""
+    ``st.session_state[key]``; ``container``: where to draw it (default: the current one). Labels from
+    ``format_func`` are markdown: escape text from a run."""
     options = list(options)
     state = st.session_state
     kept = f"_choice_kept-{key}"
@@ -30,8 +29,6 @@ def choice(label: str, options: Sequence[Any], *, key: str, default: Any = None,
     def changed() -> None:
         if state.get(key) is None:  # the chosen option clicked again: keep it
             state[key] = state.get(kept)
-        elif on_change is not None:
-            on_change()
 
     value = (container or st).segmented_control(label, options, key=key, format_func=format_func, help=help,
                                                 on_change=changed)

@@ -13,11 +13,11 @@ import html
 import io
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import streamlit as st
 
+from core.viz import md_text
 from core.viz_vcc import data_uri
 from core.viz_vtcd import image_uri
 from pages.components.svg_chart import light, svg_chart
@@ -98,32 +98,26 @@ def gallery_html(tiles: Sequence[Tile], columns: int, pickable: bool) -> str:
 
 
 def gallery(tiles: Sequence[Tile], *, key: str, columns: int = 4,
-            on_pick: Callable[[str], None] | None = None, button: str = "Inspect") -> None:
+            on_pick: Callable[[str], None] | None = None) -> None:
     """``tiles`` in a grid of ``columns``. Light mode: one element (a click on a tile calls ``on_pick(pick)``, or
-    enlarges it when there is no ``on_pick``). Interactive mode: ``st.image`` and a caption per tile, and a
-    ``button`` per tile that calls ``on_pick`` (keys ``{key}-{pick}``)."""
+    enlarges it when there is no ``on_pick``). Interactive mode: ``st.image`` and a caption per tile, and an
+    "Inspect" button per tile that calls ``on_pick`` (keys ``{key}-{pick}``)."""
     if light():
         svg_chart(gallery_html(tiles, columns, on_pick is not None), key=key, on_pick=on_pick)
         return
     for start in range(0, len(tiles), columns):
         for col, t in zip(st.columns(columns), tiles[start:start + columns], strict=False):
             with col:
-                _native(t, key, on_pick, button)
+                _native(t, key, on_pick)
 
 
-def _native(t: Tile, key: str, on_pick: Callable[[str], None] | None, button: str) -> None:
+def _native(t: Tile, key: str, on_pick: Callable[[str], None] | None) -> None:
     if t.image is None:
         st.warning(t.problem or "no image")
     else:
         st.image(t.image, width="stretch")
     if t.caption:
-        st.caption("  \n".join(_md(line) for line in str(t.caption).split("\n")))
+        st.caption("  \n".join(md_text(line) for line in str(t.caption).split("\n")))
     if on_pick is not None and t.pick is not None:
-        st.button(button, key=f"{key}-{t.pick}", on_click=on_pick, args=(t.pick,), type="tertiary",
+        st.button("Inspect", key=f"{key}-{t.pick}", on_click=on_pick, args=(t.pick,), type="tertiary",
                   icon=":material/search:")
-
-
-def _md(text: Any) -> str:
-    from core.viz import md_text
-
-    return md_text(text)
