@@ -239,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", type=Path, default=REPO / "assets" / "demo", help="artifact root to serve")
     parser.add_argument("--pages", nargs="+", default=PAGES, choices=PAGES, help="pages to time")
     parser.add_argument("--screenshots", type=Path, help="save a full-page PNG per page here")
-    parser.add_argument("--repeats", type=int, default=3,
+    parser.add_argument("--repeats", type=int, default=5,
                         help="warm visits per page, each after one of the trivial page (the table gives medians)")
     parser.add_argument("--charts", choices=["light", "interactive"], default="light",
                         help="the dashboard's chart mode (light: SVG figures, the default; interactive: plotly)")

@@ -555,7 +555,8 @@ def top_concepts_figure(concepts: Sequence[Mapping[str, Any]], n: int = 20, leve
                                                         "%{customdata[1]:+.4f}]" if has_ci else "")
         + "<extra></extra>"))
     fig.add_vline(x=0.0, line={"color": "#999", "width": 1})
-    level_text = f"{level:.0%} bootstrap interval over the masks" if has_ci and level else "no interval in this run"
+    # short enough for the page's 400 px column (the light SVG does not wrap); the caption below says which bootstrap
+    level_text = f"{level:.0%} interval" if has_ci and level else "no interval"
     fig.update_yaxes(autorange="reversed", title=None, tickfont={"size": 11})
     fig.update_xaxes(title=f"CRIS importance ({level_text})")
     fig.update_layout(height=max(260, 80 + 22 * len(ranked)), margin={"l": 10, "r": 10, "t": 40, "b": 10},
