@@ -874,30 +874,37 @@ class RunEntry:
     manifest: dict[str, Any] | None = None
 
 
+def _run_folders(root: Path) -> Iterator[tuple[str, Path]]:
+    """``(kind, folder)`` for each folder ``<root>/<kind>/<name>`` (kinds starting with "." skipped; kinds and
+    names in order): where :func:`list_runs` looks for runs and what :func:`runs_signature` fingerprints, so that
+    the two never disagree. An unreadable folder raises :class:`OSError`."""
+    with os.scandir(root) as entries:
+        kinds = sorted(e.name for e in entries if e.is_dir() and not e.name.startswith("."))
+    for kind in kinds:
+        with os.scandir(root / kind) as entries:
+            names = sorted(e.name for e in entries if e.is_dir())
+        for name in names:
+            yield kind, root / kind / name
+
+
 def runs_signature(root: str | Path, slot_s: float = 5.0) -> tuple:
     """A cheap fingerprint of the runs under ``root`` (stats only, no file read): each run folder with its
     manifest's size and modification time, so that :func:`list_runs` can be cached until a run is added,
     removed or rewritten. While a partial run is listed, the current ``slot_s``-second time slot is part of it
-    too (its writer can die without touching the manifest, and the listing then says ``killed``)."""
-    root = Path(root)
+    too (its writer can die without touching the manifest, and the listing then says ``killed``). ``()`` when
+    the folders cannot be read (no root: :func:`list_runs` lists nothing; an unreadable kind: it raises)."""
     parts: list[tuple[str, str, int, int]] = []
     partial = False
     try:
-        kinds = sorted((e for e in os.scandir(root) if e.is_dir() and not e.name.startswith(".")), key=lambda e: e.name)
-    except OSError:
-        return ()
-    for kind in kinds:
-        try:
-            runs = sorted((e for e in os.scandir(kind.path) if e.is_dir()), key=lambda e: e.name)
-        except OSError:
-            continue
-        for run in runs:
+        for kind, folder in _run_folders(Path(root)):
             try:
-                st = os.stat(os.path.join(run.path, MANIFEST))
+                st = os.stat(folder / MANIFEST)
             except OSError:
                 continue
-            partial = partial or run.name.startswith(PARTIAL_PREFIX)
-            parts.append((kind.name, run.name, st.st_size, st.st_mtime_ns))
+            partial = partial or folder.name.startswith(PARTIAL_PREFIX)
+            parts.append((kind, folder.name, st.st_size, st.st_mtime_ns))
+    except OSError:
+        return ()
     return (tuple(parts), int(time.time() // slot_s) if partial else None)
 
 
@@ -912,32 +919,31 @@ def list_runs(root: str | Path) -> list[RunEntry]:
     entries: list[RunEntry] = []
     if not root.is_dir():
         return entries
-    for kind_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        for run_dir in sorted(p for p in kind_dir.iterdir() if p.is_dir()):
-            if not (run_dir / MANIFEST).is_file():
-                continue
-            if run_dir.name.startswith(PARTIAL_PREFIX):
-                m = _read_json_or_none(run_dir / MANIFEST)
-                m = m if isinstance(m, dict) else {}
-                status = m.get("status", "unknown")
-                status = status if status in STATUSES else "unknown"
-                if status == "running" and _writer_gone(m):
-                    status = "killed"
-                error = m.get("error")
-                entries.append(RunEntry(run_dir, kind_dir.name, partial=True, partial_status=status,
-                                        error=None if error is None else str(error)[:500],
-                                        manifest=m))
-                continue
-            if run_dir.name.startswith("."):
-                continue
-            try:
-                run = open_run(run_dir)
-                if run.kind != kind_dir.name:  # pages pick runs by folder and read files by the manifest's kind
-                    raise RunError(f"run {run_dir}: its manifest says kind {run.kind!r}, but it lies in the "
-                                   f"{kind_dir.name!r} folder")
-                entries.append(RunEntry(run_dir, kind_dir.name, run=run, manifest=run.manifest))
-            except RunError as e:
-                entries.append(RunEntry(run_dir, kind_dir.name, error=str(e)))
+    for kind, run_dir in _run_folders(root):
+        if not (run_dir / MANIFEST).is_file():
+            continue
+        if run_dir.name.startswith(PARTIAL_PREFIX):
+            m = _read_json_or_none(run_dir / MANIFEST)
+            m = m if isinstance(m, dict) else {}
+            status = m.get("status", "unknown")
+            status = status if status in STATUSES else "unknown"
+            if status == "running" and _writer_gone(m):
+                status = "killed"
+            error = m.get("error")
+            entries.append(RunEntry(run_dir, kind, partial=True, partial_status=status,
+                                    error=None if error is None else str(error)[:500],
+                                    manifest=m))
+            continue
+        if run_dir.name.startswith("."):
+            continue
+        try:
+            run = open_run(run_dir)
+            if run.kind != kind:  # pages pick runs by folder and read files by the manifest's kind
+                raise RunError(f"run {run_dir}: its manifest says kind {run.kind!r}, but it lies in the "
+                               f"{kind!r} folder")
+            entries.append(RunEntry(run_dir, kind, run=run, manifest=run.manifest))
+        except RunError as e:
+            entries.append(RunEntry(run_dir, kind, error=str(e)))
 
     def created(e: RunEntry) -> str:
         return str((e.manifest or {}).get("created", ""))
